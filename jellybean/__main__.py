@@ -1,0 +1,3 @@
+from jellybean.cli.main import app
+
+app(prog_name="jellybean")

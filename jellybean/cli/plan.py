@@ -1,0 +1,111 @@
+"""`jellybean plan` and `jellybean explain`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from jellybean.cli.main import app
+from jellybean.errors import JellyBeanError
+from jellybean.planner.strategies import STRATEGIES
+
+console = Console()
+err_console = Console(stderr=True)
+
+BACKENDS = ("SCIP", "HIGHS", "CBC")
+
+
+def _solving(label: str, time_limit: float | None, quiet: bool):
+    """A progress bar over the time limit (a spinner without one), on stderr."""
+    progress = Progress(
+        SpinnerColumn(), TextColumn(label), BarColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=quiet or not err_console.is_terminal,
+    )
+    task = progress.add_task(label, total=time_limit)
+    stop = threading.Event()
+
+    def tick() -> None:
+        start = time.monotonic()
+        while not stop.wait(0.1):
+            progress.update(task, completed=min(time.monotonic() - start, time_limit or 0))
+
+    class _Ctx:
+        def __enter__(self):
+            progress.start()
+            threading.Thread(target=tick, daemon=True).start()
+            return self
+
+        def __exit__(self, *exc):
+            stop.set()
+            progress.stop()
+            return False
+
+    return _Ctx()
+
+
+@app.command()
+def plan(
+    workflow: Annotated[Optional[Path], typer.Option("-w", "--workflow", help="Workflow YAML.")] = None,
+    zoo: Annotated[Optional[Path], typer.Option("-z", "--zoo", help="Model-zoo manifest YAML.")] = None,
+    infrastructure: Annotated[Optional[Path], typer.Option("-i", "--infrastructure", help="Infrastructure YAML.")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the plan here (YAML).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")] = False,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", min=0.01, help="Seconds; reports the gap when hit.")] = None,
+    strategy: Annotated[str, typer.Option("--strategy", help="optimal | greedy | all-cloud | all-edge")] = "optimal",
+    jellybean_inputs: Annotated[Optional[Path], typer.Option("--jellybean-inputs", help="The reference prototype's optimizer input directory.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="OR-Tools MIP backend: SCIP | HIGHS | CBC")] = "SCIP",
+) -> None:
+    """Choose variants, worker counts and routes at the least $/h that meets the SLOs."""
+    from jellybean.planner.strategies import make_plan
+    from jellybean.planner.render import plan_json, render_summary, write_plan
+
+    if strategy not in STRATEGIES:
+        raise JellyBeanError(f"--strategy: unknown strategy '{strategy}'; use one of: {', '.join(STRATEGIES)}")
+    if backend.upper() not in BACKENDS:
+        raise JellyBeanError(f"--backend: unknown backend '{backend}'; use one of: {', '.join(BACKENDS)}")
+    if jellybean_inputs is not None:
+        if any(x is not None for x in (workflow, zoo, infrastructure)):
+            raise JellyBeanError("--jellybean-inputs: give either a prototype input directory or -w/-z/-i, not both")
+        from jellybean.planner.jellybean_format import jellybean_json, load_jellybean_inputs
+
+        problem = load_jellybean_inputs(jellybean_inputs)
+        inputs = {"jellybean_inputs": str(jellybean_inputs)}
+    else:
+        missing = [flag for flag, v in (("-w/--workflow", workflow), ("-z/--zoo", zoo), ("-i/--infrastructure", infrastructure)) if v is None]
+        if missing:
+            raise JellyBeanError(f"missing {', '.join(missing)}; give a workflow, a model zoo and an infrastructure "
+                                 "(or --jellybean-inputs DIR)")
+        from jellybean.planner.build import build_problem, load_inputs
+
+        loaded = load_inputs(workflow, zoo, infrastructure)
+        problem = build_problem(loaded)
+        inputs = loaded.paths
+
+    with _solving(f"solving ({strategy})", time_limit, quiet=as_json):
+        result = make_plan(problem, strategy, time_limit=time_limit, backend=backend.upper(), inputs=inputs)
+    if output is not None:
+        write_plan(result, output)
+    if as_json:
+        if jellybean_inputs is not None:
+            typer.echo(json.dumps(jellybean_json(result, problem), indent=2))
+        else:
+            typer.echo(plan_json(result))
+        return
+    render_summary(result, console)
+    if output is not None:
+        console.print(f"plan written to {output}", highlight=False)
+
+
+@app.command()
+def explain(plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A plan YAML written by `jellybean plan -o`.")]) -> None:
+    """Show a plan per tier: workers, variants, load against capacity, $/h, links, binding constraints."""
+    from jellybean.planner.render import read_plan, render_explain
+
+    render_explain(read_plan(plan_file), console)

@@ -1,0 +1,375 @@
+"""Stage 2: the mixed-integer model of a Problem, written the way OR-Tools' samples are.
+
+Decisions: one variant per operator, integer worker counts per (pool, operator, variant), the load
+each pool serves, and continuous flows of every workflow edge over the links. Objective: compute
+$/h of the workers used plus network $/h of the bytes that cross links.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ortools.linear_solver import pywraplp
+
+from jellybean.errors import InfeasibleError
+from jellybean.planner.problem import KB_PER_S_TO_GB_PER_H, Edge, Link, Problem
+
+
+@dataclass(frozen=True)
+class Restriction:
+    """Narrows the decisions; the baselines are the optimal model under a restriction."""
+
+    locations: frozenset[str] | None = None  # operators may run only here
+    variants: tuple[tuple[str, str], ...] | None = None  # fixed (operator, variant)
+    counts: tuple[tuple[str, str, int], ...] | None = None  # fixed (pool, operator, workers)
+
+    def allows(self, location: str) -> bool:
+        return self.locations is None or location in self.locations
+
+
+SLACK_FAMILIES = ("capacity", "bandwidth", "accuracy", "latency")
+
+
+@dataclass(frozen=True)
+class Elastic:
+    """Penalised slack for diagnosing infeasibility, for the constraint families named."""
+
+    families: frozenset[str] = frozenset()
+    penalty: float = 1e4
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.families)
+
+    def relaxes(self, family: str) -> bool:
+        return family in self.families
+
+
+@dataclass
+class Variables:
+    z: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (op, variant)
+    n: dict[tuple[str, str, str], pywraplp.Variable] = field(default_factory=dict)  # (pool, op, variant)
+    x: dict[tuple[str, str, str], pywraplp.Variable] = field(default_factory=dict)  # load items/s
+    flow: dict[tuple[str, tuple[str, str], int], pywraplp.Variable] = field(default_factory=dict)
+    size_class: dict[tuple[str, int], pywraplp.LinearExpr | pywraplp.Variable] = field(default_factory=dict)
+    merge_in: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (edge, location)
+    table_row: dict[tuple[int, tuple[str, ...]], pywraplp.Variable] = field(default_factory=dict)
+    # latency bound only
+    hosts: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (pool, op)
+    runs: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (op, location)
+    uses: dict[tuple[str, tuple[str, str]], pywraplp.Variable] = field(default_factory=dict)
+    ready: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (op, location) ms
+    arrive: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (edge, location) ms
+    # elastic slack
+    slack: dict[tuple[str, ...], pywraplp.Variable] = field(default_factory=dict)
+
+
+class PlanningModel:
+    """Builds the model in the constructor; ``solver`` and ``v`` are read by the solve stage."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        restriction: Restriction = Restriction(),
+        elastic: Elastic = Elastic(),
+        backend: str = "SCIP",
+    ):
+        self.problem = problem
+        self.restriction = restriction
+        self.elastic = elastic
+        self.backend = backend
+        solver = pywraplp.Solver.CreateSolver(backend)
+        if solver is None:
+            raise InfeasibleError(f"OR-Tools solver backend '{backend}' is not available in this build")
+        self.solver = solver
+        self.v = Variables()
+        self.slack_weight: dict[tuple[str, ...], float] = {}
+        self.compute_cost = 0.0
+        self.network_cost = 0.0
+        self._data()
+        self._variables()
+        self._constraints()
+        self._objective()
+
+    # -- data ----------------------------------------------------------------------------------
+    def _data(self) -> None:
+        p = self.problem
+        self.pool_by_name = {pool.name: pool for pool in p.pools}
+        self.op_by_name = {op.name: op for op in p.operators}
+        self.pools_at: dict[str, list] = defaultdict(list)
+        for pool in p.pools:
+            self.pools_at[pool.location].append(pool)
+        # Arcs items may take: the links, plus staying put when items go straight to their consumer.
+        self.arcs: dict[tuple[str, str], Link | None] = {(l.src, l.dst): l for l in p.links}
+        if not p.transit:
+            for loc in p.locations:
+                self.arcs[(loc.name, loc.name)] = None
+        self.arcs_out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        self.arcs_in: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for arc in self.arcs:
+            self.arcs_out[arc[0]].append(arc)
+            self.arcs_in[arc[1]].append(arc)
+        # Size classes per edge: variant pairs grouped by KB per item, so that flows are split only
+        # where the variant choice changes the bytes on the wire.
+        self.classes: dict[str, list[tuple[float, list[tuple[str, str]]]]] = {}
+        for e in p.edges:
+            by_size: dict[float, list[tuple[str, str]]] = defaultdict(list)
+            for a in p.variants_of(e.src):
+                for b in p.variants_of(e.dst):
+                    by_size[e.size(a, b)].append((a, b))
+            self.classes[e.name] = sorted(by_size.items())
+        self.stream_rate: dict[tuple[str, str], float] = defaultdict(float)
+        for s in p.streams:
+            self.stream_rate[(s.source, s.location)] += s.rate
+
+    # -- variables -----------------------------------------------------------------------------
+    def _variables(self) -> None:
+        s, p, v = self.solver, self.problem, self.v
+        fixed_variants = dict(self.restriction.variants or ())
+        for op in p.operators:
+            for var in op.variants:
+                ub = 1 if fixed_variants.get(op.name, var) == var else 0
+                v.z[op.name, var] = s.IntVar(0, ub, f"z[{op.name},{var}]")
+
+        fixed_counts = {(pl, op): c for pl, op, c in self.restriction.counts or ()}
+        default_hi = 0 if self.restriction.counts is not None else None
+        for pool in p.pools:
+            if not self.restriction.allows(pool.location):
+                continue
+            for op in p.operators:
+                for var in op.variants:
+                    cap = p.capability(op.name, var, pool.hardware)
+                    # Device memory: a worker hosts one variant, so one that does not fit is not placed.
+                    if cap is None or cap.memory_mb > pool.memory_mb:
+                        continue
+                    hi = fixed_counts.get((pool.name, op.name), pool.count if default_hi is None else default_hi)
+                    key = (pool.name, op.name, var)
+                    v.n[key] = s.IntVar(0, hi, f"n[{pool.name},{op.name},{var}]")
+                    v.x[key] = s.NumVar(0, op.rate, f"x[{pool.name},{op.name},{var}]")
+
+        for e in p.edges:
+            for k in range(len(self.classes[e.name])):
+                for arc in self.arcs:
+                    v.flow[e.name, arc, k] = s.NumVar(0, e.rate, f"f[{e.name},{arc[0]}>{arc[1]},{k}]")
+            op = p.operator(e.dst)
+            if op.join == "merge":
+                for loc in p.locations:
+                    v.merge_in[e.name, loc.name] = s.NumVar(0, e.rate, f"in[{e.name},{loc.name}]")
+
+    # -- helpers -------------------------------------------------------------------------------
+    def load_at(self, op: str, location: str):
+        """Items/s of ``op`` served at ``location`` (a linear expression)."""
+        return sum(
+            (self.v.x[pool.name, op, var] for pool in self.pools_at[location] for var in self.op_by_name[op].variants
+             if (pool.name, op, var) in self.v.x),
+            start=0.0,
+        )
+
+    def produced(self, e: Edge, location: str):
+        """Items/s of edge ``e`` that appear at ``location``: emitted by streams or by ``e.src``'s workers."""
+        p = self.problem
+        if e.src in p.source_names:
+            return self.stream_rate[(e.src, location)] * e.rate / p.rate(e.src)
+        return self.load_at(e.src, location) * (e.rate / p.rate(e.src))
+
+    def consumed(self, e: Edge, location: str):
+        p = self.problem
+        op = p.operator(e.dst)
+        if op.join == "merge":
+            return self.v.merge_in[e.name, location]
+        return self.load_at(e.dst, location) * (e.rate / op.rate)
+
+    def arc_flow(self, e: Edge, arc: tuple[str, str]):
+        return sum((self.v.flow[e.name, arc, k] for k in range(len(self.classes[e.name]))), start=0.0)
+
+    def arc_kb(self, arc: tuple[str, str]):
+        return sum(
+            (size * self.v.flow[e.name, arc, k]
+             for e in self.problem.edges for k, (size, _) in enumerate(self.classes[e.name])),
+            start=0.0,
+        )
+
+    def _slack(self, *key: str, scale: float = 1.0):
+        """A violation of ``scale`` units costs one penalty: violations compare as fractions."""
+        var = self.solver.NumVar(0, math.inf, "slack[" + ",".join(key) + "]")
+        self.v.slack[key] = var
+        self.slack_weight[key] = 1.0 / max(scale, 1e-9)
+        return var
+
+    # -- constraints ---------------------------------------------------------------------------
+    def _constraints(self) -> None:
+        s, p, v = self.solver, self.problem, self.v
+
+        # Exactly one variant per operator, workflow-wide.
+        for op in p.operators:
+            s.Add(sum(v.z[op.name, var] for var in op.variants) == 1, f"one_variant[{op.name}]")
+
+        # Workers run the chosen variant only, at most one operator each, within what a pool has.
+        for (pool_name, op, var), n in v.n.items():
+            s.Add(n <= self.pool_by_name[pool_name].count * v.z[op, var], f"variant_link[{pool_name},{op},{var}]")
+        for pool in p.pools:
+            used = [n for (pl, _, _), n in v.n.items() if pl == pool.name]
+            if used:
+                s.Add(sum(used) <= pool.count, f"pool_count[{pool.name}]")
+        # Fixed worker counts (a baseline's placement): only loads and routes are left to choose.
+        for pool_name, op, count in self.restriction.counts or ():
+            s.Add(sum((v.n[k] for k in v.n if k[0] == pool_name and k[1] == op), start=0) == count,
+                  f"fixed_count[{pool_name},{op}]")
+
+        # Capacity: a pool serves at most its workers' profiled throughput.
+        for key, x in v.x.items():
+            pool_name, op, var = key
+            cap = p.capability(op, var, self.pool_by_name[pool_name].hardware).capacity
+            extra = (self._slack("capacity", pool_name, op, var, scale=self.op_by_name[op].rate)
+                     if self.elastic.relaxes("capacity") else 0.0)
+            s.Add(x <= cap * v.n[key] + extra, f"capacity[{pool_name},{op},{var}]")
+
+        # Throughput: every item is processed by every operator downstream of its source.
+        for op in p.operators:
+            s.Add(sum(self.load_at(op.name, loc.name) for loc in p.locations) == op.rate, f"serve_all[{op.name}]")
+            if op.join == "merge":
+                for loc in p.locations:
+                    s.Add(sum(v.merge_in[e.name, loc.name] for e in p.inputs(op.name)) == self.load_at(op.name, loc.name),
+                          f"merge[{op.name},{loc.name}]")
+
+        # Routing: per edge, what appears at a location leaves it or is consumed there.
+        for e in p.edges:
+            for loc in p.locations:
+                outflow = sum((self.arc_flow(e, a) for a in self.arcs_out[loc.name]), start=0.0)
+                inflow = sum((self.arc_flow(e, a) for a in self.arcs_in[loc.name]), start=0.0)
+                if p.transit:
+                    s.Add(self.produced(e, loc.name) + inflow == self.consumed(e, loc.name) + outflow,
+                          f"conserve[{e.name},{loc.name}]")
+                else:
+                    # Straight from producer to consumer: the staying arc is in both sums.
+                    s.Add(outflow == self.produced(e, loc.name), f"send[{e.name},{loc.name}]")
+                    s.Add(inflow == self.consumed(e, loc.name), f"receive[{e.name},{loc.name}]")
+
+        # Message sizes: flow travels in the size class of the chosen (src variant, dst variant).
+        for e in p.edges:
+            classes = self.classes[e.name]
+            if len(classes) == 1:
+                continue
+            pair = {}
+            for _, members in classes:
+                for a, b in members:
+                    pair[a, b] = s.NumVar(0, 1, f"pair[{e.name},{a},{b}]")
+            for a in p.variants_of(e.src):
+                za = v.z[e.src, a] if (e.src, a) in v.z else 1.0
+                s.Add(sum(pair[a, b] for b in p.variants_of(e.dst)) == za, f"pair_src[{e.name},{a}]")
+            for b in p.variants_of(e.dst):
+                s.Add(sum(pair[a, b] for a in p.variants_of(e.src)) == v.z[e.dst, b], f"pair_dst[{e.name},{b}]")
+            for k, (_, members) in enumerate(classes):
+                chosen = sum(pair[a, b] for a, b in members)
+                v.size_class[e.name, k] = chosen
+                for arc in self.arcs:
+                    s.Add(v.flow[e.name, arc, k] <= e.rate * chosen, f"size_class[{e.name},{arc},{k}]")
+
+        # Link bandwidth.
+        for arc, link in self.arcs.items():
+            if link is None or link.bandwidth_kbps is None:
+                continue
+            extra = (self._slack("bandwidth", link.src, link.dst, scale=link.bandwidth_kbps)
+                     if self.elastic.relaxes("bandwidth") else 0.0)
+            s.Add(self.arc_kb(arc) <= link.bandwidth_kbps + extra, f"bandwidth[{link.name}]")
+
+        self._accuracy()
+        if p.latency_bound_ms is not None:
+            self._latency(p.latency_bound_ms)
+
+    def _accuracy(self) -> None:
+        """End-to-end accuracy ≥ target: product of table values and factors, linear in logs."""
+        s, p, v = self.solver, self.problem, self.v
+        acc = p.accuracy
+        # Table rows: a row is chosen exactly when its variants are; missing combinations are barred.
+        for t_index, table in enumerate(acc.tables):
+            rows = dict(table.rows)
+            if acc.target is not None and not acc.factors and len(acc.tables) == 1:
+                rows = rows if self.elastic.relaxes("accuracy") else {k: a for k, a in rows.items() if a >= acc.target}
+            for key in rows:
+                v.table_row[t_index, key] = s.NumVar(0, 1, f"row[{t_index},{'|'.join(key)}]")
+            s.Add(sum(v.table_row[t_index, k] for k in rows) == 1, f"one_row[{t_index}]")
+            for j, op in enumerate(table.operators):
+                for var in p.operator(op).variants:
+                    s.Add(sum(v.table_row[t_index, k] for k in rows if k[j] == var) == v.z[op, var],
+                          f"row_link[{t_index},{op},{var}]")
+        if acc.target is None or not acc.defined:
+            return
+        simple = not acc.factors and len(acc.tables) == 1 and not self.elastic.relaxes("accuracy")
+        if simple:
+            return  # rows below the target were excluded above
+        terms = [math.log(a) * v.table_row[t_index, key]
+                 for t_index, table in enumerate(acc.tables) for key, a in table.rows.items()]
+        terms += [math.log(f) * v.z[op, var] for (op, var), f in acc.factors.items() if (op, var) in v.z]
+        extra = self._slack("accuracy", scale=0.01) if self.elastic.relaxes("accuracy") else 0.0
+        s.Add(sum(terms) + extra >= math.log(acc.target), "accuracy")
+
+    def _latency(self, bound: float) -> None:
+        """Compute + link latency along every used route ≤ bound (longest path with big-M)."""
+        s, p, v = self.solver, self.problem, self.v
+        max_compute = max((c.latency_ms for c in p.capabilities.values()), default=0.0)
+        max_link = max((self._hop_ms(e, l) for e in p.edges for l in p.links), default=0.0)
+        big_m = bound + max_compute + max_link
+        horizon = bound + (big_m if self.elastic.relaxes("latency") else 0.0)
+        extra = self._slack("latency", scale=bound) if self.elastic.relaxes("latency") else 0.0
+        for op in p.operators:
+            for loc in p.locations:
+                v.runs[op.name, loc.name] = s.IntVar(0, 1, f"runs[{op.name},{loc.name}]")
+                v.ready[op.name, loc.name] = s.NumVar(0, horizon, f"ready[{op.name},{loc.name}]")
+                s.Add(self.load_at(op.name, loc.name) <= op.rate * v.runs[op.name, loc.name],
+                      f"runs_def[{op.name},{loc.name}]")
+                s.Add(v.ready[op.name, loc.name] <= bound + extra, f"latency[{op.name},{loc.name}]")
+            for pool in p.pools:
+                keys = [k for k in v.n if k[0] == pool.name and k[1] == op.name]
+                if keys:
+                    v.hosts[pool.name, op.name] = s.IntVar(0, 1, f"hosts[{pool.name},{op.name}]")
+                    s.Add(sum(v.n[k] for k in keys) <= pool.count * v.hosts[pool.name, op.name],
+                          f"hosts_def[{pool.name},{op.name}]")
+        for e in p.edges:
+            for loc in p.locations:
+                v.arrive[e.name, loc.name] = s.NumVar(0, horizon, f"arrive[{e.name},{loc.name}]")
+                if e.src not in p.source_names:
+                    s.Add(v.arrive[e.name, loc.name] >= v.ready[e.src, loc.name] - big_m * (1 - v.runs[e.src, loc.name]),
+                          f"emit[{e.name},{loc.name}]")
+                # An operator's output is ready after the slowest worker hosting it there.
+                for pool in self.pools_at[loc.name]:
+                    if (pool.name, e.dst) not in v.hosts:
+                        continue
+                    compute = sum(
+                        p.capability(e.dst, var, pool.hardware).latency_ms * v.z[e.dst, var]
+                        for var in p.operator(e.dst).variants if (pool.name, e.dst, var) in v.n
+                    )
+                    s.Add(v.ready[e.dst, loc.name] >= v.arrive[e.name, loc.name] + compute
+                          - big_m * (1 - v.hosts[pool.name, e.dst]), f"compute[{e.name},{pool.name}]")
+            for arc, link in self.arcs.items():
+                if link is None:
+                    continue
+                use = s.IntVar(0, 1, f"uses[{e.name},{link.name}]")
+                v.uses[e.name, arc] = use
+                s.Add(self.arc_flow(e, arc) <= e.rate * use, f"uses_def[{e.name},{link.name}]")
+                s.Add(v.arrive[e.name, link.dst] >= v.arrive[e.name, link.src] + self._hop_ms(e, link)
+                      - big_m * (1 - use), f"hop[{e.name},{link.name}]")
+
+    @staticmethod
+    def _hop_ms(e: Edge, link: Link) -> float:
+        """Propagation plus the time to put one item on the wire."""
+        sizes = [e.item_kb, *e.sizes.values()]
+        transmit = 1000.0 * max(sizes) / link.bandwidth_kbps if link.bandwidth_kbps else 0.0
+        return link.latency_ms + transmit
+
+    # -- objective -----------------------------------------------------------------------------
+    def _objective(self) -> None:
+        p, v = self.problem, self.v
+        self.compute_cost = sum((self.pool_by_name[pl].price * n for (pl, _, _), n in v.n.items()), start=0.0)
+        network = []
+        for arc, link in self.arcs.items():
+            if link is not None and link.cost_per_gb > 0:
+                network.append(self.arc_kb(arc) * (KB_PER_S_TO_GB_PER_H * link.cost_per_gb))
+        self.network_cost = sum(network, start=0.0)
+        objective = self.compute_cost + self.network_cost
+        if self.elastic.enabled:
+            violation = sum(self.slack_weight[k] * var for k, var in v.slack.items())
+            objective = violation * self.elastic.penalty + objective
+        self.solver.Minimize(objective)

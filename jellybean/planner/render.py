@@ -1,0 +1,128 @@
+"""Stage 5: show a plan to people (rich tables) and write it for machines (YAML, JSON)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from jellybean.spec.base import load_model
+from jellybean.spec.plan import Plan
+
+
+def plan_to_dict(plan: Plan) -> dict:
+    return plan.model_dump(mode="json", by_alias=True)
+
+
+def write_plan(plan: Plan, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(plan_to_dict(plan), sort_keys=False, width=120), encoding="utf-8")
+    tmp.replace(path)  # never leave a half-written plan behind
+
+
+def read_plan(path: Path) -> Plan:
+    return load_model(Plan, path)
+
+
+def plan_json(plan: Plan) -> str:
+    return json.dumps(plan_to_dict(plan), indent=2)
+
+
+def _bar(fraction: float | None, width: int = 12) -> Text:
+    if fraction is None:
+        return Text("unlimited", style="dim")
+    filled = min(width, round(fraction * width))
+    style = "red" if fraction >= 0.999 else "yellow" if fraction >= 0.8 else "green"
+    return Text("█" * filled + "░" * (width - filled), style=style) + Text(f" {fraction:5.0%}")
+
+
+def _fmt_gap(gap: float | None) -> str:
+    return "n/a" if gap is None else f"{gap:.2%}"
+
+
+def headline(plan: Plan) -> Text:
+    s = plan.solver
+    status_style = {"OPTIMAL": "bold green", "FEASIBLE": "bold yellow"}.get(s.status, "bold cyan")
+    text = Text()
+    text.append(f"{plan.name}", style="bold")
+    text.append(f"  strategy {plan.strategy}  ")
+    text.append(s.status, style=status_style)
+    text.append(f"  gap {_fmt_gap(s.gap)}  {s.seconds:.2f} s ({s.backend})\n")
+    c = plan.cost
+    text.append(f"cost {c.total:.4f} $/h", style="bold")
+    text.append(f" = compute {c.compute:.4f} + network {c.network:.4f}\n")
+    pr = plan.predicted
+    if pr.accuracy is not None:
+        target = f" (target {pr.accuracy_target:g})" if pr.accuracy_target is not None else ""
+        text.append(f"accuracy {pr.accuracy:.4g}{target}   ")
+    if pr.latency_ms is not None:
+        bound = f" (bound {pr.latency_bound_ms:g} ms)" if pr.latency_bound_ms is not None else ""
+        text.append(f"latency {pr.latency_ms:.1f} ms{bound}   ")
+    text.append("variants " + ", ".join(f"{o}={v}" for o, v in plan.variants.items()))
+    return text
+
+
+def tier_table(plan: Plan) -> Table:
+    table = Table(title="Workers per tier", show_lines=False, title_justify="left")
+    for col, just in (("tier", "left"), ("location", "left"), ("hardware", "left"), ("operator", "left"),
+                      ("variant", "left"), ("workers", "right"), ("load items/s", "right"), ("use", "left"),
+                      ("$/h", "right")):
+        table.add_column(col, justify=just)
+    ordered = sorted(plan.workers, key=lambda w: (plan.tiers.get(w.location, 0), w.location, w.operator))
+    per_tier: dict[str, float] = defaultdict(float)
+    for w in ordered:
+        per_tier[w.tier] += w.cost_per_hour
+        table.add_row(w.tier, w.location, w.hardware, w.operator, w.variant, str(w.count),
+                      f"{w.load:.1f}/{w.capacity:.1f}", _bar(w.utilisation), f"{w.cost_per_hour:.3f}")
+    for tier, cost in per_tier.items():
+        table.add_row(Text(tier, style="bold"), "", "", "", "", "", "", Text("tier total", style="dim"),
+                      Text(f"{cost:.3f}", style="bold"), end_section=False)
+    return table
+
+
+def link_table(plan: Plan) -> Table:
+    table = Table(title="Links", title_justify="left")
+    for col, just in (("link", "left"), ("Mbps", "right"), ("bandwidth", "right"), ("use", "left"),
+                      ("latency ms", "right"), ("$/GB", "right"), ("$/h", "right")):
+        table.add_column(col, justify=just)
+    for l in sorted(plan.links, key=lambda l: -l.kb_per_s):
+        table.add_row(f"{l.from_} → {l.to}", f"{l.mbps:.2f}",
+                      f"{l.bandwidth_mbps:.0f}" if l.bandwidth_mbps else "∞", _bar(l.utilisation),
+                      f"{l.latency_ms:g}", f"{l.cost_per_gb:g}", f"{l.cost_per_hour:.4f}")
+    return table
+
+
+def render_summary(plan: Plan, console: Console) -> None:
+    console.print(Panel(headline(plan), expand=False))
+    console.print(tier_table(plan))
+
+
+def render_explain(plan: Plan, console: Console) -> None:
+    console.print(Panel(headline(plan), expand=False))
+    console.print(tier_table(plan))
+    if plan.links:
+        console.print(link_table(plan))
+    flows = Table(title="Traffic per workflow edge", title_justify="left")
+    for col in ("edge", "stays local items/s", "crosses links items/s", "KB/s over links"):
+        flows.add_column(col, justify="left" if col == "edge" else "right")
+    per_edge: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for r in plan.routes:
+        row = per_edge[r.edge]
+        if r.from_ == r.to:
+            row[0] += r.items_per_s
+        else:
+            row[1] += r.items_per_s
+            row[2] += r.kb_per_s
+    for edge, (local, crossing, kb) in per_edge.items():
+        flows.add_row(edge, f"{local:.1f}", f"{crossing:.1f}", f"{kb:.1f}")
+    if per_edge:
+        console.print(flows)
+    binding = plan.binding or ("none: every constraint has slack",)
+    console.print(Panel(Group(*(Text(f"• {b}") for b in binding)), title="Binding constraints", expand=False))

@@ -1,0 +1,147 @@
+"""Stage 3: solve the model, handling every solver status, and read the values back."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ortools.linear_solver import pywraplp
+
+from jellybean.errors import SolverError
+from jellybean.planner.model import Elastic, PlanningModel, Restriction
+from jellybean.planner.problem import Problem
+
+EPS = 1e-7
+RELATIVE_GAP = 1e-7  # prove optimality to the cent on plans of hundreds of $/h
+
+
+@dataclass(frozen=True)
+class Solution:
+    """Values of a solved model, detached from the solver."""
+
+    status: str  # OPTIMAL | FEASIBLE
+    objective: float
+    best_bound: float | None
+    seconds: float
+    backend: str
+    variants: dict[str, str]
+    workers: dict[tuple[str, str, str], int]  # (pool, op, variant) -> workers
+    loads: dict[tuple[str, str, str], float]  # (pool, op, variant) -> items/s
+    flows: dict[tuple[str, tuple[str, str]], float]  # (edge, (from, to)) -> items/s
+    kb: dict[tuple[str, tuple[str, str]], float]  # (edge, (from, to)) -> KB/s
+    slack: dict[tuple[str, ...], float]
+    consumed: dict[tuple[str, str], float]  # (edge, location) -> items/s taken in there
+
+    @property
+    def gap(self) -> float | None:
+        if self.status == "OPTIMAL":
+            return 0.0 if self.best_bound is None else max(0.0, _gap(self.objective, self.best_bound))
+        if self.best_bound is None:
+            return None
+        return _gap(self.objective, self.best_bound)
+
+
+def _gap(objective: float, bound: float) -> float:
+    return abs(objective - bound) / max(abs(objective), 1e-9)
+
+
+class _Status:
+    NAMES = {
+        pywraplp.Solver.OPTIMAL: "OPTIMAL",
+        pywraplp.Solver.FEASIBLE: "FEASIBLE",
+        pywraplp.Solver.INFEASIBLE: "INFEASIBLE",
+        pywraplp.Solver.UNBOUNDED: "UNBOUNDED",
+        pywraplp.Solver.ABNORMAL: "ABNORMAL",
+        pywraplp.Solver.MODEL_INVALID: "MODEL_INVALID",
+        pywraplp.Solver.NOT_SOLVED: "NOT_SOLVED",
+    }
+
+
+def run(model: PlanningModel, time_limit: float | None = None) -> tuple[str, Solution | None]:
+    """Solve ``model``; returns the status name and, where there is one, the solution."""
+    solver = model.solver
+    if time_limit is not None:
+        solver.SetTimeLimit(int(max(time_limit, 0.01) * 1000))
+    params = pywraplp.MPSolverParameters()
+    params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, RELATIVE_GAP)
+    status = solver.Solve(params)
+    name = _Status.NAMES.get(status, str(status))
+    if name not in ("OPTIMAL", "FEASIBLE"):
+        return name, None
+    v = model.v
+    variants = {op: var for (op, var), z in v.z.items() if z.solution_value() > 0.5}
+    workers = {k: round(n.solution_value()) for k, n in v.n.items() if n.solution_value() > 0.5}
+    loads = {k: x.solution_value() for k, x in v.x.items() if x.solution_value() > EPS}
+    flows: dict[tuple[str, tuple[str, str]], float] = {}
+    kb: dict[tuple[str, tuple[str, str]], float] = {}
+    for (edge, arc, k), f in v.flow.items():
+        value = f.solution_value()
+        if value > EPS:
+            size = model.classes[edge][k][0]
+            flows[edge, arc] = flows.get((edge, arc), 0.0) + value
+            kb[edge, arc] = kb.get((edge, arc), 0.0) + value * size
+    consumed: dict[tuple[str, str], float] = {}
+    for e in model.problem.edges:
+        for loc in model.problem.locations:
+            value = _value(model.consumed(e, loc.name))
+            if value > EPS:
+                consumed[e.name, loc.name] = value
+    try:
+        bound = solver.Objective().BestBound()
+        bound = bound if math.isfinite(bound) else None
+    except Exception:  # LP-only backends have no bound; the objective is then exact
+        bound = None
+    return name, Solution(
+        status=name,
+        objective=solver.Objective().Value(),
+        best_bound=bound,
+        seconds=solver.wall_time() / 1000.0,
+        backend=model.backend,
+        variants=variants,
+        workers=workers,
+        loads=loads,
+        flows=flows,
+        kb=kb,
+        slack={k: s.solution_value() for k, s in v.slack.items() if s.solution_value() > 1e-6},
+        consumed=consumed,
+    )
+
+
+def _value(expr) -> float:
+    if isinstance(expr, (int, float)):
+        return float(expr)
+    if isinstance(expr, pywraplp.Variable):
+        return expr.solution_value()
+    return expr.solution_value()
+
+
+def solve(
+    problem: Problem,
+    restriction: Restriction = Restriction(),
+    time_limit: float | None = None,
+    backend: str = "SCIP",
+) -> Solution:
+    """Build and solve; infeasible problems are explained, a time limit without a plan is an error."""
+    model = PlanningModel(problem, restriction, backend=backend)
+    status, solution = run(model, time_limit)
+    if solution is not None:
+        return solution
+    if status == "INFEASIBLE":
+        from jellybean.planner.diagnose import explain_infeasible
+
+        raise explain_infeasible(problem, restriction, backend=backend)
+    if status == "NOT_SOLVED":
+        raise SolverError(
+            f"the solver found no feasible plan within the time limit of {time_limit:g} s; "
+            "raise --time-limit (or simplify the infrastructure)"
+        )
+    raise SolverError(f"the solver stopped with status {status}; rerun with --debug and report the inputs")
+
+
+def elastic_solve(
+    problem: Problem, restriction: Restriction, families: frozenset[str], backend: str = "SCIP"
+) -> Solution | None:
+    """Solve with the named constraint families made elastic; None if even that is infeasible."""
+    model = PlanningModel(problem, restriction, elastic=Elastic(families=families), backend=backend)
+    _, solution = run(model, time_limit=60)
+    return solution

@@ -1,0 +1,112 @@
+"""The plan the planner writes and the controller deploys (plan.yaml)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from jellybean.spec.base import StrictModel
+
+PLAN_VERSION = 1
+
+
+class SolverInfo(StrictModel):
+    status: str  # OPTIMAL | FEASIBLE | HEURISTIC
+    gap: float | None = Field(None, description="relative optimality gap; 0 when proven optimal")
+    seconds: float = 0.0
+    backend: str = ""
+    best_bound: float | None = None
+
+
+class WorkerGroup(StrictModel):
+    """``count`` workers of one hardware kind at one location running one operator variant."""
+
+    location: str
+    tier: str
+    pool: str
+    hardware: str
+    operator: str
+    variant: str
+    count: int
+    load: float  # items/s
+    capacity: float  # items/s, all ``count`` workers together
+    batch: int = 1
+    latency_ms: float = 0.0
+    price_per_hour: float = 0.0  # per worker
+    members: tuple[str, ...] = ()
+
+    @property
+    def cost_per_hour(self) -> float:
+        return self.count * self.price_per_hour
+
+    @property
+    def utilisation(self) -> float:
+        return self.load / self.capacity if self.capacity > 0 else 0.0
+
+
+class Route(StrictModel):
+    """Items/s of one workflow edge moving from one location to another (or staying: from == to)."""
+
+    edge: str
+    from_: str = Field(alias="from")
+    to: str
+    items_per_s: float
+    kb_per_s: float
+
+
+class LinkUse(StrictModel):
+    from_: str = Field(alias="from")
+    to: str
+    kb_per_s: float
+    bandwidth_mbps: float | None = None
+    latency_ms: float = 0.0
+    cost_per_gb: float = 0.0
+    cost_per_hour: float = 0.0
+
+    @property
+    def mbps(self) -> float:
+        return self.kb_per_s * 8 * 1024 / 1e6
+
+    @property
+    def utilisation(self) -> float | None:
+        return self.mbps / self.bandwidth_mbps if self.bandwidth_mbps else None
+
+
+class StreamRate(StrictModel):
+    source: str
+    location: str
+    rate: float
+    count: int = 1
+
+
+class Costs(StrictModel):
+    compute: float
+    network: float
+    total: float
+
+
+class Prediction(StrictModel):
+    accuracy: float | None = None
+    accuracy_target: float | None = None
+    throughput: dict[str, float] = Field(default_factory=dict, description="items/s processed per operator")
+    latency_ms: float | None = Field(None, description="worst compute + link latency along a used route")
+    latency_bound_ms: float | None = None
+
+
+class Plan(StrictModel):
+    kind: Literal["plan"] = "plan"
+    version: int = PLAN_VERSION
+    name: str
+    strategy: str
+    inputs: dict[str, str] = Field(default_factory=dict)
+    solver: SolverInfo
+    variants: dict[str, str]
+    tiers: dict[str, int] = Field(default_factory=dict, description="location -> tier rank")
+    streams: tuple[StreamRate, ...] = ()
+    workers: tuple[WorkerGroup, ...] = ()
+    routes: tuple[Route, ...] = ()
+    links: tuple[LinkUse, ...] = ()
+    cost: Costs
+    predicted: Prediction
+    binding: tuple[str, ...] = ()

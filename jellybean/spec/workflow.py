@@ -1,0 +1,115 @@
+"""The workflow: stream sources, operators, the edges between them and the service objectives."""
+
+from __future__ import annotations
+
+from graphlib import CycleError, TopologicalSorter
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from jellybean.spec.base import StrictModel, spec_error, unknown_name
+
+
+class Source(StrictModel):
+    """A kind of stream (e.g. a traffic camera); the infrastructure says how many sit where."""
+
+    name: str = Field(min_length=1)
+    rate: float = Field(gt=0, description="items per second each stream emits (fps for a camera)")
+    item_kb: float = Field(gt=0, description="size of one item in KB (a JPEG frame)")
+    description: str = ""
+
+
+class Batching(StrictModel):
+    max_batch_latency_ms: float = Field(gt=0, description="largest batch whose latency fits is used")
+
+
+class Operator(StrictModel):
+    name: str = Field(min_length=1)
+    inputs: tuple[str, ...] = Field(min_length=1, description="sources or operators feeding this one")
+    join: Literal["zip", "merge"] = Field(
+        "zip",
+        description="zip: one output per matched set of inputs (rate = least input rate); "
+        "merge: every input item is processed (rate = sum of input rates)",
+    )
+    batching: Batching | None = None
+    description: str = ""
+
+
+class Edge(StrictModel):
+    """Properties of the stream between two nodes; edges without an entry have ratio 1."""
+
+    from_: str = Field(alias="from")
+    to: str
+    ratio: float = Field(1.0, gt=0, description="items on this edge per item of `from` (e.g. crops per frame)")
+    item_kb: float | None = Field(None, gt=0, description="KB per item on this edge")
+
+
+class Slo(StrictModel):
+    accuracy: float | None = Field(None, description="end-to-end accuracy the plan must reach")
+    latency_ms: float | None = Field(None, gt=0, description="bound on compute + link latency along any route")
+
+
+class Workflow(StrictModel):
+    kind: Literal["workflow"]
+    name: str = Field(min_length=1)
+    description: str = ""
+    sources: tuple[Source, ...] = Field(min_length=1)
+    operators: tuple[Operator, ...] = Field(min_length=1)
+    edges: tuple[Edge, ...] = ()
+    slo: Slo = Slo()
+
+    @model_validator(mode="after")
+    def _graph(self) -> "Workflow":
+        names: dict[str, str] = {}
+        for i, s in enumerate(self.sources):
+            if s.name in names:
+                raise spec_error(f"sources[{i}].name", f"'{s.name}' is defined twice; give each a unique name")
+            names[s.name] = "source"
+        for i, o in enumerate(self.operators):
+            if o.name in names:
+                raise spec_error(
+                    f"operators[{i}].name", f"'{o.name}' is already a {names[o.name]}; give each a unique name"
+                )
+            names[o.name] = "operator"
+        for i, o in enumerate(self.operators):
+            for j, inp in enumerate(o.inputs):
+                if inp not in names:
+                    raise spec_error(f"operators[{i}].inputs[{j}]", unknown_name("input", inp, list(names)))
+                if inp == o.name:
+                    raise spec_error(f"operators[{i}].inputs[{j}]", "an operator cannot feed itself; remove it")
+        declared = {(inp, o.name) for o in self.operators for inp in o.inputs}
+        seen: set[tuple[str, str]] = set()
+        for i, e in enumerate(self.edges):
+            if (e.from_, e.to) not in declared:
+                raise spec_error(
+                    f"edges[{i}]",
+                    f"no operator lists '{e.from_}' as an input of '{e.to}'; "
+                    "add it to that operator's inputs or correct the names",
+                )
+            if (e.from_, e.to) in seen:
+                raise spec_error(f"edges[{i}]", f"edge {e.from_} -> {e.to} is described twice; keep one")
+            seen.add((e.from_, e.to))
+        try:
+            list(TopologicalSorter({o.name: set(o.inputs) for o in self.operators}).static_order())
+        except CycleError as exc:
+            cycle = " -> ".join(exc.args[1])
+            raise spec_error("operators", f"the workflow has a cycle ({cycle}); remove one of its inputs") from None
+        return self
+
+    # -- derived views -------------------------------------------------------------------------
+    def topological_operators(self) -> list[Operator]:
+        by_name = {o.name: o for o in self.operators}
+        order = TopologicalSorter({o.name: set(o.inputs) for o in self.operators}).static_order()
+        return [by_name[n] for n in order if n in by_name]
+
+    def edge(self, src: str, dst: str) -> Edge:
+        for e in self.edges:
+            if e.from_ == src and e.to == dst:
+                return e
+        return Edge.model_validate({"from": src, "to": dst})
+
+    def source(self, name: str) -> Source | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+    def operator(self, name: str) -> Operator | None:
+        return next((o for o in self.operators if o.name == name), None)

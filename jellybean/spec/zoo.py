@@ -1,0 +1,130 @@
+"""The model-zoo manifest: the variants of every operator, their accuracy and per-hardware profiles."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from jellybean.spec.base import StrictModel, spec_error, unknown_name
+
+
+class Profile(StrictModel):
+    """What one variant does on one kind of hardware, as measured by `jellybean zoo profile`."""
+
+    latency_ms: float = Field(gt=0, description="batch-1 latency (p50)")
+    p90_ms: float | None = Field(None, gt=0)
+    p99_ms: float | None = Field(None, gt=0)
+    throughput: dict[int, float] = Field(
+        default_factory=dict, description="items/s at each batch size measured"
+    )
+    peak_memory_mb: float | None = Field(None, gt=0)
+    execution_provider: str | None = None
+    measured_at: str | None = None
+
+    @field_validator("throughput")
+    @classmethod
+    def _positive(cls, value: dict[int, float]) -> dict[int, float]:
+        for batch, rate in value.items():
+            if batch < 1:
+                raise spec_error(f"{batch}", "batch sizes start at 1; remove this entry")
+            if rate <= 0:
+                raise spec_error(f"{batch}", f"throughput must be > 0 items/s (got {rate}); measure it again")
+        return value
+
+
+class Variant(StrictModel):
+    name: str = Field(min_length=1)
+    model: str | None = Field(None, description="ONNX file relative to the manifest; none for built-in operators")
+    accuracy: float | None = Field(
+        None, gt=0, description="per-variant factor; factors of all operators compose by product"
+    )
+    memory_mb: float = Field(0.0, ge=0, description="memory the loaded variant needs on a worker")
+    output_kb: float | None = Field(None, gt=0, description="KB per output item, overrides the workflow edge")
+    precision: str | None = None
+    profiles: dict[str, Profile] = Field(default_factory=dict, description="per hardware name")
+    metrics: dict[str, float] = Field(default_factory=dict, description="evaluator results, for reference")
+    sha256: str | None = None
+    description: str = ""
+
+
+class ZooOperator(StrictModel):
+    name: str = Field(min_length=1)
+    task: str = Field("generic", description="evaluator task: detection, reid, classification, tracking, ...")
+    variants: tuple[Variant, ...] = Field(min_length=1)
+
+    @field_validator("variants")
+    @classmethod
+    def _unique(cls, items: tuple[Variant, ...]) -> tuple[Variant, ...]:
+        seen: set[str] = set()
+        for i, v in enumerate(items):
+            if v.name in seen:
+                raise spec_error(f"[{i}].name", f"variant '{v.name}' is listed twice; give each a unique name")
+            seen.add(v.name)
+        return items
+
+    def variant(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+
+class AccuracyRow(StrictModel):
+    variants: tuple[str, ...] = Field(min_length=1)
+    accuracy: float
+
+
+class AccuracyTable(StrictModel):
+    """Measured end-to-end accuracy for combinations of variants of ``operators``.
+
+    Combinations missing from the table are not allowed in a plan."""
+
+    operators: tuple[str, ...] = Field(min_length=1)
+    rows: tuple[AccuracyRow, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _shape(self) -> "AccuracyTable":
+        if len(set(self.operators)) != len(self.operators):
+            raise spec_error("operators", "an operator is listed twice; list each once")
+        seen: set[tuple[str, ...]] = set()
+        for i, row in enumerate(self.rows):
+            if len(row.variants) != len(self.operators):
+                raise spec_error(
+                    f"rows[{i}].variants",
+                    f"has {len(row.variants)} entries but the table covers {len(self.operators)} operators "
+                    f"({', '.join(self.operators)}); give one variant per operator",
+                )
+            if row.variants in seen:
+                raise spec_error(f"rows[{i}].variants", "this combination is listed twice; keep one")
+            seen.add(row.variants)
+        return self
+
+
+class Zoo(StrictModel):
+    kind: Literal["model-zoo"]
+    name: str = Field(min_length=1)
+    description: str = ""
+    operators: tuple[ZooOperator, ...] = Field(min_length=1)
+    accuracy_table: AccuracyTable | None = None
+
+    @model_validator(mode="after")
+    def _refs(self) -> "Zoo":
+        names = [o.name for o in self.operators]
+        for i, o in enumerate(self.operators):
+            if o.name in names[:i]:
+                raise spec_error(f"operators[{i}].name", f"'{o.name}' is listed twice; merge the entries")
+        table = self.accuracy_table
+        if table is not None:
+            by_name = {o.name: o for o in self.operators}
+            for j, op in enumerate(table.operators):
+                if op not in by_name:
+                    raise spec_error(f"accuracy_table.operators[{j}]", unknown_name("operator", op, names))
+            for i, row in enumerate(table.rows):
+                for j, (op, var) in enumerate(zip(table.operators, row.variants)):
+                    known = [v.name for v in by_name[op].variants]
+                    if var not in known:
+                        raise spec_error(
+                            f"accuracy_table.rows[{i}].variants[{j}]", unknown_name(f"variant of {op}", var, known)
+                        )
+        return self
+
+    def operator(self, name: str) -> ZooOperator | None:
+        return next((o for o in self.operators if o.name == name), None)

@@ -1,0 +1,121 @@
+"""The real `jellybean` app: exit codes, one-line errors, the plan and explain round trip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import yaml
+from typer.testing import CliRunner
+
+from conftest import VQA_INPUTS
+from jellybean.cli.main import app
+from jellybean.errors import JellyBeanError
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_validate_good_files_together(specs):
+    p = specs.write()
+    result = run("validate", str(p["workflow"]), str(p["zoo"]), str(p["infrastructure"]), str(p["hardware"]))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("ok") == 4
+
+
+def test_validate_bad_file_exits_2_with_field_and_hint(specs):
+    specs.workflow["operators"][0]["inptus"] = ["camera"]
+    p = specs.write()
+    result = run("validate", str(p["workflow"]))
+    assert result.exit_code == 2
+    assert f"{p['workflow']}: operators[0].inptus: unknown key 'inptus'; did you mean 'inputs'?" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_validate_cross_file_reference(specs):
+    specs.infra["sites"][0]["hardware"] = {"cam-bx": 1}
+    p = specs.write()
+    result = run("validate", str(p["workflow"]), str(p["zoo"]), str(p["infrastructure"]))
+    assert result.exit_code == 2
+    assert "sites[0].hardware.cam-bx: unknown hardware 'cam-bx'; did you mean 'cam-box'?" in result.output
+
+
+def test_validate_unknown_kind(tmp_path):
+    f = tmp_path / "x.yaml"
+    f.write_text("kind: workflw\nname: x\n")
+    result = run("validate", str(f))
+    assert result.exit_code == 2
+    assert "kind: unknown kind 'workflw'; did you mean 'workflow'?" in result.output
+
+
+def test_plan_writes_yaml_and_explain_reads_it(specs, tmp_path):
+    p = specs.write()
+    out = tmp_path / "plan.yaml"
+    result = run("plan", "-w", str(p["workflow"]), "-z", str(p["zoo"]), "-i", str(p["infrastructure"]), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "OPTIMAL" in result.output and "0.1400 $/h" in result.output
+    saved = yaml.safe_load(out.read_text())
+    assert saved["kind"] == "plan" and saved["variants"] == {"detect": "small", "track": "sort"}
+    assert saved["cost"]["total"] == sum(w["count"] * w["price_per_hour"] for w in saved["workers"]) + saved["cost"]["network"]
+    explained = run("explain", str(out))
+    assert explained.exit_code == 0, explained.output
+    for part in ("Workers per tier", "cam-box", "Binding constraints", "detect->track"):
+        assert part in explained.output
+
+
+def test_plan_json_and_strategies(specs):
+    p = specs.write()
+    base = ["plan", "-w", str(p["workflow"]), "-z", str(p["zoo"]), "-i", str(p["infrastructure"]), "--json"]
+    optimal = json.loads(run(*base).output)
+    greedy = json.loads(run(*base, "--strategy", "greedy").output)
+    cloud = json.loads(run(*base, "--strategy", "all-cloud").output)
+    assert optimal["solver"]["status"] == "OPTIMAL" and greedy["solver"]["status"] == "HEURISTIC"
+    assert optimal["cost"]["total"] <= min(greedy["cost"]["total"], cloud["cost"]["total"]) + 1e-9
+    assert {w["tier"] for w in cloud["workers"]} == {"cloud"}
+
+
+def test_infeasible_plan_exits_1_naming_what_to_relax(specs):
+    specs.workflow["slo"]["accuracy"] = 0.95
+    p = specs.write()
+    result = run("plan", "-w", str(p["workflow"]), "-z", str(p["zoo"]), "-i", str(p["infrastructure"]))
+    assert result.exit_code == 1
+    assert "lower slo.accuracy" in result.output and "Traceback" not in result.output
+
+
+def test_usage_errors(specs):
+    p = specs.write()
+    assert "missing -z/--zoo" in run("plan", "-w", str(p["workflow"]), "-i", str(p["infrastructure"])).output
+    bad = run("plan", "-w", str(p["workflow"]), "-z", str(p["zoo"]), "-i", str(p["infrastructure"]), "--strategy", "cheap")
+    assert bad.exit_code == 1 and "unknown strategy 'cheap'" in bad.output
+
+
+def test_debug_lets_the_exception_through(specs):
+    specs.workflow["slo"]["accuracy"] = 0.95
+    p = specs.write()
+    result = run("--debug", "plan", "-w", str(p["workflow"]), "-z", str(p["zoo"]), "-i", str(p["infrastructure"]))
+    assert isinstance(result.exception, JellyBeanError)
+
+
+def test_prototype_inputs_json_meets_the_bar():
+    result = run("plan", "--jellybean-inputs", str(VQA_INPUTS), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert set(out) >= {"compute_cost", "communication_cost", "total_cost", "end_to_end_accuracy",
+                        "model_assignment", "worker_assignment", "solver"}
+    assert out["solver"]["status"] == "OPTIMAL"
+    assert out["total_cost"] <= 7.4851
+    assert out["total_cost"] < 7.5087  # the prototype's own optimizer
+    assert out["end_to_end_accuracy"] >= 56.0
+
+
+def test_console_script_prints_one_line_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: workflow\nname: [unclosed\n")
+    proc = subprocess.run([sys.executable, "-m", "jellybean", "validate", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "invalid YAML" in proc.stderr and "line 2" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout

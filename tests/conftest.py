@@ -1,0 +1,106 @@
+"""Shared fixtures: a small, complete set of specs written to a temporary directory."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VQA_INPUTS = REPO / "examples" / "vqa" / "prototype_inputs"
+
+HARDWARE = {
+    "kind": "hardware",
+    "hardware": [
+        {"name": "cam-box", "tier": "edge", "price_per_hour": 0.02, "memory_mb": 2000},
+        {"name": "hub-cpu", "tier": "hub", "price_per_hour": 0.10, "memory_mb": 8000},
+        {"name": "cloud-gpu", "tier": "cloud", "price_per_hour": 0.50, "memory_mb": 16000},
+    ],
+}
+
+WORKFLOW = {
+    "kind": "workflow",
+    "name": "mini",
+    "sources": [{"name": "camera", "rate": 10, "item_kb": 50}],
+    "operators": [
+        {"name": "detect", "inputs": ["camera"]},
+        {"name": "track", "inputs": ["detect"]},
+    ],
+    "edges": [{"from": "detect", "to": "track", "ratio": 1, "item_kb": 2}],
+    "slo": {"accuracy": 0.6},
+}
+
+ZOO = {
+    "kind": "model-zoo",
+    "name": "mini-zoo",
+    "operators": [
+        {
+            "name": "detect",
+            "variants": [
+                {"name": "small", "accuracy": 0.62, "memory_mb": 500,
+                 "profiles": {"cam-box": {"latency_ms": 50}, "hub-cpu": {"latency_ms": 40},
+                              "cloud-gpu": {"latency_ms": 5}}},
+                {"name": "large", "accuracy": 0.80, "memory_mb": 3000,
+                 "profiles": {"cam-box": {"latency_ms": 200}, "hub-cpu": {"latency_ms": 120},
+                              "cloud-gpu": {"latency_ms": 10}}},
+            ],
+        },
+        {
+            "name": "track",
+            "variants": [{"name": "sort", "accuracy": 1.0,
+                          "profiles": {"cam-box": {"latency_ms": 5}, "hub-cpu": {"latency_ms": 2},
+                                       "cloud-gpu": {"latency_ms": 2}}}],
+        },
+    ],
+}
+
+INFRA = {
+    "kind": "infrastructure",
+    "name": "mini-infra",
+    "hardware_catalog": ["hardware.yaml"],
+    "sites": [
+        {"name": "cam-1", "tier": "edge", "hardware": {"cam-box": 1}, "sources": {"camera": 2}},
+        {"name": "cam-2", "tier": "edge", "hardware": {"cam-box": 1}, "sources": {"camera": 1}},
+        {"name": "hub", "tier": "hub", "hardware": {"hub-cpu": 2}},
+        {"name": "cloud", "tier": "cloud", "hardware": {"cloud-gpu": 8}},
+    ],
+    "links": [
+        {"from": "cam-1", "to": "hub", "bandwidth_mbps": 100, "latency_ms": 2},
+        {"from": "cam-2", "to": "hub", "bandwidth_mbps": 100, "latency_ms": 2},
+        {"from": "hub", "to": "cloud", "bandwidth_mbps": 1000, "latency_ms": 20, "cost_per_gb": 0.09},
+    ],
+}
+
+
+class SpecSet:
+    """Editable copies of the mini specs; `write()` puts them in a directory and returns paths."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.hardware = copy.deepcopy(HARDWARE)
+        self.workflow = copy.deepcopy(WORKFLOW)
+        self.zoo = copy.deepcopy(ZOO)
+        self.infra = copy.deepcopy(INFRA)
+
+    def write(self) -> dict[str, Path]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for name, data in (("hardware", self.hardware), ("workflow", self.workflow), ("zoo", self.zoo),
+                           ("infrastructure", self.infra)):
+            path = self.root / f"{name}.yaml"
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+            paths[name] = path
+        return paths
+
+    def problem(self):
+        from jellybean.planner.build import build_problem, load_inputs
+
+        p = self.write()
+        return build_problem(load_inputs(p["workflow"], p["zoo"], p["infrastructure"]))
+
+
+@pytest.fixture
+def specs(tmp_path: Path) -> SpecSet:
+    return SpecSet(tmp_path / "specs")
