@@ -1,0 +1,1 @@
+"""Planner stages: build the problem, build the model, solve, extract the plan, render."""

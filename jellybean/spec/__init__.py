@@ -1,0 +1,1 @@
+"""Typed models of every YAML file, loaded and validated with path-precise errors."""
