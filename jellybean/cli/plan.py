@@ -17,6 +17,8 @@ from jellybean.errors import JellyBeanError
 from jellybean.planner.strategies import STRATEGIES
 
 console = Console()
+if not console.is_terminal:
+    console = Console(width=max(console.width, 140))  # piped or logged: do not squeeze the tables
 err_console = Console(stderr=True)
 
 BACKENDS = ("SCIP", "HIGHS", "CBC")

@@ -80,6 +80,11 @@ class Workflow(StrictModel):
         declared = {(inp, o.name) for o in self.operators for inp in o.inputs}
         seen: set[tuple[str, str]] = set()
         for i, e in enumerate(self.edges):
+            if e.from_ not in names:
+                raise spec_error(f"edges[{i}].from", unknown_name("source or operator", e.from_, list(names)))
+            if e.to not in names or names[e.to] != "operator":
+                ops = [n for n, k in names.items() if k == "operator"]
+                raise spec_error(f"edges[{i}].to", unknown_name("operator", e.to, ops))
             if (e.from_, e.to) not in declared:
                 raise spec_error(
                     f"edges[{i}]",

@@ -89,7 +89,7 @@ class AccuracyTable(StrictModel):
             if len(row.variants) != len(self.operators):
                 raise spec_error(
                     f"rows[{i}].variants",
-                    f"has {len(row.variants)} entries but the table covers {len(self.operators)} operators "
+                    f"has {len(row.variants)} variant(s) but the table covers {len(self.operators)} operator(s) "
                     f"({', '.join(self.operators)}); give one variant per operator",
                 )
             if row.variants in seen:
