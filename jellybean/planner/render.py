@@ -110,7 +110,7 @@ def render_explain(plan: Plan, console: Console) -> None:
     if plan.links:
         console.print(link_table(plan))
     flows = Table(title="Traffic per workflow edge", title_justify="left")
-    for col in ("edge", "stays local items/s", "crosses links items/s", "KB/s over links"):
+    for col in ("edge", "stays local items/s", "link crossings items/s", "KB/s over links"):
         flows.add_column(col, justify="left" if col == "edge" else "right")
     per_edge: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for r in plan.routes:
