@@ -31,8 +31,8 @@ import json
 import math
 import pickle
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -223,10 +223,13 @@ def _read_json(path: Path, problems: _Problems, *, what: str) -> Any:
     if text is None:
         return None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         problems.add(path, f"line {exc.lineno}, column {exc.colno}", f"invalid JSON ({exc.msg}); fix the syntax there")
-    return None
+        return None
+    if data is None:
+        problems.add(path, "(top level)", f"holds null; write {what}")
+    return data
 
 
 def _read_config(path: Path, problems: _Problems) -> dict[str, float]:
@@ -412,18 +415,127 @@ def _check_profiles(path: Path, data: Any, problems: _Problems) -> _Profiles | N
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading
+# Loading, stage 1: every file on its own
 # ---------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
+class _Files:
+    """Every input file parsed on its own; nothing is checked against another file yet."""
+
+    profile: str  # the execution profile's name as given, for hints
+    graph: _Csv
+    rates: _Csv
+    ratios: _Csv
+    execution: _Csv
+    sizes: _Csv
+    specs: _Csv
+    numbers: _Csv
+    worker_links: _Csv
+    source_links: _Csv
+    partition_path: Path
+    partition: Any  # JSON, checked by _read_tiers
+    requirement_path: Path
+    requirement: Any  # JSON, checked by _read_threshold
+    profiles_path: Path
+    profiles: _Profiles
+    scale: float  # COMM_COST_SCALING_FACTOR
+    overestimate: float  # LATENCY_OVERESTIMATE_RATIO
+
+
+def _read_files(directory: Path, profile: str, problems: _Problems) -> _Files:
+    """Read every file, raising SpecError with all their problems before any cross-file check.
+
+    A file that cannot be parsed would otherwise be reported again as every reference into it.
+    """
+    config = _read_config(directory / CONFIG, problems)
+    graph = _read_csv(directory / LOGICAL_GRAPH, ("u", "v"), problems, what="the workflow's edges")
+    rates = _read_csv(directory / INJECTION_RATES, ("source", "items_per_s"), problems,
+                      what="each source's input rate")
+    ratios = _read_csv(directory / RATIOS, ("u", "v", "ratio"), problems, what="edge rate ratios",
+                       required=False, nonempty=False)
+    execution = _read_csv(directory / profile, ("operator", "worker", "variant", "latency_ms"), problems,
+                          what="the latency of each operator variant on each worker")
+    sizes = _read_csv(directory / MESSAGE_SIZES, ("u", "v", "u_variant", "v_variant", "kb_per_item"), problems,
+                      what="the message size of each edge")
+    specs = _read_csv(directory / WORKERS_SPECS, ("worker", "price_per_hour"), problems,
+                      what="each worker's price")
+    numbers = _read_csv(directory / WORKERS_NUMBERS, ("worker_type", "count"), problems, what="worker counts",
+                        required=False, nonempty=False)
+    worker_links = _read_csv(directory / WORKERS_LINKS, ("from_worker", "to_worker", "cost_per_gb"), problems,
+                             what="worker link costs", required=False, nonempty=False)
+    source_links = _read_csv(directory / SOURCES_LINKS, ("source", "worker", "cost_per_gb"), problems,
+                             what="source link costs", required=False, nonempty=False)
+    partition_path = directory / WORKERS_PARTITION
+    partition = _read_json(partition_path, problems,
+                           what="the workers' tiers (a JSON list of lists of worker names, lowest tier first)")
+    requirement_path = directory / ACCURACY_REQUIREMENT
+    requirement = _read_json(requirement_path, problems,
+                             what='the accuracy requirement {"sink": OPERATOR, "threshold": NUMBER}')
+    if (directory / RATIOS_PER_VARIANT).exists():
+        problems.add(directory / RATIOS_PER_VARIANT, "(file)",
+                     "per-variant rate ratios are not supported (operator rates must not depend on the variants "
+                     f"chosen); remove the file and give one ratio per edge in {RATIOS}")
+    profiles_path = directory / ACCURACY_PROFILES
+    profiles = _read_profiles(profiles_path, problems)
+    problems.check()
+    if profiles is None:  # unreachable: no profiles means a problem was reported; this narrows the type
+        raise SpecError([f"{profiles_path}: (pickle): no accuracy profile could be read; regenerate it"])
+    return _Files(
+        profile=profile, graph=graph, rates=rates, ratios=ratios, execution=execution, sizes=sizes, specs=specs,
+        numbers=numbers, worker_links=worker_links, source_links=source_links,
+        partition_path=partition_path, partition=partition, requirement_path=requirement_path,
+        requirement=requirement, profiles_path=profiles_path, profiles=profiles,
+        scale=config["COMM_COST_SCALING_FACTOR"], overestimate=config["LATENCY_OVERESTIMATE_RATIO"],
+    )
+
+
+def _read_profiles(path: Path, problems: _Problems) -> _Profiles | None:
+    try:
+        return _check_profiles(path, read_accuracy_profiles(path), problems)
+    except SpecError as exc:
+        # Reported with the other files' problems rather than alone, so one run names them all.
+        problems.items.extend(exc.problems)
+        return None
+
+
+def _read_named_numbers(
+    table: _Csv, *, what: str, keep_one: str, refuse: Callable[[str], str | None] = lambda name: None
+) -> tuple[dict[str, float], dict[str, int]]:
+    """The ``NAME,NUMBER`` rows of ``table`` as {name: number} and {name: line}.
+
+    A repeated name, or one ``refuse`` gives a reason for, is reported and skipped.
+    """
+    values: dict[str, float] = {}
+    lines: dict[str, int] = {}
+    for row in table.rows:
+        name, value = table.name(row, 0), table.number(row, 1)
+        if name is None or value is None:
+            continue
+        if name in values:
+            table.add(row, f"{what} '{name}' repeats line {lines[name]}; keep one {keep_one}")
+        elif (reason := refuse(name)) is not None:
+            table.add(row, reason)
+        else:
+            values[name] = value
+            lines[name] = row.line
+    return values, lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, stage 2: the logical graph, its sources, rates and ratios
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
 class _Graph:
-    edges: list[tuple[str, str]] = field(default_factory=list)
-    edge_line: dict[tuple[str, str], int] = field(default_factory=dict)
-    nodes: list[str] = field(default_factory=list)  # first-appearance order
-    node_line: dict[str, int] = field(default_factory=dict)
+    edges: tuple[tuple[str, str], ...]
+    edge_line: dict[tuple[str, str], int]
+    nodes: tuple[str, ...]  # first-appearance order
+    node_line: dict[str, int]
 
 
 def _read_graph(table: _Csv) -> _Graph:
-    g = _Graph()
+    edges: list[tuple[str, str]] = []
+    edge_line: dict[tuple[str, str], int] = {}
+    nodes: list[str] = []
+    node_line: dict[str, int] = {}
     for row in table.rows:
         u, v = table.name(row, 0), table.name(row, 1)
         if u is None or v is None:
@@ -431,23 +543,23 @@ def _read_graph(table: _Csv) -> _Graph:
         if u == v:
             table.add(row, f"edge {u} -> {v} loops back to itself; remove it")
             continue
-        if (u, v) in g.edge_line:
-            table.add(row, f"edge {u} -> {v} repeats line {g.edge_line[(u, v)]}; keep one of them")
+        if (u, v) in edge_line:
+            table.add(row, f"edge {u} -> {v} repeats line {edge_line[(u, v)]}; keep one of them")
             continue
-        if (v, u) in g.edge_line:
-            table.add(row, f"edge {u} -> {v} reverses line {g.edge_line[(v, u)]} (an edge both ways is a cycle); "
+        if (v, u) in edge_line:
+            table.add(row, f"edge {u} -> {v} reverses line {edge_line[(v, u)]} (an edge both ways is a cycle); "
                            f"remove one of them")
             continue
-        g.edges.append((u, v))
-        g.edge_line[(u, v)] = row.line
+        edges.append((u, v))
+        edge_line[(u, v)] = row.line
         for n in (u, v):
-            if n not in g.node_line:
-                g.node_line[n] = row.line
-                g.nodes.append(n)
-    return g
+            if n not in node_line:
+                node_line[n] = row.line
+                nodes.append(n)
+    return _Graph(tuple(edges), edge_line, tuple(nodes), node_line)
 
 
-def _topological(nodes: list[str], edges: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+def _topological(nodes: Sequence[str], edges: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
     """Kahn's order (ties in ``nodes`` order) and the nodes left on a cycle."""
     indeg = {n: 0 for n in nodes}
     succ: dict[str, list[str]] = defaultdict(list)
@@ -475,6 +587,605 @@ def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
     return f"unknown {kind} '{name}'{did_you_mean(name, known)} (known: {listing or 'none'})"
 
 
+@dataclass(frozen=True)
+class _Workflow:
+    graph: _Graph
+    source_rate: dict[str, float]  # items/s
+    sources: tuple[str, ...]  # graph order
+    operators: tuple[str, ...]  # every other node, graph order
+    inputs: dict[str, tuple[str, ...]]  # node -> its upstream nodes
+    order: tuple[str, ...]  # topological; only meaningful once the graph is known to be acyclic
+    ratio: dict[tuple[str, str], float]  # edge -> ratio, where the ratios file has one
+
+
+def _read_workflow(files: _Files, problems: _Problems) -> _Workflow:
+    graph = _read_graph(files.graph)
+
+    def off_graph(name: str) -> str | None:
+        if name in graph.node_line:
+            return None
+        return f"{_unknown('node', name, graph.nodes)} in {LOGICAL_GRAPH}; add its edges there or remove the row"
+
+    source_rate, _ = _read_named_numbers(files.rates, what="source", keep_one="rate per source", refuse=off_graph)
+    operators = tuple(n for n in graph.nodes if n not in source_rate)
+    inputs: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for u, v in graph.edges:
+        inputs[v].append(u)
+        if v in source_rate:
+            problems.add(files.graph.path, f"line {graph.edge_line[(u, v)]}",
+                         f"edge {u} -> {v} feeds source '{v}' (it has a rate in {INJECTION_RATES}); "
+                         f"sources take no inputs, remove the edge or the rate")
+    for n in operators:
+        if not inputs[n]:
+            problems.add(files.graph.path, f"line {graph.node_line[n]}",
+                         f"node '{n}' has no inputs and no rate in {INJECTION_RATES}; add `{n},RATE` there or an "
+                         f"edge into it")
+    order, cyclic = _topological(graph.nodes, graph.edges)
+    if cyclic:
+        lines = sorted(graph.edge_line[(u, v)] for u, v in graph.edges if u in cyclic and v in cyclic)
+        problems.add(files.graph.path, f"line {lines[0]}" if lines else "(file)",
+                     f"the edges among {', '.join(cyclic)} contain a cycle; remove an edge so the graph is "
+                     f"acyclic")
+    return _Workflow(
+        graph=graph,
+        source_rate=source_rate,
+        sources=tuple(n for n in graph.nodes if n in source_rate),
+        operators=operators,
+        inputs={n: tuple(ups) for n, ups in inputs.items()},
+        order=tuple(order),
+        ratio=_read_ratios(files.ratios, graph),
+    )
+
+
+def _read_ratios(table: _Csv, graph: _Graph) -> dict[tuple[str, str], float]:
+    ratio: dict[tuple[str, str], float] = {}
+    for row in table.rows:
+        u, v, r = table.name(row, 0), table.name(row, 1), table.number(row, 2)
+        if u is None or v is None or r is None:
+            continue
+        if (u, v) not in graph.edge_line:
+            table.add(row, f"there is no edge {u} -> {v} in {LOGICAL_GRAPH}; remove the row or add the edge")
+        elif (u, v) in ratio:
+            table.add(row, f"edge {u} -> {v} has a ratio already; keep one row per edge")
+        else:
+            ratio[(u, v)] = r
+    return ratio
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, stage 3: workers, their counts, prices and tiers
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Workers:
+    """The workers the files name and the concrete workers each stands for.
+
+    With a workers_numbers.csv the files name worker *types*, each standing for ``count`` workers
+    ``TYPE_0``, ``TYPE_1``, ...; without it every named worker is one concrete worker.
+    """
+
+    kind: str  # what the files' names are: "worker" or "worker type", for messages
+    price: dict[str, float]  # named worker -> $/h
+    concrete: dict[str, tuple[str, ...]]  # named worker -> its concrete workers
+    tier_of: dict[str, int]  # concrete worker -> tier
+
+    def known(self, table: _Csv, row: _Row, name: str | None) -> bool:
+        """Whether ``name`` (from ``row`` of ``table``) is a named worker; reports it when not."""
+        if name is None:
+            return False
+        if name not in self.price:
+            table.add(row, f"{_unknown(self.kind, name, self.price)} in {WORKERS_SPECS}; add it there or fix the "
+                           f"name")
+            return False
+        return True
+
+    def each(self) -> list[tuple[str, float]]:
+        """Every concrete worker with its price ($/h), in the order the files list them."""
+        return [(w, self.price[name]) for name in self.price for w in self.concrete[name]]
+
+
+def _read_workers(files: _Files, problems: _Problems) -> _Workers:
+    by_type = bool(files.numbers.rows)
+    kind = "worker type" if by_type else "worker"
+    price, price_line = _read_named_numbers(files.specs, what=kind, keep_one=f"row per {kind}")
+    concrete = {name: (name,) for name in price}
+    if by_type:
+        counts = _read_counts(files.numbers, price)
+        for name in price:
+            if name not in counts:
+                problems.add(files.specs.path, f"line {price_line[name]}",
+                             f"worker type '{name}' has no count in {WORKERS_NUMBERS}; add `{name},N` there")
+        concrete = {name: tuple(f"{name}_{i}" for i in range(counts.get(name, 0))) for name in price}
+    tier_of: dict[str, int] = {}
+    # None: the file did not parse (already reported) or holds `null`.
+    if files.partition is not None:
+        tier_of = _read_tiers(files.partition_path, files.partition, kind, concrete, problems)
+    return _Workers(kind=kind, price=price, concrete=concrete, tier_of=tier_of)
+
+
+def _read_counts(table: _Csv, price: Mapping[str, float]) -> dict[str, int]:
+    """How many workers of each type there are (workers_numbers.csv)."""
+    counts: dict[str, int] = {}
+    for row in table.rows:
+        name, text = table.name(row, 0), row.fields[1]
+        if name is None:
+            continue
+        try:
+            count = int(text)
+        except ValueError:
+            table.add(row, f"count {text!r} is not a whole number; write a whole number >= 0")
+            continue
+        if count < 0:
+            table.add(row, f"count {count} is negative; write a whole number >= 0")
+        elif name not in price:
+            table.add(row, f"{_unknown('worker type', name, price)} in {WORKERS_SPECS}; add it there")
+        elif name in counts:
+            table.add(row, f"worker type '{name}' has a count already; keep one row per type")
+        else:
+            counts[name] = count
+    return counts
+
+
+def _read_tiers(
+    path: Path, partition: Any, kind: str, concrete: Mapping[str, tuple[str, ...]], problems: _Problems
+) -> dict[str, int]:
+    """Each concrete worker's tier, from the partition JSON's lists of named workers (lowest tier first)."""
+    tier_of: dict[str, int] = {}
+    if not isinstance(partition, list):
+        problems.add(path, "(top level)", f"expected a list of tiers, each a list of {kind} names, lowest "
+                                          f"tier first; got {type(partition).__name__}")
+        return tier_of
+    listed: dict[str, str] = {}
+    for t, tier in enumerate(partition):
+        if not isinstance(tier, list):
+            problems.add(path, f"[{t}]", f"expected a list of {kind} names, got {type(tier).__name__}")
+            continue
+        for j, name in enumerate(tier):
+            where = f"[{t}][{j}]"
+            if not isinstance(name, str):
+                problems.add(path, where, f"expected a {kind} name, got {name!r}")
+            elif name not in concrete:
+                problems.add(path, where, f"{_unknown(kind, name, concrete)} in {WORKERS_SPECS}; add it "
+                                          f"there or remove it here")
+            elif name in listed:
+                problems.add(path, where, f"{kind} '{name}' is already in tier {listed[name]}; a {kind} "
+                                          f"belongs to one tier, remove one")
+            else:
+                listed[name] = where
+                for w in concrete[name]:
+                    tier_of[w] = t
+    for name in concrete:
+        if name not in listed:
+            problems.add(path, "(top level)", f"{kind} '{name}' (from {WORKERS_SPECS}) is in no tier; add "
+                                              f"it to one of the lists")
+    return tier_of
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, stage 4: the execution profile, the accuracy requirement and the variants to choose from
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Latencies:
+    per_worker: dict[str, dict[tuple[str, str], float]]  # concrete worker -> (operator, variant) -> ms
+    variants: dict[str, tuple[str, ...]]  # operator -> every variant it has rows for, in file order
+
+
+def _read_latencies(files: _Files, workflow: _Workflow, workers: _Workers) -> _Latencies:
+    """The execution profile's latencies, overestimated as config.yaml says, per concrete worker."""
+    table = files.execution
+    per_worker: dict[str, dict[tuple[str, str], float]] = {}
+    variants: dict[str, list[str]] = {}
+    seen: dict[tuple[str, str, str], int] = {}
+    for row in table.rows:
+        op, worker, variant = table.name(row, 0), table.name(row, 1), table.name(row, 2)
+        ms = table.number(row, 3, positive=True, missing_ok=True)
+        if op is None or variant is None or ms is None or not workers.known(table, row, worker):
+            continue
+        if op in workflow.source_rate:
+            table.add(row, f"'{op}' is a source (it has a rate in {INJECTION_RATES}); sources run on no worker, "
+                           f"remove the row")
+            continue
+        if op not in workflow.graph.node_line:
+            table.add(row, f"{_unknown('operator', op, workflow.operators)} in {LOGICAL_GRAPH}; fix the name or "
+                           f"remove the row")
+            continue
+        key = (op, worker, variant)
+        if key in seen:
+            table.add(row, f"{op} / {worker} / {variant} repeats line {seen[key]}; keep one latency")
+            continue
+        seen[key] = row.line
+        if variant not in variants.setdefault(op, []):
+            variants[op].append(variant)
+        if math.isnan(ms):
+            continue  # the prototype's pandas reads it as NaN: this worker cannot run the variant
+        for w in workers.concrete[worker]:
+            per_worker.setdefault(w, {})[(op, variant)] = ms * files.overestimate
+    return _Latencies(per_worker, {op: tuple(vs) for op, vs in variants.items()})
+
+
+def _read_accuracy(files: _Files, workflow: _Workflow, problems: _Problems) -> Accuracy:
+    """The required end-to-end accuracy over the accuracy profiles' end-to-end table."""
+    return Accuracy(
+        target=_read_threshold(files.requirement_path, files.requirement, workflow.operators, problems),
+        tables=(AccuracyTable(operators=files.profiles.operators, rows=dict(files.profiles.rows)),),
+    )
+
+
+def _read_threshold(path: Path, requirement: Any, operators: Sequence[str], problems: _Problems) -> float | None:
+    """The least end-to-end accuracy accuracy_requirement.json asks for."""
+    if not isinstance(requirement, dict):
+        if requirement is not None:
+            problems.add(path, "(top level)", f'expected {{"sink": OPERATOR, "threshold": NUMBER}}, got '
+                                              f"{type(requirement).__name__}")
+        return None
+    for key in requirement:
+        if key not in ("sink", "threshold"):
+            problems.add(path, str(key), f"unknown key{did_you_mean(str(key), ('sink', 'threshold'))}; the file "
+                                         f"holds only sink and threshold, remove it")
+    sink = requirement.get("sink")
+    if not isinstance(sink, str):
+        problems.add(path, "sink", f"expected the sink operator's name, got {sink!r}; write "
+                                   f'"sink": "{operators[-1] if operators else "OPERATOR"}"')
+    elif sink not in operators:
+        problems.add(path, "sink", f"{_unknown('operator', sink, operators)} in {LOGICAL_GRAPH}")
+    value = requirement.get("threshold")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        problems.add(path, "threshold", f"expected a number (the least end-to-end accuracy), got {value!r}")
+        return None
+    return float(value)
+
+
+_Variants = Mapping[str, tuple[str, ...]]  # node -> the variants it may run
+
+
+def _choose_variants(
+    files: _Files, workflow: _Workflow, latencies: _Latencies, problems: _Problems
+) -> dict[str, tuple[str, ...]]:
+    """The variants each node may run, as the prototype restricts them by the accuracy profiles.
+
+    Sources have no models; they "run" ``default`` so every edge's message size has a variant
+    pair to be looked up by.
+    """
+    profiles, table = files.profiles, files.execution
+    for op in profiles.operators:
+        if op not in workflow.operators:
+            problems.add(files.profiles_path, "end_to_end_profile.operators",
+                         f"{_unknown('operator', op, workflow.operators)} in {LOGICAL_GRAPH}; regenerate the profile")
+    profiled = set(profiles.operators) | set(profiles.variants)
+    variants: dict[str, tuple[str, ...]] = {s: (DEFAULT_VARIANT,) for s in workflow.sources}
+    for op in workflow.operators:
+        have = latencies.variants.get(op, ())
+        if not workflow.inputs[op]:
+            continue  # reported with the graph: a node without inputs needs a rate, not variants
+        if not have:
+            problems.add(table.path, "(file)", f"operator '{op}' has no rows; add `{op},WORKER,VARIANT,LATENCY_MS` "
+                                               f"rows (variant `{DEFAULT_VARIANT}` for an operator without models)")
+            continue
+        if op not in profiled:
+            # The prototype assigns variants only to operators its accuracy profiles list; every
+            # other operator runs `default`.
+            if DEFAULT_VARIANT not in have:
+                problems.add(table.path, "(file)",
+                             f"operator '{op}' has no accuracy profile in {ACCURACY_PROFILES}, so it runs its "
+                             f"'{DEFAULT_VARIANT}' variant, but it has no '{DEFAULT_VARIANT}' rows; add them or "
+                             f"profile its variants")
+                continue
+            variants[op] = (DEFAULT_VARIANT,)
+        elif op in profiles.variants:
+            listed_variants = set(profiles.variants[op])
+            keep = tuple(v for v in have if v in listed_variants)
+            if not keep:
+                problems.add(table.path, "(file)",
+                             f"operator '{op}' has variants {', '.join(have)} but its accuracy profile in "
+                             f"{ACCURACY_PROFILES} lists only {', '.join(profiles.variants[op])}; profile a listed "
+                             f"variant")
+                continue
+            variants[op] = keep
+        else:
+            variants[op] = have
+    return variants
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, stage 5: message sizes and link costs (needs every node's variants and every worker)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _EdgeSize:
+    item_kb: float  # the (default, default) size, else the largest
+    sizes: dict[tuple[str, str], float]  # (upstream variant, downstream variant) -> KB per item
+
+
+def _read_edge_sizes(
+    files: _Files, workflow: _Workflow, latencies: _Latencies, variants: _Variants, problems: _Problems
+) -> dict[tuple[str, str], _EdgeSize]:
+    """Each edge's KB per item for every pair of variants its ends may run."""
+    rows = _read_message_sizes(files, workflow, latencies, variants)
+    edge_sizes: dict[tuple[str, str], _EdgeSize] = {}
+    for u, v in workflow.graph.edges:
+        table = rows.get((u, v), {})
+        if not table:
+            problems.add(files.sizes.path, "(file)", f"edge {u} -> {v} has no message size; add "
+                                                     f"`{u},{v},{DEFAULT_VARIANT},{DEFAULT_VARIANT},KB_PER_ITEM`")
+            continue
+        sizes: dict[tuple[str, str], float] = {}
+        for a in variants[u]:
+            for b in variants[v]:
+                # The prototype's fallback order (optimizer/utils.py, assign_model_variants).
+                for key in ((a, b), (DEFAULT_VARIANT, b), (a, DEFAULT_VARIANT), (DEFAULT_VARIANT, DEFAULT_VARIANT)):
+                    if key in table:
+                        sizes[(a, b)] = table[key]
+                        break
+                else:
+                    problems.add(files.sizes.path, "(file)",
+                                 f"edge {u} -> {v} has no message size for variants ({a}, {b}); add "
+                                 f"`{u},{v},{a},{b},KB_PER_ITEM` or a `{u},{v},{DEFAULT_VARIANT},{DEFAULT_VARIANT},"
+                                 f"KB_PER_ITEM` fallback")
+        default_kb = table.get((DEFAULT_VARIANT, DEFAULT_VARIANT), max(sizes.values(), default=0.0))
+        edge_sizes[(u, v)] = _EdgeSize(default_kb, sizes)
+    return edge_sizes
+
+
+def _read_message_sizes(
+    files: _Files, workflow: _Workflow, latencies: _Latencies, variants: _Variants
+) -> dict[tuple[str, str], dict[tuple[str, str], float]]:
+    """The rows of message_sizes.csv as edge -> (variant, variant) -> KB per item, before fallbacks."""
+    table = files.sizes
+    rows: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
+    seen: dict[tuple[str, str, str, str], int] = {}
+    for row in table.rows:
+        u, v, a, b = (table.name(row, i) for i in range(4))
+        kb = table.number(row, 4)
+        if None in (u, v, a, b) or kb is None:
+            continue
+        if (u, v) not in workflow.graph.edge_line:
+            table.add(row, f"there is no edge {u} -> {v} in {LOGICAL_GRAPH}; remove the row or add the edge")
+            continue
+        unknown = [
+            (node, var) for node, var in ((u, a), (v, b))
+            # `default` means "any variant"; a variant profiled in the execution profile but never
+            # chosen (the accuracy profiles do not list it) is harmless.
+            if var != DEFAULT_VARIANT and var not in variants[node] and var not in latencies.variants.get(node, ())
+        ]
+        for node, var in unknown:
+            table.add(row, f"{_unknown(f'variant of {node}', var, [DEFAULT_VARIANT, *variants[node]])}; use a "
+                           f"variant from {files.profile} or `{DEFAULT_VARIANT}`")
+        if unknown:
+            continue
+        key = (u, v, a, b)
+        if key in seen:
+            table.add(row, f"{u} -> {v} with variants ({a}, {b}) repeats line {seen[key]}; keep one size")
+            continue
+        seen[key] = row.line
+        rows.setdefault((u, v), {})[(a, b)] = kb
+    return rows
+
+
+@dataclass(frozen=True)
+class _LinkCosts:
+    """$/GB (already scaled) between concrete workers and from sources; a pair not listed costs 0."""
+
+    between_workers: dict[tuple[str, str], float]
+    from_sources: dict[tuple[str, str], float]  # (source, concrete worker)
+
+    def from_source(self, source: str, worker: str, tier: int) -> float:
+        # Sources sit in tier 0, and traffic inside a tier is free.
+        return self.from_sources.get((source, worker), 0.0) if tier > 0 else 0.0
+
+
+def _read_link_costs(files: _Files, workflow: _Workflow, workers: _Workers) -> _LinkCosts:
+    def both_workers_known(row: _Row, a: str | None, b: str | None) -> bool:
+        return workers.known(files.worker_links, row, a) and workers.known(files.worker_links, row, b)
+
+    def source_named_and_worker_known(row: _Row, s: str | None, w: str | None) -> bool:
+        return s is not None and workers.known(files.source_links, row, w)
+
+    def not_a_source(s: str, w: str) -> str | None:
+        if s in workflow.source_rate:
+            return None
+        return f"{_unknown('source', s, workflow.sources)} in {INJECTION_RATES}; fix the name or remove the row"
+
+    between_workers: dict[tuple[str, str], float] = {}
+    for a, b, cost in _read_links(files.worker_links, both_workers_known):
+        for wa in workers.concrete[a]:
+            for wb in workers.concrete[b]:
+                if wa != wb:
+                    between_workers[(wa, wb)] = cost * files.scale
+    from_sources: dict[tuple[str, str], float] = {}
+    for s, w, cost in _read_links(files.source_links, source_named_and_worker_known, refuse=not_a_source):
+        for cw in workers.concrete[w]:
+            from_sources[(s, cw)] = cost * files.scale
+    return _LinkCosts(between_workers, from_sources)
+
+
+def _read_links(
+    table: _Csv,
+    known_ends: Callable[[_Row, str | None, str | None], bool],
+    *,
+    refuse: Callable[[str, str], str | None] = lambda a, b: None,
+) -> list[tuple[str, str, float]]:
+    """The ``FROM,TO,COST_PER_GB`` rows of ``table``, one per pair.
+
+    ``known_ends`` reports an unknown end; ``refuse`` gives a reason to skip a well-formed row.
+    """
+    links: list[tuple[str, str, float]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for row in table.rows:
+        a, b = table.name(row, 0), table.name(row, 1)
+        cost = table.number(row, 2)
+        if not known_ends(row, a, b) or cost is None:
+            continue
+        if (reason := refuse(a, b)) is not None:
+            table.add(row, reason)
+            continue
+        if (a, b) in seen:
+            table.add(row, f"link {a} -> {b} repeats line {seen[(a, b)]}; keep one cost per pair")
+            continue
+        seen[(a, b)] = row.line
+        links.append((a, b, cost))
+    return links
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, stage 6: classes of identical workers as locations, pools and links
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Placement:
+    locations: tuple[Location, ...]
+    pools: tuple[Pool, ...]
+    capabilities: dict[tuple[str, str, str], Capability]  # (operator, variant, pool's hardware)
+    links: tuple[Link, ...]
+    source_location: dict[str, str]
+
+
+def _worker_classes(
+    workers: _Workers, latencies: _Latencies, costs: _LinkCosts, sources: Sequence[str]
+) -> list[list[str]]:
+    """The concrete workers in classes of interchangeable ones, by tier, then by where the first one is listed."""
+    tier_of = workers.tier_of
+    concrete = workers.each()
+    price = dict(concrete)
+    out_sig: dict[str, set[tuple[str, float]]] = defaultdict(set)
+    in_sig: dict[str, set[tuple[str, float]]] = defaultdict(set)
+    for (a, b), cost in costs.between_workers.items():
+        if tier_of[a] < tier_of[b] and cost != 0:  # only upward cross-tier pairs ever cost anything
+            out_sig[a].add((b, cost))
+            in_sig[b].add((a, cost))
+    classes: dict[tuple, list[str]] = {}
+    for w, _ in concrete:
+        t = tier_of[w]
+        key = (
+            t,
+            price[w],
+            frozenset(latencies.per_worker.get(w, {}).items()),
+            frozenset(out_sig[w]),
+            frozenset(in_sig[w]),
+            tuple(costs.from_source(s, w, t) for s in sources),
+        )
+        classes.setdefault(key, []).append(w)
+    position = {w: i for i, (w, _) in enumerate(concrete)}
+    return sorted(classes.values(), key=lambda members: (tier_of[members[0]], position[members[0]]))
+
+
+def _source_classes(
+    sources: Sequence[str], reps: Sequence[str], workers: _Workers, costs: _LinkCosts
+) -> list[list[str]]:
+    """The sources in classes with the same link cost to every worker class; each class shares one location."""
+    classes: dict[tuple[float, ...], list[str]] = {}
+    for s in sources:
+        sig = tuple(costs.from_source(s, r, workers.tier_of[r]) for r in reps)
+        classes.setdefault(sig, []).append(s)
+    return list(classes.values())
+
+
+class _LocationNames:
+    """Location names, each a new one: a taken name gets a number (``NAME#2``)."""
+
+    def __init__(self) -> None:
+        self.taken = {SOURCES_LOCATION}
+
+    def new(self, name: str) -> str:
+        candidate, k = name, 1
+        while candidate in self.taken:
+            k += 1
+            candidate = f"{name}#{k}"
+        self.taken.add(candidate)
+        return candidate
+
+
+def _place(workflow: _Workflow, workers: _Workers, latencies: _Latencies, variants: _Variants,
+           costs: _LinkCosts) -> _Placement:
+    """One location per class of sources, and one location holding one pool per class of workers.
+
+    A class's first member speaks for it: every member has the same tier, price, latencies and costs.
+    """
+    tier_of = workers.tier_of
+    worker_classes = _worker_classes(workers, latencies, costs, workflow.sources)
+    reps = [members[0] for members in worker_classes]
+    source_classes = _source_classes(workflow.sources, reps, workers, costs)
+    names = _LocationNames()
+    locations: list[Location] = []
+    source_location: dict[str, str] = {}
+    for members in source_classes:
+        name = SOURCES_LOCATION if len(source_classes) == 1 else names.new(f"{SOURCES_LOCATION}/{members[0]}")
+        locations.append(Location(name, 0, "tier-0"))
+        for s in members:
+            source_location[s] = name
+    price = dict(workers.each())
+    loc_of: dict[str, str] = {}  # representative worker -> location name
+    pools: list[Pool] = []
+    capabilities: dict[tuple[str, str, str], Capability] = {}
+    for members in worker_classes:
+        rep = members[0]
+        name = names.new(rep if len(members) == 1 else f"{rep}+{len(members) - 1}")
+        loc_of[rep] = name
+        t = tier_of[rep]
+        locations.append(Location(name, t, f"tier-{t}"))
+        pools.append(Pool(name=name, location=name, hardware=rep, count=len(members), price=price[rep],
+                          members=tuple(members)))
+        for (op, var), ms in latencies.per_worker.get(rep, {}).items():
+            if var in variants.get(op, ()):
+                capabilities[(op, var, rep)] = Capability(capacity=1000.0 / ms, latency_ms=ms)
+    links = _links(source_classes, source_location, loc_of, tier_of, costs)
+    return _Placement(tuple(locations), tuple(pools), capabilities, links, source_location)
+
+
+def _links(
+    source_classes: Sequence[Sequence[str]],
+    source_location: Mapping[str, str],
+    loc_of: Mapping[str, str],
+    tier_of: Mapping[str, int],
+    costs: _LinkCosts,
+) -> tuple[Link, ...]:
+    """Links from every source location and between worker locations, never down a tier.
+
+    ``loc_of`` maps each worker class's first member to its location.
+    """
+    links: list[Link] = []
+    for members in source_classes:
+        s = members[0]
+        for rep, loc in loc_of.items():
+            links.append(Link(source_location[s], loc, costs.from_source(s, rep, tier_of[rep])))
+    for a, loc_a in loc_of.items():
+        for b, loc_b in loc_of.items():
+            if a == b or tier_of[a] > tier_of[b]:
+                continue  # no traffic goes to a lower tier
+            cost = 0.0 if tier_of[a] == tier_of[b] else costs.between_workers.get((a, b), 0.0)
+            links.append(Link(loc_a, loc_b, cost))
+    return tuple(links)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, stage 7: the Problem
+# ---------------------------------------------------------------------------------------------
+def _node_rates(workflow: _Workflow) -> dict[str, float]:
+    """Items/s of every node: a source's own rate, an operator's least input rate × the edge's ratio."""
+    rate = dict(workflow.source_rate)
+    for n in workflow.order:
+        if n not in workflow.source_rate:
+            rate[n] = min(rate[u] * workflow.ratio.get((u, n), 1.0) for u in workflow.inputs[n])
+    return rate
+
+
+def _assemble(name: str, workflow: _Workflow, variants: _Variants, accuracy: Accuracy,
+              edge_sizes: Mapping[tuple[str, str], _EdgeSize], placement: _Placement) -> Problem:
+    rate = _node_rates(workflow)
+    return Problem(
+        name=name,
+        locations=placement.locations,
+        pools=placement.pools,
+        streams=tuple(Stream(s, placement.source_location[s], workflow.source_rate[s]) for s in workflow.sources),
+        operators=tuple(Operator(n, variants[n], rate[n]) for n in workflow.order if n not in workflow.source_rate),
+        edges=tuple(
+            Edge(u, v, rate=rate[v], item_kb=edge_sizes[(u, v)].item_kb, sizes=edge_sizes[(u, v)].sizes)
+            for u, v in workflow.graph.edges
+        ),
+        capabilities=placement.capabilities,
+        links=placement.links,
+        accuracy=accuracy,
+        transit=False,
+        source_tier={s: 0 for s in workflow.sources},
+    )
+
+
 def load_jellybean_inputs(directory: Path, *, profile: str = "execution_profile.csv") -> Problem:
     """Read the prototype's optimizer input directory into a Problem (see the module docstring).
 
@@ -487,464 +1198,18 @@ def load_jellybean_inputs(directory: Path, *, profile: str = "execution_profile.
         raise SpecError([f"{directory}: (directory): not found or not a directory; give the prototype's optimizer "
                          f"input directory (logical_graph.csv, execution_profile.csv, ...)"])
     problems = _Problems()
-
-    def path(name: str) -> Path:
-        return directory / name
-
-    # -- read every file -------------------------------------------------------------------------
-    config = _read_config(path(CONFIG), problems)
-    graph_csv = _read_csv(path(LOGICAL_GRAPH), ("u", "v"), problems, what="the workflow's edges")
-    rates_csv = _read_csv(path(INJECTION_RATES), ("source", "items_per_s"), problems,
-                          what="each source's input rate")
-    ratios_csv = _read_csv(path(RATIOS), ("u", "v", "ratio"), problems, what="edge rate ratios",
-                           required=False, nonempty=False)
-    exec_csv = _read_csv(path(profile), ("operator", "worker", "variant", "latency_ms"), problems,
-                         what="the latency of each operator variant on each worker")
-    sizes_csv = _read_csv(path(MESSAGE_SIZES), ("u", "v", "u_variant", "v_variant", "kb_per_item"), problems,
-                          what="the message size of each edge")
-    specs_csv = _read_csv(path(WORKERS_SPECS), ("worker", "price_per_hour"), problems,
-                          what="each worker's price")
-    numbers_csv = _read_csv(path(WORKERS_NUMBERS), ("worker_type", "count"), problems, what="worker counts",
-                            required=False, nonempty=False)
-    wlinks_csv = _read_csv(path(WORKERS_LINKS), ("from_worker", "to_worker", "cost_per_gb"), problems,
-                           what="worker link costs", required=False, nonempty=False)
-    slinks_csv = _read_csv(path(SOURCES_LINKS), ("source", "worker", "cost_per_gb"), problems,
-                           what="source link costs", required=False, nonempty=False)
-    partition = _read_json(path(WORKERS_PARTITION), problems,
-                           what="the workers' tiers (a JSON list of lists of worker names, lowest tier first)")
-    requirement = _read_json(path(ACCURACY_REQUIREMENT), problems,
-                             what='the accuracy requirement {"sink": OPERATOR, "threshold": NUMBER}')
-    if path(RATIOS_PER_VARIANT).exists():
-        problems.add(path(RATIOS_PER_VARIANT), "(file)",
-                     "per-variant rate ratios are not supported (operator rates must not depend on the variants "
-                     f"chosen); remove the file and give one ratio per edge in {RATIOS}")
-    profiles_path = path(ACCURACY_PROFILES)
-    profiles: _Profiles | None = None
-    try:
-        profiles = _check_profiles(profiles_path, read_accuracy_profiles(profiles_path), problems)
-    except SpecError as exc:
-        problems.items.extend(exc.problems)
+    files = _read_files(directory, profile, problems)
+    workflow = _read_workflow(files, problems)
+    workers = _read_workers(files, problems)
+    latencies = _read_latencies(files, workflow, workers)
+    accuracy = _read_accuracy(files, workflow, problems)
+    variants = _choose_variants(files, workflow, latencies, problems)
+    problems.check()  # message sizes are looked up by every node's variants, so those must all be known
+    edge_sizes = _read_edge_sizes(files, workflow, latencies, variants, problems)
+    link_costs = _read_link_costs(files, workflow, workers)
     problems.check()
-
-    scale = config["COMM_COST_SCALING_FACTOR"]
-    overestimate = config["LATENCY_OVERESTIMATE_RATIO"]
-
-    # -- the logical graph, sources and rates ----------------------------------------------------
-    graph = _read_graph(graph_csv)
-    source_rate: dict[str, float] = {}
-    source_line: dict[str, int] = {}
-    for row in rates_csv.rows:
-        name, rate = rates_csv.name(row, 0), rates_csv.number(row, 1)
-        if name is None or rate is None:
-            continue
-        if name in source_rate:
-            rates_csv.add(row, f"source '{name}' repeats line {source_line[name]}; keep one rate per source")
-        elif name not in graph.node_line:
-            rates_csv.add(row, f"{_unknown('node', name, graph.nodes)} in {LOGICAL_GRAPH}; add its edges there "
-                               f"or remove the row")
-        else:
-            source_rate[name] = rate
-            source_line[name] = row.line
-    sources = [n for n in graph.nodes if n in source_rate]
-    operators_in_graph = [n for n in graph.nodes if n not in source_rate]
-    inputs: dict[str, list[str]] = defaultdict(list)
-    for u, v in graph.edges:
-        inputs[v].append(u)
-        if v in source_rate:
-            graph_csv.problems.add(graph_csv.path, f"line {graph.edge_line[(u, v)]}",
-                                   f"edge {u} -> {v} feeds source '{v}' (it has a rate in {INJECTION_RATES}); "
-                                   f"sources take no inputs, remove the edge or the rate")
-    for n in operators_in_graph:
-        if not inputs[n]:
-            problems.add(graph_csv.path, f"line {graph.node_line[n]}",
-                         f"node '{n}' has no inputs and no rate in {INJECTION_RATES}; add `{n},RATE` there or an "
-                         f"edge into it")
-    order, cyclic = _topological(graph.nodes, graph.edges)
-    if cyclic:
-        lines = sorted(graph.edge_line[(u, v)] for u, v in graph.edges if u in cyclic and v in cyclic)
-        problems.add(graph_csv.path, f"line {lines[0]}" if lines else "(file)",
-                     f"the edges among {', '.join(cyclic)} contain a cycle; remove an edge so the graph is "
-                     f"acyclic")
-
-    ratio: dict[tuple[str, str], float] = {}
-    for row in ratios_csv.rows:
-        u, v, r = ratios_csv.name(row, 0), ratios_csv.name(row, 1), ratios_csv.number(row, 2)
-        if u is None or v is None or r is None:
-            continue
-        if (u, v) not in graph.edge_line:
-            ratios_csv.add(row, f"there is no edge {u} -> {v} in {LOGICAL_GRAPH}; remove the row or add the edge")
-        elif (u, v) in ratio:
-            ratios_csv.add(row, f"edge {u} -> {v} has a ratio already; keep one row per edge")
-        else:
-            ratio[(u, v)] = r
-
-    # -- workers ---------------------------------------------------------------------------------
-    by_type = bool(numbers_csv.rows)
-    kind = "worker type" if by_type else "worker"
-    price: dict[str, float] = {}
-    price_line: dict[str, int] = {}
-    for row in specs_csv.rows:
-        name, value = specs_csv.name(row, 0), specs_csv.number(row, 1)
-        if name is None or value is None:
-            continue
-        if name in price:
-            specs_csv.add(row, f"{kind} '{name}' repeats line {price_line[name]}; keep one row per {kind}")
-        else:
-            price[name] = value
-            price_line[name] = row.line
-    concrete: dict[str, list[str]] = {name: [name] for name in price}
-    if by_type:
-        counts: dict[str, int] = {}
-        for row in numbers_csv.rows:
-            name, text = numbers_csv.name(row, 0), row.fields[1]
-            if name is None:
-                continue
-            try:
-                count = int(text)
-            except ValueError:
-                numbers_csv.add(row, f"count {text!r} is not a whole number; write a whole number >= 0")
-                continue
-            if count < 0:
-                numbers_csv.add(row, f"count {count} is negative; write a whole number >= 0")
-            elif name not in price:
-                numbers_csv.add(row, f"{_unknown('worker type', name, price)} in {WORKERS_SPECS}; add it there")
-            elif name in counts:
-                numbers_csv.add(row, f"worker type '{name}' has a count already; keep one row per type")
-            else:
-                counts[name] = count
-        for name in price:
-            if name not in counts:
-                problems.add(specs_csv.path, f"line {price_line[name]}",
-                             f"worker type '{name}' has no count in {WORKERS_NUMBERS}; add `{name},N` there")
-        concrete = {name: [f"{name}_{i}" for i in range(counts.get(name, 0))] for name in price}
-
-    def known_worker(table: _Csv, row: _Row, name: str | None) -> bool:
-        if name is None:
-            return False
-        if name not in price:
-            table.add(row, f"{_unknown(kind, name, price)} in {WORKERS_SPECS}; add it there or fix the name")
-            return False
-        return True
-
-    tier_of: dict[str, int] = {}  # concrete worker -> tier
-    if partition is not None:
-        ppath = path(WORKERS_PARTITION)
-        listed: dict[str, str] = {}
-        if not isinstance(partition, list):
-            problems.add(ppath, "(top level)", f"expected a list of tiers, each a list of {kind} names, lowest "
-                                               f"tier first; got {type(partition).__name__}")
-        else:
-            for t, tier in enumerate(partition):
-                if not isinstance(tier, list):
-                    problems.add(ppath, f"[{t}]", f"expected a list of {kind} names, got {type(tier).__name__}")
-                    continue
-                for j, name in enumerate(tier):
-                    where = f"[{t}][{j}]"
-                    if not isinstance(name, str):
-                        problems.add(ppath, where, f"expected a {kind} name, got {name!r}")
-                    elif name not in price:
-                        problems.add(ppath, where, f"{_unknown(kind, name, price)} in {WORKERS_SPECS}; add it "
-                                                   f"there or remove it here")
-                    elif name in listed:
-                        problems.add(ppath, where, f"{kind} '{name}' is already in tier {listed[name]}; a {kind} "
-                                                   f"belongs to one tier, remove one")
-                    else:
-                        listed[name] = where
-                        for w in concrete[name]:
-                            tier_of[w] = t
-            for name in price:
-                if name not in listed:
-                    problems.add(ppath, "(top level)", f"{kind} '{name}' (from {WORKERS_SPECS}) is in no tier; add "
-                                                       f"it to one of the lists")
-
-    # -- execution profile -----------------------------------------------------------------------
-    latency: dict[str, dict[tuple[str, str], float]] = defaultdict(dict)  # concrete worker -> (op, var) -> ms
-    exec_variants: dict[str, list[str]] = defaultdict(list)
-    seen_exec: dict[tuple[str, str, str], int] = {}
-    for row in exec_csv.rows:
-        op, worker, variant = exec_csv.name(row, 0), exec_csv.name(row, 1), exec_csv.name(row, 2)
-        ms = exec_csv.number(row, 3, positive=True, missing_ok=True)
-        if op is None or variant is None or ms is None or not known_worker(exec_csv, row, worker):
-            continue
-        if op in source_rate:
-            exec_csv.add(row, f"'{op}' is a source (it has a rate in {INJECTION_RATES}); sources run on no worker, "
-                              f"remove the row")
-            continue
-        if op not in graph.node_line:
-            exec_csv.add(row, f"{_unknown('operator', op, operators_in_graph)} in {LOGICAL_GRAPH}; fix the name or "
-                              f"remove the row")
-            continue
-        key = (op, worker, variant)
-        if key in seen_exec:
-            exec_csv.add(row, f"{op} / {worker} / {variant} repeats line {seen_exec[key]}; keep one latency")
-            continue
-        seen_exec[key] = row.line
-        if variant not in exec_variants[op]:
-            exec_variants[op].append(variant)
-        if math.isnan(ms):
-            continue  # the prototype's pandas reads it as NaN: this worker cannot run the variant
-        for w in concrete[worker]:
-            latency[w][(op, variant)] = ms * overestimate
-
-    # -- accuracy --------------------------------------------------------------------------------
-    apath = path(ACCURACY_REQUIREMENT)
-    threshold: float | None = None
-    if isinstance(requirement, dict):
-        for key in requirement:
-            if key not in ("sink", "threshold"):
-                problems.add(apath, str(key), f"unknown key{did_you_mean(str(key), ('sink', 'threshold'))}; the file "
-                                              f"holds only sink and threshold, remove it")
-        sink = requirement.get("sink")
-        if not isinstance(sink, str):
-            problems.add(apath, "sink", f"expected the sink operator's name, got {sink!r}; write "
-                                        f'"sink": "{operators_in_graph[-1] if operators_in_graph else "OPERATOR"}"')
-        elif sink not in operators_in_graph:
-            problems.add(apath, "sink", f"{_unknown('operator', sink, operators_in_graph)} in {LOGICAL_GRAPH}")
-        value = requirement.get("threshold")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            problems.add(apath, "threshold", f"expected a number (the least end-to-end accuracy), got {value!r}")
-        else:
-            threshold = float(value)
-    elif requirement is not None:
-        problems.add(apath, "(top level)", f'expected {{"sink": OPERATOR, "threshold": NUMBER}}, got '
-                                           f"{type(requirement).__name__}")
-
-    if profiles is None:  # _check_profiles reported why; problems.check() above raised
-        raise SpecError([f"{profiles_path}: (pickle): no accuracy profile could be read; regenerate it"])
-    for op in profiles.operators:
-        if op not in operators_in_graph:
-            problems.add(profiles_path, "end_to_end_profile.operators",
-                         f"{_unknown('operator', op, operators_in_graph)} in {LOGICAL_GRAPH}; regenerate the profile")
-    profiled = set(profiles.operators) | set(profiles.variants)
-    variants: dict[str, tuple[str, ...]] = {}
-    for op in operators_in_graph:
-        have = exec_variants.get(op, [])
-        if not inputs[op]:
-            continue  # reported above: a node without inputs needs a rate, not variants
-        if not have:
-            problems.add(exec_csv.path, "(file)", f"operator '{op}' has no rows; add `{op},WORKER,VARIANT,LATENCY_MS` "
-                                                  f"rows (variant `{DEFAULT_VARIANT}` for an operator without models)")
-            continue
-        if op not in profiled:
-            # The prototype assigns variants only to operators its accuracy profiles list; every
-            # other operator runs `default`.
-            if DEFAULT_VARIANT not in have:
-                problems.add(exec_csv.path, "(file)",
-                             f"operator '{op}' has no accuracy profile in {ACCURACY_PROFILES}, so it runs its "
-                             f"'{DEFAULT_VARIANT}' variant, but it has no '{DEFAULT_VARIANT}' rows; add them or "
-                             f"profile its variants")
-                continue
-            variants[op] = (DEFAULT_VARIANT,)
-        elif op in profiles.variants:
-            listed_variants = set(profiles.variants[op])
-            keep = tuple(v for v in have if v in listed_variants)
-            if not keep:
-                problems.add(exec_csv.path, "(file)",
-                             f"operator '{op}' has variants {', '.join(have)} but its accuracy profile in "
-                             f"{ACCURACY_PROFILES} lists only {', '.join(profiles.variants[op])}; profile a listed "
-                             f"variant")
-                continue
-            variants[op] = keep
-        else:
-            variants[op] = tuple(have)
-    problems.check()
-
-    def variants_of(node: str) -> tuple[str, ...]:
-        return (DEFAULT_VARIANT,) if node in source_rate else variants[node]
-
-    # -- message sizes ---------------------------------------------------------------------------
-    size_rows: dict[tuple[str, str], dict[tuple[str, str], float]] = defaultdict(dict)
-    size_line: dict[tuple[str, str, str, str], int] = {}
-    for row in sizes_csv.rows:
-        u, v, a, b = (sizes_csv.name(row, i) for i in range(4))
-        kb = sizes_csv.number(row, 4)
-        if None in (u, v, a, b) or kb is None:
-            continue
-        if (u, v) not in graph.edge_line:
-            sizes_csv.add(row, f"there is no edge {u} -> {v} in {LOGICAL_GRAPH}; remove the row or add the edge")
-            continue
-        unknown = [
-            (node, var) for node, var in ((u, a), (v, b))
-            # `default` means "any variant"; a variant profiled in the execution profile but never
-            # chosen (the accuracy profiles do not list it) is harmless.
-            if var != DEFAULT_VARIANT and var not in variants_of(node) and var not in exec_variants.get(node, ())
-        ]
-        for node, var in unknown:
-            sizes_csv.add(row, f"{_unknown(f'variant of {node}', var, [DEFAULT_VARIANT, *variants_of(node)])}; use a "
-                               f"variant from {profile} or `{DEFAULT_VARIANT}`")
-        if unknown:
-            continue
-        key = (u, v, a, b)
-        if key in size_line:
-            sizes_csv.add(row, f"{u} -> {v} with variants ({a}, {b}) repeats line {size_line[key]}; keep one size")
-            continue
-        size_line[key] = row.line
-        size_rows[(u, v)][(a, b)] = kb
-
-    edge_sizes: dict[tuple[str, str], tuple[float, dict[tuple[str, str], float]]] = {}
-    for u, v in graph.edges:
-        table = size_rows.get((u, v), {})
-        if not table:
-            problems.add(sizes_csv.path, "(file)", f"edge {u} -> {v} has no message size; add "
-                                                   f"`{u},{v},{DEFAULT_VARIANT},{DEFAULT_VARIANT},KB_PER_ITEM`")
-            continue
-        sizes: dict[tuple[str, str], float] = {}
-        for a in variants_of(u):
-            for b in variants_of(v):
-                # The prototype's fallback order (optimizer/utils.py, assign_model_variants).
-                for key in ((a, b), (DEFAULT_VARIANT, b), (a, DEFAULT_VARIANT), (DEFAULT_VARIANT, DEFAULT_VARIANT)):
-                    if key in table:
-                        sizes[(a, b)] = table[key]
-                        break
-                else:
-                    problems.add(sizes_csv.path, "(file)",
-                                 f"edge {u} -> {v} has no message size for variants ({a}, {b}); add "
-                                 f"`{u},{v},{a},{b},KB_PER_ITEM` or a `{u},{v},{DEFAULT_VARIANT},{DEFAULT_VARIANT},"
-                                 f"KB_PER_ITEM` fallback")
-        default_kb = table.get((DEFAULT_VARIANT, DEFAULT_VARIANT), max(sizes.values(), default=0.0))
-        edge_sizes[(u, v)] = (default_kb, sizes)
-
-    # -- links -----------------------------------------------------------------------------------
-    wcost: dict[tuple[str, str], float] = {}  # concrete pair -> $/GB (scaled)
-    seen_link: dict[tuple[str, str], int] = {}
-    for row in wlinks_csv.rows:
-        a, b = wlinks_csv.name(row, 0), wlinks_csv.name(row, 1)
-        cost = wlinks_csv.number(row, 2)
-        if not (known_worker(wlinks_csv, row, a) and known_worker(wlinks_csv, row, b)) or cost is None:
-            continue
-        if (a, b) in seen_link:
-            wlinks_csv.add(row, f"link {a} -> {b} repeats line {seen_link[(a, b)]}; keep one cost per pair")
-            continue
-        seen_link[(a, b)] = row.line
-        for wa in concrete[a]:
-            for wb in concrete[b]:
-                if wa != wb:
-                    wcost[(wa, wb)] = cost * scale
-    scost: dict[tuple[str, str], float] = {}  # (source, concrete worker) -> $/GB (scaled)
-    seen_slink: dict[tuple[str, str], int] = {}
-    for row in slinks_csv.rows:
-        s, w = slinks_csv.name(row, 0), slinks_csv.name(row, 1)
-        cost = slinks_csv.number(row, 2)
-        if s is None or not known_worker(slinks_csv, row, w) or cost is None:
-            continue
-        if s not in source_rate:
-            slinks_csv.add(row, f"{_unknown('source', s, sources)} in {INJECTION_RATES}; fix the name or remove "
-                                f"the row")
-            continue
-        if (s, w) in seen_slink:
-            slinks_csv.add(row, f"link {s} -> {w} repeats line {seen_slink[(s, w)]}; keep one cost per pair")
-            continue
-        seen_slink[(s, w)] = row.line
-        for cw in concrete[w]:
-            scost[(s, cw)] = cost * scale
-    problems.check()
-
-    # -- classes of identical workers ------------------------------------------------------------
-    workers = [w for name in price for w in concrete[name]]
-    worker_price = {w: price[name] for name in price for w in concrete[name]}
-    out_sig: dict[str, set[tuple[str, float]]] = defaultdict(set)
-    in_sig: dict[str, set[tuple[str, float]]] = defaultdict(set)
-    for (a, b), cost in wcost.items():
-        if tier_of[a] < tier_of[b] and cost != 0:  # only upward cross-tier pairs ever cost anything
-            out_sig[a].add((b, cost))
-            in_sig[b].add((a, cost))
-    classes: dict[tuple, list[str]] = {}
-    for w in workers:
-        t = tier_of[w]
-        key = (
-            t,
-            worker_price[w],
-            frozenset(latency[w].items()),
-            frozenset(out_sig[w]),
-            frozenset(in_sig[w]),
-            tuple(scost.get((s, w), 0.0) if t > 0 else 0.0 for s in sources),
-        )
-        classes.setdefault(key, []).append(w)
-    position = {w: i for i, w in enumerate(workers)}
-    groups = sorted(classes.values(), key=lambda members: (tier_of[members[0]], position[members[0]]))
-
-    taken_names = {SOURCES_LOCATION}
-    loc_of: dict[str, str] = {}  # representative worker -> location name
-
-    def unique(name: str) -> str:
-        candidate, k = name, 1
-        while candidate in taken_names:
-            k += 1
-            candidate = f"{name}#{k}"
-        taken_names.add(candidate)
-        return candidate
-
-    # Sources with the same link cost to every worker class share one location.
-    reps = [members[0] for members in groups]
-    source_groups: dict[tuple[float, ...], list[str]] = {}
-    for s in sources:
-        sig = tuple(scost.get((s, r), 0.0) if tier_of[r] > 0 else 0.0 for r in reps)
-        source_groups.setdefault(sig, []).append(s)
-    source_loc: dict[str, str] = {}
-    locations: list[Location] = []
-    for members in source_groups.values():
-        name = SOURCES_LOCATION if len(source_groups) == 1 else unique(f"{SOURCES_LOCATION}/{members[0]}")
-        locations.append(Location(name, 0, "tier-0"))
-        for s in members:
-            source_loc[s] = name
-    pools: list[Pool] = []
-    capabilities: dict[tuple[str, str, str], Capability] = {}
-    for members in groups:
-        rep = members[0]
-        name = unique(rep if len(members) == 1 else f"{rep}+{len(members) - 1}")
-        loc_of[rep] = name
-        t = tier_of[rep]
-        locations.append(Location(name, t, f"tier-{t}"))
-        pools.append(Pool(name=name, location=name, hardware=rep, count=len(members), price=worker_price[rep],
-                          members=tuple(members)))
-        for (op, var), ms in latency[rep].items():
-            if var in variants.get(op, ()):
-                capabilities[(op, var, rep)] = Capability(capacity=1000.0 / ms, latency_ms=ms)
-
-    links: list[Link] = []
-    seen_source_locs: set[str] = set()
-    for s in sources:
-        sloc = source_loc[s]
-        if sloc in seen_source_locs:
-            continue
-        seen_source_locs.add(sloc)
-        for rep in reps:
-            cost = scost.get((s, rep), 0.0) if tier_of[rep] > 0 else 0.0
-            links.append(Link(sloc, loc_of[rep], cost))
-    for a in reps:
-        for b in reps:
-            if a == b or tier_of[a] > tier_of[b]:
-                continue  # no traffic goes to a lower tier
-            cost = 0.0 if tier_of[a] == tier_of[b] else wcost.get((a, b), 0.0)
-            links.append(Link(loc_of[a], loc_of[b], cost))
-
-    # -- rates, operators, edges -----------------------------------------------------------------
-    rate: dict[str, float] = dict(source_rate)
-    for n in order:
-        if n not in source_rate:
-            rate[n] = min(rate[u] * ratio.get((u, n), 1.0) for u in inputs[n])
-    operators = tuple(Operator(n, variants[n], rate[n]) for n in order if n not in source_rate)
-    edges = tuple(
-        Edge(u, v, rate=rate[v], item_kb=edge_sizes[(u, v)][0], sizes=edge_sizes[(u, v)][1]) for u, v in graph.edges
-    )
-    streams = tuple(Stream(s, source_loc[s], source_rate[s]) for s in sources)
-    accuracy = Accuracy(
-        target=threshold,
-        tables=(AccuracyTable(operators=profiles.operators, rows=dict(profiles.rows)),),
-    )
-    return Problem(
-        name=directory.resolve().name,
-        locations=tuple(locations),
-        pools=tuple(pools),
-        streams=streams,
-        operators=operators,
-        edges=edges,
-        capabilities=capabilities,
-        links=tuple(links),
-        accuracy=accuracy,
-        transit=False,
-        source_tier={s: 0 for s in sources},
-    )
+    placement = _place(workflow, workers, latencies, variants, link_costs)
+    return _assemble(directory.resolve().name, workflow, variants, accuracy, edge_sizes, placement)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -484,3 +484,10 @@ def test_jellybean_json_accuracy_falls_back_to_the_table(vqa: Problem) -> None:
     assert out["worker_assignment"]["VQA"] == pytest.approx({"workflow-compute-gpu-1": 40.0})
     assert out["worker_assignment"]["ExtractImageFeature"] == {}
     assert out["solver"] == {"status": "HEURISTIC", "gap": None, "seconds": 0.0}
+
+
+def test_null_partition_is_a_clear_error(vqa_copy: Path) -> None:
+    (vqa_copy / "workers_partition.json").write_text("null\n")
+    with pytest.raises(SpecError) as err:
+        load_jellybean_inputs(vqa_copy)
+    assert f"{vqa_copy / 'workers_partition.json'}: (top level): holds null; write the workers' tiers" in str(err.value)
