@@ -123,6 +123,43 @@ class PlanningModel:
         self.stream_rate: dict[tuple[str, str], float] = defaultdict(float)
         for s in p.streams:
             self.stream_rate[(s.source, s.location)] += s.rate
+        self.reach_share = self._reach_share()
+
+    def _reach_share(self) -> dict[tuple[str, str], float]:
+        """Upper bound on the fraction of each operator's items that can be at each location.
+
+        Items reach a location only from streams at locations with a path to it (items can hop
+        through locations that process them, so paths compose in both routing modes). A location
+        that can see only its own four cameras can never need more than their rate: this bound
+        is what makes the relaxation pay for a whole worker there instead of a sliver of one.
+        """
+        p = self.problem
+        succ: dict[str, set[str]] = defaultdict(set)
+        for a, b in self.arcs:
+            succ[a].add(b)
+        reaches: dict[str, set[str]] = {}
+        for loc in p.locations:
+            seen, todo = {loc.name}, [loc.name]
+            while todo:
+                for nxt in succ[todo.pop()]:
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        todo.append(nxt)
+            reaches[loc.name] = seen
+        share: dict[tuple[str, str], float] = {}
+        for src in p.source_names:
+            total = p.source_rate(src)
+            for loc in p.locations:
+                upstream = sum(r for (name, at), r in self.stream_rate.items() if name == src and loc.name in reaches[at])
+                share[src, loc.name] = min(1.0, upstream / total) if total > 0 else 0.0
+        for op in p.operators:
+            inputs = p.inputs(op.name)
+            for loc in p.locations:
+                if op.join == "zip":
+                    share[op.name, loc.name] = min(share[e.src, loc.name] for e in inputs)
+                else:
+                    share[op.name, loc.name] = min(1.0, sum(e.rate * share[e.src, loc.name] for e in inputs) / op.rate)
+        return share
 
     # -- variables -----------------------------------------------------------------------------
     def _variables(self) -> None:
@@ -133,6 +170,7 @@ class PlanningModel:
                 ub = 1 if fixed_variants.get(op.name, var) == var else 0
                 v.z[op.name, var] = s.IntVar(0, ub, f"z[{op.name},{var}]")
 
+        self.max_workers: dict[tuple[str, str, str], int] = {}
         fixed_counts = {(pl, op): c for pl, op, c in self.restriction.counts or ()}
         default_hi = 0 if self.restriction.counts is not None else None
         for pool in p.pools:
@@ -145,7 +183,11 @@ class PlanningModel:
                     if cap is None or cap.memory_mb > pool.memory_mb:
                         continue
                     hi = fixed_counts.get((pool.name, op.name), pool.count if default_hi is None else default_hi)
+                    # No pool needs more workers than serve all the load that can reach it.
+                    reach = op.rate * self.reach_share[op.name, pool.location]
+                    hi = min(hi, math.ceil(reach / cap.capacity - 1e-9))
                     key = (pool.name, op.name, var)
+                    self.max_workers[key] = hi
                     v.n[key] = s.IntVar(0, hi, f"n[{pool.name},{op.name},{var}]")
                     v.x[key] = s.NumVar(0, op.rate, f"x[{pool.name},{op.name},{var}]")
 
@@ -208,7 +250,9 @@ class PlanningModel:
 
         # Workers run the chosen variant only, at most one operator each, within what a pool has.
         for (pool_name, op, var), n in v.n.items():
-            s.Add(n <= self.pool_by_name[pool_name].count * v.z[op, var], f"variant_link[{pool_name},{op},{var}]")
+            s.Add(n <= self.max_workers[pool_name, op, var] * v.z[op, var], f"variant_link[{pool_name},{op},{var}]")
+            # Implied, but it keeps the relaxation from serving load with a fraction of a variant.
+            s.Add(v.x[pool_name, op, var] <= self.op_by_name[op].rate * v.z[op, var], f"load_link[{pool_name},{op},{var}]")
         for pool in p.pools:
             used = [n for (pl, _, _), n in v.n.items() if pl == pool.name]
             if used:
@@ -218,13 +262,23 @@ class PlanningModel:
             s.Add(sum((v.n[k] for k in v.n if k[0] == pool_name and k[1] == op), start=0) == count,
                   f"fixed_count[{pool_name},{op}]")
 
-        # Capacity: a pool serves at most its workers' profiled throughput.
+        # Capacity: a pool serves at most its workers' profiled throughput. A worker can never be
+        # fed more than reaches its location, so that bound is also its effective capacity.
         for key, x in v.x.items():
             pool_name, op, var = key
-            cap = p.capability(op, var, self.pool_by_name[pool_name].hardware).capacity
+            pool = self.pool_by_name[pool_name]
+            cap = p.capability(op, var, pool.hardware).capacity
+            cap = min(cap, self.op_by_name[op].rate * self.reach_share[op, pool.location])
             extra = (self._slack("capacity", pool_name, op, var, scale=self.op_by_name[op].rate)
                      if self.elastic.relaxes("capacity") else 0.0)
             s.Add(x <= cap * v.n[key] + extra, f"capacity[{pool_name},{op},{var}]")
+
+        # One variant everywhere: the load a variant serves is all or nothing of the operator's.
+        by_variant: dict[tuple[str, str], list] = defaultdict(list)
+        for (pool_name, op, var), x in v.x.items():
+            by_variant[op, var].append(x)
+        for (op, var), z in v.z.items():
+            s.Add(sum(by_variant[op, var], start=0.0) == self.op_by_name[op].rate * z, f"variant_load[{op},{var}]")
 
         # Throughput: every item is processed by every operator downstream of its source.
         for op in p.operators:
