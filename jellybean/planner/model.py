@@ -30,6 +30,7 @@ class Restriction:
 
 
 SLACK_FAMILIES = ("capacity", "bandwidth", "accuracy", "latency")
+SCIP_PARAMS = "separating/maxroundsroot = 2\nseparating/maxrounds = 1\n"
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ class PlanningModel:
         solver = pywraplp.Solver.CreateSolver(backend)
         if solver is None:
             raise InfeasibleError(f"OR-Tools solver backend '{backend}' is not available in this build")
+        if backend == "SCIP":
+            # Root cut rounds bring little on these models and delay the first plan by seconds.
+            solver.SetSolverSpecificParametersAsString(SCIP_PARAMS)
         self.solver = solver
         self.v = Variables()
         self.slack_weight: dict[tuple[str, ...], float] = {}

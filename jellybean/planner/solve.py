@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 from ortools.linear_solver import pywraplp
 
@@ -115,16 +116,41 @@ def _value(expr) -> float:
     return expr.solution_value()
 
 
+WARM_START_SHARE = 0.4  # of a time limit, spent finding a good first plan
+WARM_START_DEFAULT_S = 10.0  # without a time limit
+
+
 def solve(
     problem: Problem,
     restriction: Restriction = Restriction(),
     time_limit: float | None = None,
     backend: str = "SCIP",
+    warm_start: bool = True,
 ) -> Solution:
     """Build and solve; infeasible problems are explained, a time limit without a plan is an error."""
+    start = time.monotonic()
     model = PlanningModel(problem, restriction, backend=backend)
-    status, solution = run(model, time_limit)
+    warm = None
+    if warm_start and restriction == Restriction():
+        from jellybean.planner.search import VariantSearch
+
+        budget = WARM_START_SHARE * time_limit if time_limit else WARM_START_DEFAULT_S
+        warm = VariantSearch(problem, backend).run(budget, per_mip=max(0.5, budget / 8))
+        if warm is not None:
+            variables = model.solver.variables()
+            model.solver.SetHint(variables, [warm.values.get(v.name(), 0.0) for v in variables])
+    remaining = None if time_limit is None else max(time_limit - (time.monotonic() - start), 0.05)
+    status, solution = run(model, remaining)
+    seconds = time.monotonic() - start
+    if warm is not None and (solution is None or warm.solution.objective < solution.objective - 1e-9):
+        # The full model did not better the warm start in time: keep that plan, with the full model's
+        # bound where it has one (the warm start's own status holds only for its fixed variants).
+        bound = solution.best_bound if solution is not None else warm.bound
+        solution = replace(warm.solution, status="FEASIBLE", best_bound=bound)
     if solution is not None:
+        solution = replace(solution, seconds=seconds)
+        if solution.status == "FEASIBLE" and solution.gap is not None and solution.gap <= RELATIVE_GAP:
+            solution = replace(solution, status="OPTIMAL")
         return solution
     if status == "INFEASIBLE":
         from jellybean.planner.diagnose import explain_infeasible
