@@ -29,6 +29,16 @@ def spec_error(path: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("jellybean", "{message}", {"path": path, "message": message})
 
 
+def require_unique_names(items, kind: str, verb: str = "defined"):
+    """Raise at the first item whose ``name`` repeats an earlier one's; return the items."""
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if item.name in seen:
+            raise spec_error(f"[{i}].name", f"{kind} '{item.name}' is {verb} twice; give each a unique name")
+        seen.add(item.name)
+    return items
+
+
 def unknown_name(kind: str, name: str, known: list[str] | tuple[str, ...] | set[str]) -> str:
     """Message for a reference to a name that is not defined."""
     listing = ", ".join(sorted(known)) or "none"

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from jellybean.errors import SpecError
-from jellybean.spec.base import StrictModel, spec_error
+from jellybean.spec.base import StrictModel, require_unique_names
 
 # Tiers in the order data normally flows: from cameras towards the cloud.
 TIERS: tuple[str, ...] = ("edge", "hub", "edge-dc", "cloud")
@@ -36,12 +36,7 @@ class HardwareCatalog(StrictModel):
     @field_validator("hardware")
     @classmethod
     def _unique(cls, items: tuple[Hardware, ...]) -> tuple[Hardware, ...]:
-        seen: set[str] = set()
-        for i, h in enumerate(items):
-            if h.name in seen:
-                raise spec_error(f"[{i}].name", f"hardware '{h.name}' is defined twice; give each a unique name")
-            seen.add(h.name)
-        return items
+        return require_unique_names(items, "hardware")
 
 
 def hardware_files(path: Path) -> list[Path]:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from jellybean.spec.base import StrictModel, spec_error, unknown_name
+from jellybean.spec.base import StrictModel, require_unique_names, spec_error, unknown_name
 
 
 class Profile(StrictModel):
@@ -56,12 +56,7 @@ class ZooOperator(StrictModel):
     @field_validator("variants")
     @classmethod
     def _unique(cls, items: tuple[Variant, ...]) -> tuple[Variant, ...]:
-        seen: set[str] = set()
-        for i, v in enumerate(items):
-            if v.name in seen:
-                raise spec_error(f"[{i}].name", f"variant '{v.name}' is listed twice; give each a unique name")
-            seen.add(v.name)
-        return items
+        return require_unique_names(items, "variant", verb="listed")
 
     def variant(self, name: str) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)
