@@ -47,3 +47,4 @@ from jellybean.cli import plan as _plan  # noqa: E402  (registers commands on `a
 from jellybean.cli import validate as _validate  # noqa: E402,F401
 
 _ = _plan
+from jellybean.cli import scene as _scene  # noqa: E402,F401
