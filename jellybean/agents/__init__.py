@@ -1,0 +1,1 @@
+"""Agent runtime: inference backends, MQTT I/O, batching; the controller; message schemas."""

@@ -1,0 +1,1 @@
+"""Model zoo: variant generation, profiling, evaluators and the zoo manifest."""
