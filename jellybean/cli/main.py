@@ -48,3 +48,4 @@ from jellybean.cli import validate as _validate  # noqa: E402,F401
 
 _ = _plan
 from jellybean.cli import scene as _scene  # noqa: E402,F401
+from jellybean.cli import zoo as _zoo  # noqa: E402,F401
