@@ -97,6 +97,9 @@ def build(
     dim: Annotated[Optional[list[str]], typer.Option(
         "--dim", metavar="NAME=N", help="Size of a dynamic non-batch dimension, e.g. --dim height=640 (repeatable).")] = None,
     calibration_samples: Annotated[int, typer.Option("--calibration-samples", min=1, help="Use at most this many samples.")] = 64,
+    family: Annotated[Optional[str], typer.Option(
+        "--family", help="Prefix for the variant names (e.g. w050), so variants of several base models of one "
+                         "operator sit side by side; a rebuild replaces only that family.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="ORT intra-op threads for validation.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log why layers and variants were skipped.")] = False,
@@ -115,7 +118,7 @@ def build(
         result = build_variants(
             model, operator, output, calibration, task=task, include=_parse_list("--variants", variants),
             tensorrt=tensorrt, dims=_parse_dims(dim), calibration_samples=calibration_samples,
-            intra_op_threads=threads, progress=tick,
+            intra_op_threads=threads, progress=tick, family=family,
         )
 
     table = Table(title=f"{operator} ({task}) -> {result.manifest}", title_justify="left")

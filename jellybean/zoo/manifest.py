@@ -157,8 +157,13 @@ def _variant_key(v: Variant) -> tuple[str | None, str | None]:
     return v.model, v.sha256
 
 
-def merge_operator(zoo: Zoo | None, operator: ZooOperator, zoo_name: str = "model-zoo") -> Zoo:
+def merge_operator(
+    zoo: Zoo | None, operator: ZooOperator, zoo_name: str = "model-zoo", family: str | None = None
+) -> Zoo:
     """Add ``operator``, or replace the variants of the operator of that name.
+
+    With ``family``, only the variants named ``<family>-...`` are replaced; the operator's other
+    variants (other base models of the same operator) stay, before the new ones.
 
     A replaced variant whose file is byte-identical (same path and sha256) keeps its measured
     profiles, metrics and accuracy; any other measurement is dropped with the old variant.
@@ -178,6 +183,9 @@ def merge_operator(zoo: Zoo | None, operator: ZooOperator, zoo_name: str = "mode
                     "accuracy": v.accuracy if v.accuracy is not None else prev.accuracy,
                 })
             kept.append(v)
+        if family is not None:
+            others = [v for v in old.variants if not v.name.startswith(f"{family}-")]
+            kept = others + [v for v in kept if v.name not in {o.name for o in others}]
         operator = operator.model_copy(update={"variants": tuple(kept)})
         operators = tuple(operator if o.name == operator.name else o for o in zoo.operators)
     else:

@@ -865,13 +865,16 @@ def build_variants(
     intra_op_threads: int | None = None,
     engine_cache: str | os.PathLike | None = None,
     progress: ProgressFn | None = None,
+    family: str | None = None,
 ) -> BuildResult:
     """Build the variants of ``operator`` from ``model_path`` into the zoo ``out_dir``.
 
     ``include`` limits the kinds built (see ``VARIANT_KINDS``; fp32 is always built).
     ``tensorrt``: None builds TensorRT engines when ``tensorrt`` imports, True requires it
     (NotSupportedError otherwise), False never builds them. ``dims`` sizes dynamic non-batch
-    dimensions by name. Returns the operator's manifest entry, the skipped variants with their
+    dimensions by name. ``family`` prefixes the variant names (``w050-int8-static``) so that the
+    variants of several base models of one operator (two widths, two backbones) sit side by side:
+    a rebuild then replaces only that family's variants. Returns the operator's manifest entry, the skipped variants with their
     reasons and each variant's deviation from fp32. Raises JellyBeanError, leaving ``out_dir``
     as it was, when the input model or the calibration data is unusable.
     """
@@ -879,6 +882,9 @@ def build_variants(
     dims = dict(dims or {})
     if not _NAME.match(operator):
         raise JellyBeanError(f"--operator: '{operator}' is not a usable name; use letters, digits, '.', '_' and '-'")
+    if family is not None and not _NAME.match(family):
+        raise JellyBeanError(f"--family: '{family}' is not a usable name; use letters, digits, '.', '_' and '-'")
+    prefix = f"{family}-" if family else ""
     if task not in TASKS:
         raise JellyBeanError(f"--task: unknown task '{task}'; use one of: {', '.join(TASKS)}")
     kinds = set(VARIANT_KINDS if include is None else include) | {"fp32"}
@@ -978,10 +984,12 @@ def build_variants(
         variants = []
         for item in built:
             path = op_dir / item.filename
+            if prefix:
+                path = path.rename(op_dir / f"{prefix}{item.filename}")
             size_mb = path.stat().st_size / 2**20
             variants.append(Variant(
-                name=item.name,
-                model=f"{operator}/{item.filename}",
+                name=f"{prefix}{item.name}",
+                model=f"{operator}/{path.name}",
                 precision=item.precision,
                 memory_mb=max(0.1, math.ceil(size_mb * 10) / 10),
                 output_kb=round(output_kb, 3) if output_kb else None,
@@ -989,8 +997,10 @@ def build_variants(
                 description=item.description,
             ))
         entry = ZooOperator(name=operator, task=task, variants=tuple(variants))
+        deviation = {f"{prefix}{name}": d for name, d in deviation.items()}
+        skipped = [Skipped(f"{prefix}{s.variant}", s.reason) for s in skipped]
         tick("writing the zoo", total - 1, total)
-        manifest = _commit(staging, op_dir, out_dir, entry)
+        manifest = _commit(staging, op_dir, out_dir, entry, family)
         tick("done", total, total)
         return BuildResult(entry, manifest, tuple(skipped), deviation, calibration.origin if calibration else "")
     finally:
@@ -1003,7 +1013,7 @@ def _drop(op_dir: Path, name: str) -> None:
             p.unlink()
 
 
-def _commit(staging: Path, op_dir: Path, out_dir: Path, entry: ZooOperator) -> Path:
+def _commit(staging: Path, op_dir: Path, out_dir: Path, entry: ZooOperator, family: str | None = None) -> Path:
     """Move the built files into ``out_dir/<operator>/`` and write the manifest, or change nothing.
 
     Files the new build replaces are moved aside first and put back if anything fails. Files of
@@ -1019,7 +1029,7 @@ def _commit(staging: Path, op_dir: Path, out_dir: Path, entry: ZooOperator) -> P
     try:
         with zoo_lock(out_dir):
             old = read_manifest(out_dir)
-            new = merge_operator(old, entry, zoo_name=out_dir.name)
+            new = merge_operator(old, entry, zoo_name=out_dir.name, family=family)
             if not target_dir.exists():
                 target_dir.mkdir()
                 created_dir = True

@@ -337,3 +337,17 @@ def test_tensorrt_engines_are_built_and_listed(tmp_path):  # pragma: no cover - 
     names = [v.name for v in result.operator.variants]
     assert "trt-fp16" in names and (tmp_path / "zoo" / "classify" / "trt-fp16.engine").is_file()
     assert list((tmp_path / "cache").glob("*.engine"))
+
+
+def test_families_of_one_operator_sit_side_by_side(tmp_path):
+    zoo = tmp_path / "zoo"
+    zv.build_variants(tiny_cnn(tmp_path / "a.onnx", seed=1), "classify", zoo, include=["fp16"], tensorrt=False, family="wide")
+    zv.build_variants(tiny_cnn(tmp_path / "b.onnx", seed=2), "classify", zoo, include=["fp16"], tensorrt=False, family="slim")
+    names = [v.name for v in load_model(Zoo, zoo / "manifest.yaml").operator("classify").variants]
+    assert names == ["wide-fp32", "wide-fp16", "slim-fp32", "slim-fp16"]
+    assert (zoo / "classify" / "slim-fp16.onnx").exists() and (zoo / "classify" / "wide-fp32.onnx").exists()
+    # Rebuilding one family replaces only its own variants.
+    zv.build_variants(tiny_cnn(tmp_path / "a.onnx", seed=3), "classify", zoo, include=[], tensorrt=False, family="wide")
+    names = [v.name for v in load_model(Zoo, zoo / "manifest.yaml").operator("classify").variants]
+    assert names == ["slim-fp32", "slim-fp16", "wide-fp32"]
+    assert not (zoo / "classify" / "wide-fp16.onnx").exists()
