@@ -684,13 +684,17 @@ class _Context:
         if self._pre is None:
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
-            target = self.work / "preprocessed.onnx"
-            try:
-                quant_pre_process(str(self.info.path), str(target))
-            except Exception as exc:  # symbolic shape inference cannot handle every graph
-                log.warning("quantization pre-processing with symbolic shapes failed (%s); retrying without",
-                            _first_line(exc))
-                quant_pre_process(str(self.info.path), str(target), skip_symbolic_shape=True)
+            target = (self.work / "preprocessed.onnx").resolve()
+            source = str(Path(self.info.path).resolve())
+            # ORT's symbolic shape inference saves a debug model (with external data) into the
+            # current directory when it gives up: keep that inside the build's work directory.
+            with contextlib.chdir(self.work):
+                try:
+                    quant_pre_process(source, str(target))
+                except Exception as exc:  # symbolic shape inference cannot handle every graph
+                    log.warning("quantization pre-processing with symbolic shapes failed (%s); retrying without",
+                                _first_line(exc))
+                    quant_pre_process(source, str(target), skip_symbolic_shape=True)
             self._pre = target
         return self._pre
 

@@ -351,3 +351,16 @@ def test_families_of_one_operator_sit_side_by_side(tmp_path):
     names = [v.name for v in load_model(Zoo, zoo / "manifest.yaml").operator("classify").variants]
     assert names == ["slim-fp32", "slim-fp16", "wide-fp32"]
     assert not (zoo / "classify" / "wide-fp16.onnx").exists()
+
+
+def test_int8_static_leaves_nothing_in_the_working_directory(tmp_path, monkeypatch):
+    # ORT's symbolic shape inference gives up on the shipped detector and saves a debug model
+    # into the current directory; the build must keep that in its own work directory.
+    detector = Path(__file__).resolve().parents[2] / "model_zoo/aicity/detector_w050.onnx"
+    images = write_images(tmp_path / "calib", 8, size=(192, 320))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    result = zv.build_variants(detector, "detect", tmp_path / "zoo", images, include=["int8-static"], tensorrt=False)
+    assert [v.name for v in result.operator.variants] == ["fp32", "int8-static"]
+    assert list(cwd.iterdir()) == []
