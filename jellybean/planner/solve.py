@@ -116,7 +116,7 @@ def _value(expr) -> float:
     return expr.solution_value()
 
 
-WARM_START_SHARE = 0.4  # of a time limit, spent finding a good first plan
+WARM_START_SHARE = 0.25  # of a time limit, spent finding a good first plan
 WARM_START_DEFAULT_S = 10.0  # without a time limit
 
 
@@ -131,7 +131,9 @@ def solve(
     start = time.monotonic()
     model = PlanningModel(problem, restriction, backend=backend)
     warm = None
-    if warm_start and restriction == Restriction():
+    # The warm start re-solves one model with changed bounds and hints the full one; HiGHS through
+    # pywraplp crashes the process on that (segfault, OR-Tools 9.15), so only SCIP gets it.
+    if warm_start and restriction == Restriction() and backend == "SCIP":
         from jellybean.planner.search import VariantSearch
 
         budget = WARM_START_SHARE * time_limit if time_limit else WARM_START_DEFAULT_S

@@ -106,3 +106,12 @@ def test_merge_join_processes_every_input_item(specs):
     specs.infra["sites"][0]["sources"]["radar"] = 1
     plan = make_plan(specs.problem())
     assert plan.predicted.throughput["track"] == pytest.approx(30 + 5)
+
+
+@pytest.mark.parametrize("backend", ["HIGHS", "CBC"])
+def test_other_backends_reach_the_same_optimum(specs, backend):
+    specs.workflow["slo"]["accuracy"] = 0.7
+    scip = make_plan(specs.problem())
+    other = make_plan(specs.problem(), backend=backend)
+    assert other.solver.backend == backend and other.solver.status == "OPTIMAL"
+    assert other.cost.total == pytest.approx(scip.cost.total, rel=1e-6)
