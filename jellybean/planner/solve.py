@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, replace
 
@@ -58,6 +61,19 @@ class _Status:
     }
 
 
+@contextlib.contextmanager
+def _native_stdout_to_stderr():
+    """Solver libraries print banners on the process's stdout (HiGHS does); keep stdout for --json."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def run(model: PlanningModel, time_limit: float | None = None) -> tuple[str, Solution | None]:
     """Solve ``model``; returns the status name and, where there is one, the solution."""
     solver = model.solver
@@ -65,7 +81,8 @@ def run(model: PlanningModel, time_limit: float | None = None) -> tuple[str, Sol
         solver.SetTimeLimit(int(max(time_limit, 0.01) * 1000))
     params = pywraplp.MPSolverParameters()
     params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, RELATIVE_GAP)
-    status = solver.Solve(params)
+    with _native_stdout_to_stderr():
+        status = solver.Solve(params)
     name = _Status.NAMES.get(status, str(status))
     if name not in ("OPTIMAL", "FEASIBLE"):
         return name, None

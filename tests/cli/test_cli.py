@@ -119,3 +119,12 @@ def test_console_script_prints_one_line_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "invalid YAML" in proc.stderr and "line 2" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_json_stays_clean_with_a_chatty_backend(specs):
+    # HiGHS prints a banner on the process's stdout; --json output must still parse.
+    p = specs.write()
+    proc = subprocess.run([sys.executable, "-m", "jellybean", "plan", "-w", str(p["workflow"]), "-z", str(p["zoo"]),
+                           "-i", str(p["infrastructure"]), "--backend", "HIGHS", "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["solver"]["backend"] == "HIGHS"
