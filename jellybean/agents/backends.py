@@ -82,20 +82,23 @@ class Backend(ABC):
     provider: str = ""
     #: The model file this backend has loaded, once loaded.
     path: Path | None = None
+    #: Set by ``load``.
+    _inputs: tuple[TensorSpec, ...] = ()
+    _outputs: tuple[TensorSpec, ...] = ()
 
     @abstractmethod
     def load(self, path: str | os.PathLike) -> "Backend":
         """Load a model file; return ``self``. Raises JellyBeanError naming the file on failure."""
 
     @property
-    @abstractmethod
     def input_specs(self) -> tuple[TensorSpec, ...]:
         """The model's inputs."""
+        return self._inputs
 
     @property
-    @abstractmethod
     def output_specs(self) -> tuple[TensorSpec, ...]:
         """The model's outputs (shapes as declared; dynamic dims are None)."""
+        return self._outputs
 
     @abstractmethod
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -326,14 +329,6 @@ class OrtBackend(Backend):
         self._outputs = tuple(_ort_spec(o) for o in session.get_outputs())
         return self
 
-    @property
-    def input_specs(self) -> tuple[TensorSpec, ...]:
-        return self._inputs
-
-    @property
-    def output_specs(self) -> tuple[TensorSpec, ...]:
-        return self._outputs
-
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._require_loaded()
         feed = self._check_inputs(inputs)
@@ -527,14 +522,6 @@ class TensorRTBackend(Backend):
         self.path = path
         self.provider = f"TensorRT {trt.__version__}"
         return self
-
-    @property
-    def input_specs(self) -> tuple[TensorSpec, ...]:
-        return self._inputs
-
-    @property
-    def output_specs(self) -> tuple[TensorSpec, ...]:
-        return self._outputs
 
     def _buffer(self, name: str, nbytes: int) -> int:
         cuda = self._require_cuda()
