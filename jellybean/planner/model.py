@@ -52,6 +52,7 @@ class Elastic:
 class Variables:
     z: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (op, variant)
     n: dict[tuple[str, str, str], pywraplp.Variable] = field(default_factory=dict)  # (pool, op, variant)
+    workers: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (pool, op), integer
     x: dict[tuple[str, str, str], pywraplp.Variable] = field(default_factory=dict)  # load items/s
     flow: dict[tuple[str, tuple[str, str], int], pywraplp.Variable] = field(default_factory=dict)
     size_class: dict[tuple[str, int], pywraplp.LinearExpr | pywraplp.Variable] = field(default_factory=dict)
@@ -87,6 +88,9 @@ class PlanningModel:
         if backend == "SCIP":
             # Root cut rounds bring little on these models and delay the first plan by seconds.
             solver.SetSolverSpecificParametersAsString(SCIP_PARAMS)
+        elif backend == "HIGHS":
+            # pywraplp does not pass the relative gap on to HiGHS, which stops at 0.01 % otherwise.
+            solver.SetSolverSpecificParametersAsString("mip_rel_gap = 1e-7\n")
         self.solver = solver
         self.v = Variables()
         self.slack_weight: dict[tuple[str, ...], float] = {}
@@ -192,8 +196,14 @@ class PlanningModel:
                     hi = min(hi, math.ceil(reach / cap.capacity - 1e-9))
                     key = (pool.name, op.name, var)
                     self.max_workers[key] = hi
-                    v.n[key] = s.IntVar(0, hi, f"n[{pool.name},{op.name},{var}]")
+                    # Integral through `workers` below: one variant runs, so its count is the whole count.
+                    v.n[key] = s.NumVar(0, hi, f"n[{pool.name},{op.name},{var}]")
                     v.x[key] = s.NumVar(0, op.rate, f"x[{pool.name},{op.name},{var}]")
+                # Workers are whole per (pool, operator); integer variables per variant as well would
+                # only multiply what branch-and-bound has to round (same optimum, weaker search).
+                counts = [self.max_workers[k] for k in self.max_workers if k[0] == pool.name and k[1] == op.name]
+                if counts:
+                    v.workers[pool.name, op.name] = s.IntVar(0, max(counts), f"workers[{pool.name},{op.name}]")
 
         for e in p.edges:
             for k in range(len(self.classes[e.name])):
@@ -253,6 +263,11 @@ class PlanningModel:
             s.Add(sum(v.z[op.name, var] for var in op.variants) == 1, f"one_variant[{op.name}]")
 
         # Workers run the chosen variant only, at most one operator each, within what a pool has.
+        by_pool_op: dict[tuple[str, str], list] = defaultdict(list)
+        for (pool_name, op, _), n in v.n.items():
+            by_pool_op[pool_name, op].append(n)
+        for (pool_name, op), whole in v.workers.items():
+            s.Add(sum(by_pool_op[pool_name, op]) == whole, f"whole_workers[{pool_name},{op}]")
         for (pool_name, op, var), n in v.n.items():
             s.Add(n <= self.max_workers[pool_name, op, var] * v.z[op, var], f"variant_link[{pool_name},{op},{var}]")
             # Implied, but it keeps the relaxation from serving load with a fraction of a variant.

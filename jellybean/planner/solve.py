@@ -175,7 +175,8 @@ def solve(
         from jellybean.planner.diagnose import explain_infeasible
 
         raise explain_infeasible(problem, restriction, backend=backend)
-    if status == "NOT_SOLVED":
+    if status not in ("INFEASIBLE", "UNBOUNDED", "MODEL_INVALID", "ABNORMAL") and time_limit is not None:
+        # NOT_SOLVED, or a backend's own code (HiGHS answers 99 when its time limit hits).
         raise SolverError(
             f"the solver found no feasible plan within the time limit of {time_limit:g} s; "
             "raise --time-limit (or simplify the infrastructure)"
