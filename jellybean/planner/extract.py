@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from jellybean.planner.model import hop_ms
 from jellybean.planner.problem import KB_PER_S_TO_GB_PER_H, KB_PER_S_TO_MBPS, Problem
 from jellybean.planner.solve import Solution
 from jellybean.spec.plan import Costs, LinkUse, Plan, Prediction, Route, SolverInfo, StreamRate, WorkerGroup
@@ -125,8 +126,6 @@ def route_latency(problem: Problem, solution: Solution, workers: list[WorkerGrou
     ready: dict[tuple[str, str], float] = {}
     for s in p.streams:
         ready[s.source, s.location] = 0.0
-    from jellybean.planner.model import PlanningModel
-
     for op in p.operators:
         arrive: dict[str, float] = defaultdict(lambda: -1.0)
         for e in p.inputs(op.name):
@@ -138,7 +137,7 @@ def route_latency(problem: Problem, solution: Solution, workers: list[WorkerGrou
                 for arc, _f in used:
                     if arc[0] not in at:
                         continue
-                    hop = 0.0 if arc[0] == arc[1] else PlanningModel._hop_ms(e, links[arc])
+                    hop = 0.0 if arc[0] == arc[1] else hop_ms(e, links[arc])
                     t = at[arc[0]] + hop
                     if t > at.get(arc[1], -1.0) + 1e-9:
                         at[arc[1]] = t

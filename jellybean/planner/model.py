@@ -55,7 +55,6 @@ class Variables:
     workers: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (pool, op), integer
     x: dict[tuple[str, str, str], pywraplp.Variable] = field(default_factory=dict)  # load items/s
     flow: dict[tuple[str, tuple[str, str], int], pywraplp.Variable] = field(default_factory=dict)
-    size_class: dict[tuple[str, int], pywraplp.LinearExpr | pywraplp.Variable] = field(default_factory=dict)
     merge_in: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (edge, location)
     table_row: dict[tuple[int, tuple[str, ...]], pywraplp.Variable] = field(default_factory=dict)
     # latency bound only
@@ -66,6 +65,13 @@ class Variables:
     arrive: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (edge, location) ms
     # elastic slack
     slack: dict[tuple[str, ...], pywraplp.Variable] = field(default_factory=dict)
+
+
+def hop_ms(e: Edge, link: Link) -> float:
+    """Propagation plus the time to put one item of ``e`` (its largest size) on the wire."""
+    sizes = [e.item_kb, *e.sizes.values()]
+    transmit = 1000.0 * max(sizes) / link.bandwidth_kbps if link.bandwidth_kbps else 0.0
+    return link.latency_ms + transmit
 
 
 class PlanningModel:
@@ -270,12 +276,11 @@ class PlanningModel:
             s.Add(sum(by_pool_op[pool_name, op]) == whole, f"whole_workers[{pool_name},{op}]")
         for (pool_name, op, var), n in v.n.items():
             s.Add(n <= self.max_workers[pool_name, op, var] * v.z[op, var], f"variant_link[{pool_name},{op},{var}]")
-            # Implied, but it keeps the relaxation from serving load with a fraction of a variant.
-            s.Add(v.x[pool_name, op, var] <= self.op_by_name[op].rate * v.z[op, var], f"load_link[{pool_name},{op},{var}]")
-        for pool in p.pools:
-            used = [n for (pl, _, _), n in v.n.items() if pl == pool.name]
-            if used:
-                s.Add(sum(used) <= pool.count, f"pool_count[{pool.name}]")
+        per_pool: dict[str, list] = defaultdict(list)
+        for (pool_name, _, _), n in v.n.items():
+            per_pool[pool_name].append(n)
+        for pool_name, used in per_pool.items():
+            s.Add(sum(used) <= self.pool_by_name[pool_name].count, f"pool_count[{pool_name}]")
         # Fixed worker counts (a baseline's placement): only loads and routes are left to choose.
         for pool_name, op, count in self.restriction.counts or ():
             s.Add(sum((v.n[k] for k in v.n if k[0] == pool_name and k[1] == op), start=0) == count,
@@ -336,7 +341,6 @@ class PlanningModel:
                 s.Add(sum(pair[a, b] for a in p.variants_of(e.src)) == v.z[e.dst, b], f"pair_dst[{e.name},{b}]")
             for k, (_, members) in enumerate(classes):
                 chosen = sum(pair[a, b] for a, b in members)
-                v.size_class[e.name, k] = chosen
                 for arc in self.arcs:
                     s.Add(v.flow[e.name, arc, k] <= e.rate * chosen, f"size_class[{e.name},{arc},{k}]")
 
@@ -383,7 +387,7 @@ class PlanningModel:
         """Compute + link latency along every used route ≤ bound (longest path with big-M)."""
         s, p, v = self.solver, self.problem, self.v
         max_compute = max((c.latency_ms for c in p.capabilities.values()), default=0.0)
-        max_link = max((self._hop_ms(e, l) for e in p.edges for l in p.links), default=0.0)
+        max_link = max((hop_ms(e, l) for e in p.edges for l in p.links), default=0.0)
         big_m = bound + max_compute + max_link
         horizon = bound + (big_m if self.elastic.relaxes("latency") else 0.0)
         extra = self._slack("latency", scale=bound) if self.elastic.relaxes("latency") else 0.0
@@ -422,15 +426,8 @@ class PlanningModel:
                 use = s.IntVar(0, 1, f"uses[{e.name},{link.name}]")
                 v.uses[e.name, arc] = use
                 s.Add(self.arc_flow(e, arc) <= e.rate * use, f"uses_def[{e.name},{link.name}]")
-                s.Add(v.arrive[e.name, link.dst] >= v.arrive[e.name, link.src] + self._hop_ms(e, link)
+                s.Add(v.arrive[e.name, link.dst] >= v.arrive[e.name, link.src] + hop_ms(e, link)
                       - big_m * (1 - use), f"hop[{e.name},{link.name}]")
-
-    @staticmethod
-    def _hop_ms(e: Edge, link: Link) -> float:
-        """Propagation plus the time to put one item on the wire."""
-        sizes = [e.item_kb, *e.sizes.values()]
-        transmit = 1000.0 * max(sizes) / link.bandwidth_kbps if link.bandwidth_kbps else 0.0
-        return link.latency_ms + transmit
 
     # -- objective -----------------------------------------------------------------------------
     def _objective(self) -> None:

@@ -126,11 +126,8 @@ def run(model: PlanningModel, time_limit: float | None = None) -> tuple[str, Sol
 
 
 def _value(expr) -> float:
-    if isinstance(expr, (int, float)):
-        return float(expr)
-    if isinstance(expr, pywraplp.Variable):
-        return expr.solution_value()
-    return expr.solution_value()
+    """A constant, a variable or a linear expression, after a solve."""
+    return float(expr) if isinstance(expr, (int, float)) else expr.solution_value()
 
 
 WARM_START_SHARE = 0.25  # of a time limit, spent finding a good first plan
