@@ -45,6 +45,12 @@ class Variant(StrictModel):
     profiles: dict[str, Profile] = Field(default_factory=dict, description="per hardware name")
     metrics: dict[str, float] = Field(default_factory=dict, description="evaluator results, for reference")
     sha256: str | None = None
+    runtime: str | None = Field(
+        None, description="implementation in the agents' operator registry; default by the operator's task"
+    )
+    params: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="options for the implementation (thresholds, sizes)"
+    )
     description: str = ""
 
 

@@ -1,0 +1,168 @@
+"""Data items: what flows between operators, and its wire format on data topics.
+
+One item is one frame of one stream at one stage of the workflow. Every operator turns each input
+item into exactly one output item with the same (stream, frame) and capture time, so that the
+runtime can drop duplicates by (stream, frame) and measure end-to-end latency at the sink.
+
+Wire format (bytes on an MQTT data topic)::
+
+    b"JBD" | version byte | u32 big-endian header length | header JSON | body
+
+The header is a validated, versioned model; the body is the concatenation of the item's blobs
+(JPEG bytes) and arrays (raw little-endian numbers), whose lengths, dtypes and shapes the header
+lists. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from jellybean.errors import JellyBeanError
+
+MAGIC = b"JBD"
+WIRE_VERSION = 1
+_PREFIX = struct.Struct(">3sBI")
+# Item kinds in the order the AI City workflow produces them. An operator may add its own kind.
+KINDS = ("frame", "detections", "features", "tracks", "identities")
+_DTYPES = {"float32", "float16", "float64", "int64", "int32", "uint8", "int16", "uint16", "bool"}
+
+
+class MessageError(JellyBeanError):
+    """A message on a topic could not be decoded or validated; the runtime logs it and drops it."""
+
+
+@dataclass
+class Item:
+    """One frame of one stream at one stage.
+
+    - ``stream``: the camera (``S01/c001``); ``frame``: its 1-based frame number;
+    - ``capture_ts``: wall-clock seconds (time.time()) when the source published the frame;
+    - ``kind``: what the payload is (``frame``: one JPEG blob; ``detections``: boxes and crops; ...);
+    - ``meta``: small JSON-able fields (boxes as lists, scores, ids);
+    - ``arrays``: numeric payloads (embeddings, boxes as arrays);
+    - ``blobs``: encoded images (the frame JPEG, crop JPEGs);
+    - ``dropped``: why the item was dropped upstream (a tombstone: kept flowing so that ordered
+      consumers do not wait for it and the sink counts it), or None;
+    - ``trace``: one entry per operator that handled it: [site, operator, t_in, t_out].
+    """
+
+    stream: str
+    frame: int
+    capture_ts: float
+    kind: str = "frame"
+    meta: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    blobs: list[bytes] = field(default_factory=list)
+    dropped: str | None = None
+    trace: list[list[Any]] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.stream, self.frame)
+
+    def derive(self, kind: str, *, meta: dict[str, Any] | None = None,
+               arrays: dict[str, np.ndarray] | None = None, blobs: list[bytes] | None = None) -> "Item":
+        """The output item of an operator for this input: same stream, frame, capture time, trace."""
+        return replace(self, kind=kind, meta=dict(meta or {}), arrays=dict(arrays or {}),
+                       blobs=list(blobs or []), trace=[list(t) for t in self.trace])
+
+    def tombstone(self, reason: str) -> "Item":
+        """This item marked dropped, payload removed."""
+        return replace(self, meta={}, arrays={}, blobs=[], dropped=reason,
+                       trace=[list(t) for t in self.trace])
+
+
+class ArraySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dtype: str
+    shape: tuple[int, ...]
+
+
+class ItemHeader(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1] = 1
+    stream: str = Field(min_length=1, max_length=200)
+    frame: int = Field(ge=0)
+    capture_ts: float
+    kind: str = Field(min_length=1, max_length=40)
+    meta: dict[str, Any] = Field(default_factory=dict)
+    arrays: dict[str, ArraySpec] = Field(default_factory=dict)
+    blobs: list[int] = Field(default_factory=list, description="byte length of each blob, in order")
+    dropped: str | None = None
+    trace: list[list[Any]] = Field(default_factory=list)
+
+
+def encode_item(item: Item) -> bytes:
+    arrays: dict[str, ArraySpec] = {}
+    parts: list[bytes] = list(item.blobs)
+    for name, array in item.arrays.items():
+        a = np.ascontiguousarray(array)
+        if a.dtype.name not in _DTYPES:
+            raise MessageError(f"array '{name}' has dtype {a.dtype.name}; use one of {sorted(_DTYPES)}")
+        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+        arrays[name] = ArraySpec(dtype=a.dtype.name, shape=tuple(int(s) for s in a.shape))
+        parts.append(a.tobytes())
+    header = ItemHeader(stream=item.stream, frame=item.frame, capture_ts=item.capture_ts, kind=item.kind,
+                        meta=item.meta, arrays=arrays, blobs=[len(b) for b in item.blobs],
+                        dropped=item.dropped, trace=item.trace)
+    head = header.model_dump_json().encode()
+    return _PREFIX.pack(MAGIC, WIRE_VERSION, len(head)) + head + b"".join(parts)
+
+
+def decode_item(payload: bytes, topic: str = "?") -> Item:
+    """Bytes from `topic` -> Item, or MessageError naming the topic and what is wrong."""
+    if len(payload) < _PREFIX.size:
+        raise MessageError(f"{topic}: data message of {len(payload)} bytes is shorter than its "
+                           f"{_PREFIX.size}-byte prefix; publish items with jellybean.agents.items.encode_item")
+    magic, version, head_len = _PREFIX.unpack_from(payload)
+    if magic != MAGIC:
+        raise MessageError(f"{topic}: not a JellyBean data message (starts with {magic!r}, expected {MAGIC!r})")
+    if version != WIRE_VERSION:
+        raise MessageError(f"{topic}: data message version {version} is not supported (this agent "
+                           f"speaks {WIRE_VERSION}); upgrade the older side")
+    start = _PREFIX.size
+    if start + head_len > len(payload):
+        raise MessageError(f"{topic}: header length {head_len} runs past the end of a "
+                           f"{len(payload)}-byte message (truncated?)")
+    try:
+        header = ItemHeader.model_validate(json.loads(payload[start:start + head_len]))
+    except (ValueError, ValidationError) as exc:
+        raise MessageError(f"{topic}: bad data header: {_first_error(exc)}") from None
+    body = memoryview(payload)[start + head_len:]
+    need = sum(header.blobs)
+    sizes = {}
+    for name, spec in header.arrays.items():
+        if spec.dtype not in _DTYPES:
+            raise MessageError(f"{topic}: arrays.{name}.dtype '{spec.dtype}' is not allowed")
+        sizes[name] = int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
+        need += sizes[name]
+    if need != len(body):
+        raise MessageError(f"{topic}: body has {len(body)} bytes but the header describes {need}")
+    offset = 0
+    blobs = []
+    for n in header.blobs:
+        blobs.append(bytes(body[offset:offset + n]))
+        offset += n
+    arrays = {}
+    for name, spec in header.arrays.items():
+        n = sizes[name]
+        arrays[name] = np.frombuffer(body[offset:offset + n], dtype=np.dtype(spec.dtype).newbyteorder("<")) \
+            .reshape(spec.shape).astype(spec.dtype)
+        offset += n
+    return Item(stream=header.stream, frame=header.frame, capture_ts=header.capture_ts, kind=header.kind,
+                meta=dict(header.meta), arrays=arrays, blobs=blobs, dropped=header.dropped,
+                trace=[list(t) for t in header.trace])
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        return f"{where}: {err['msg']}"
+    return str(exc).splitlines()[0]
