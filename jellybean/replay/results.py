@@ -1,0 +1,120 @@
+"""What one replay run measured: the contract between the replay driver and the report.
+
+The driver fills a `ReplayResult` as it runs (counts per camera, end-to-end latencies, bytes per
+link, a throughput timeline, the plan's predictions, tracking metrics) and writes it with
+`to_json()`; `report.py` renders it. Everything is JSON: `ReplayResult.from_json(r.to_json()) == r`.
+Bad data does not stop a run: `add_problem` records it and marks the result partial.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from jellybean.errors import SpecError
+from jellybean.replay.tracking_metrics import TrackingMetrics
+from jellybean.spec.base import format_validation_error
+
+RESULT_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class CameraCounts(_Model):
+    """Frames of one camera: published, delivered by the sink, lost, delivered twice, past the deadline."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped: int = 0
+    duplicates: int = 0
+    late: int = 0
+
+
+class LinkMeasure(_Model):
+    """Traffic measured on one link (location -> location) and what the plan predicted for it."""
+
+    from_: str = Field(alias="from")
+    to: str
+    bytes: int = 0
+    kb_per_s: float = 0.0
+    predicted_kb_per_s: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """Measured over predicted, None when nothing was predicted."""
+        if not self.predicted_kb_per_s:
+            return None
+        return self.kb_per_s / self.predicted_kb_per_s
+
+
+class ReplayResult(_Model):
+    """One replay run. `seconds` is wall-clock; `throughput` is (seconds since start, items/s)."""
+
+    version: int = RESULT_VERSION
+    scenario: str
+    mode: Literal["local", "broker"]
+    speed: float = 1.0
+    started_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    seconds: float = 0.0
+    cameras: dict[str, CameraCounts] = Field(default_factory=dict)
+    latency_ms: list[float] = Field(default_factory=list, description="end to end, one per delivered item")
+    links: list[LinkMeasure] = Field(default_factory=list)
+    throughput: list[tuple[float, float]] = Field(default_factory=list)
+    plan_cost_per_hour: float | None = None
+    plan_predicted_accuracy: float | None = None
+    plan_summary: dict[str, Any] = Field(default_factory=dict, description="variants, workers per tier, ...")
+    tracking: TrackingMetrics | None = None
+    partial: bool = False
+    problems: list[str] = Field(default_factory=list)
+
+    def add_problem(self, message: str) -> None:
+        """Record bad data (a missing video, a truncated gt) and mark the run partial."""
+        self.problems.append(message)
+        self.partial = True
+
+    def latency_percentiles(self) -> dict[str, float | None]:
+        """p50, p95, p99, mean and max of `latency_ms` (all None when nothing was delivered)."""
+        values = np.array([v for v in self.latency_ms if math.isfinite(v)], float)
+        if values.size == 0:
+            return {"p50": None, "p95": None, "p99": None, "mean": None, "max": None}
+        p50, p95, p99 = np.percentile(values, [50, 95, 99])
+        return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(values.mean()),
+                "max": float(values.max())}
+
+    def totals(self) -> CameraCounts:
+        """The per-camera counts summed."""
+        fields = CameraCounts.model_fields
+        return CameraCounts(**{f: sum(getattr(c, f) for c in self.cameras.values()) for f in fields})
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return self.model_dump_json(by_alias=True, indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = "replay result") -> ReplayResult:
+        """Parse `to_json()` output; a SpecError names `source` and the path of every bad field."""
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as err:
+            raise SpecError(format_validation_error(source, err)) from None
+
+    def write(self, path: Path | str) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json() + "\n")
+        return path
+
+    @classmethod
+    def read(cls, path: Path | str) -> ReplayResult:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise SpecError([f"{path}: cannot be read ({exc.strerror or exc})"]) from None
+        return cls.from_json(text, str(path))
