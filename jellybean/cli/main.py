@@ -49,3 +49,6 @@ from jellybean.cli import validate as _validate  # noqa: E402,F401
 _ = _plan
 from jellybean.cli import scene as _scene  # noqa: E402,F401
 from jellybean.cli import zoo as _zoo  # noqa: E402,F401
+from jellybean.cli import broker as _broker  # noqa: E402,F401
+from jellybean.cli import run as _run  # noqa: E402,F401
+from jellybean.cli import replay as _replay  # noqa: E402,F401

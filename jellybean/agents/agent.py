@@ -1,0 +1,367 @@
+"""`jellybean agent`: connect, announce, heartbeat, and run whatever the controller assigns.
+
+Threads: the transport's network thread (handlers only decode and enqueue), `assign` (applies
+assignments: loading models can take seconds), `heartbeat` (heartbeats and metrics), and each
+task's workers. Nothing a peer sends can stop the agent: bad messages are logged and dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jellybean.agents import topics
+from jellybean.agents.items import Item, MessageError, decode_item, encode_item
+from jellybean.agents.messages import (
+    Announce,
+    Assignment,
+    Heartbeat,
+    ModelRequest,
+    Status,
+    Task,
+    decode_chunk,
+    parse_message,
+)
+from jellybean.agents.operators.base import OperatorConfig, create
+from jellybean.agents.routing import Router
+from jellybean.agents.tasks import TaskRunner
+from jellybean.agents.telemetry import AgentTelemetry
+from jellybean.agents.transport import MqttLink, Will
+from jellybean.errors import JellyBeanError
+
+log = logging.getLogger(__name__)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def available_providers() -> list[str]:
+    try:
+        import onnxruntime as ort
+        return list(ort.get_available_providers())
+    except Exception:  # noqa: BLE001 - an agent without ONNX Runtime still runs built-in operators
+        return []
+
+
+def total_memory_mb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+
+
+@dataclass
+class AgentOptions:
+    name: str
+    hardware: str
+    broker: str
+    site: str | None = None
+    ca: Path | None = None
+    model_dirs: tuple[Path, ...] = ()
+    cache_dir: Path | None = None
+    metrics_port: int | None = None      # None: no HTTP endpoint; 0: any free port
+    heartbeat_s: float = 1.0
+    metrics_s: float = 2.0
+    model_timeout_s: float = 60.0
+    hold_s: float = 1.0
+    threads: int | None = None
+
+
+@dataclass
+class _Download:
+    name: str
+    total: int | None = None
+    size: int = 0
+    chunks: dict[int, bytes] = field(default_factory=dict)
+    done: threading.Event = field(default_factory=threading.Event)
+    path: Path | None = None
+    error: str | None = None
+
+
+class Agent:
+    def __init__(self, options: AgentOptions) -> None:
+        self.opts = options
+        self.name = topics.check_name(options.name)
+        self.site = topics.check_name(options.site or options.name, "site name")
+        self.cache_dir = options.cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) \
+            / "jellybean" / "models"
+        self.telemetry = AgentTelemetry(self.name, self.site)
+        self.link = MqttLink(options.broker, f"jb-agent-{self.name}", ca=options.ca,
+                             will=Will(topics.status(self.name),
+                                       Status(agent=self.name, state="offline").to_bytes()))
+        self.assignment: Assignment | None = None
+        self.router = Router({}, {}, {})
+        self.tasks: dict[str, TaskRunner] = {}
+        self.errors: dict[str, str] = {}
+        self._tasks_lock = threading.RLock()
+        self._pending: queue.Queue[Assignment | None] = queue.Queue()
+        self._downloads: dict[str, _Download] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._models = self._scan_models()
+        self._seq = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> "Agent":
+        if self.opts.metrics_port is not None:
+            self.telemetry.serve(self.opts.metrics_port)
+        self.link.on_connect(self._announce)
+        self.link.subscribe(topics.assignment(self.name), self._on_assignment)
+        self.link.subscribe(f"{topics.ROOT}/models/{self.name}/+", self._on_chunk)
+        self.link.subscribe(f"{topics.ROOT}/data/{self.site}/+", self._on_data)
+        self.link.start()
+        for target, name in ((self._apply_loop, "assign"), (self._heartbeat_loop, "heartbeat")):
+            t = threading.Thread(target=target, name=f"{name}-{self.name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self, *, graceful: bool = True) -> None:
+        """Stop. `graceful=False` stands for a crash: no offline status, the broker sends the will."""
+        self._stop.set()
+        self._pending.put(None)
+        with self._tasks_lock:
+            for runner in self.tasks.values():
+                runner.stop()
+            self.tasks.clear()
+        if graceful and self.link.connected:
+            self.link.publish(topics.status(self.name), Status(agent=self.name, state="offline").to_bytes(),
+                              retain=True)
+            time.sleep(0.1)
+        self.link.stop(disconnect=graceful)
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def run_forever(self) -> None:
+        self.start()
+        try:
+            while not self._stop.wait(1.0):
+                pass
+        finally:
+            self.stop()
+
+    # -- presence --------------------------------------------------------------------------------
+    def _announce(self) -> None:
+        self.link.publish(topics.status(self.name), Status(agent=self.name, state="online").to_bytes(), retain=True)
+        self.link.publish(topics.announce(self.name), Announce(
+            agent=self.name, site=self.site, hardware=self.opts.hardware, providers=available_providers(),
+            memory_mb=total_memory_mb(), cpus=os.cpu_count() or 1,
+            models={sha: p.name for sha, p in self._models.items()}, metrics_url=self.telemetry.url,
+            pid=os.getpid(), host=socket.gethostname()).to_bytes(), retain=True)
+
+    def _heartbeat_loop(self) -> None:
+        next_metrics = time.monotonic() + self.opts.metrics_s
+        while not self._stop.wait(self.opts.heartbeat_s):
+            if not self.link.connected:
+                continue
+            self._seq += 1
+            version = self.assignment.version if self.assignment else 0
+            with self._tasks_lock:
+                running = sorted(self.tasks)
+                errors = [f"{op}: {e}" for op, e in self.errors.items()]
+            self.link.publish(topics.heartbeat(self.name), Heartbeat(
+                agent=self.name, seq=self._seq, assignment_version=version, running=running,
+                errors=errors).to_bytes(), qos=0)
+            if time.monotonic() >= next_metrics:
+                next_metrics = time.monotonic() + self.opts.metrics_s
+                snap = self.telemetry.snapshot(self.opts.metrics_s, version)
+                self.link.publish(topics.metrics(self.name), snap.to_bytes(), qos=0)
+
+    # -- assignments -----------------------------------------------------------------------------
+    def _on_assignment(self, topic: str, payload: bytes) -> None:
+        if not payload:
+            return  # a cleared retained assignment
+        try:
+            message = parse_message(payload, topic, Assignment)
+        except MessageError as exc:
+            self.telemetry.reject()
+            log.warning("dropped: %s", exc)
+            return
+        if message.agent != self.name:
+            self.telemetry.reject()
+            log.warning("dropped: %s: assignment is for agent '%s', not '%s'", topic, message.agent, self.name)
+            return
+        self._pending.put(message)
+
+    def _apply_loop(self) -> None:
+        while not self._stop.is_set():
+            message = self._pending.get()
+            if message is None:
+                return
+            # Only the newest assignment matters.
+            while not self._pending.empty():
+                newer = self._pending.get()
+                if newer is None:
+                    return
+                if newer.version >= message.version:
+                    message = newer
+            if self.assignment is not None and message.version <= self.assignment.version:
+                log.info("ignoring assignment version %d (have %d)", message.version, self.assignment.version)
+                continue
+            try:
+                self.apply(message)
+            except Exception:  # noqa: BLE001 - a bad assignment must not kill the agent
+                log.exception("could not apply assignment version %d", message.version)
+
+    def apply(self, a: Assignment) -> None:
+        log.info("applying assignment version %d: %s", a.version,
+                 ", ".join(f"{t.operator}={t.variant}x{t.workers}" for t in a.tasks) or "nothing")
+        self.router.update(a.routing, a.placements, a.keyed)
+        wanted = {t.operator: t for t in a.tasks}
+        rehome: list[tuple[str, Item]] = []
+        with self._tasks_lock:
+            self.assignment = a
+            for op in list(self.tasks):
+                runner = self.tasks[op]
+                if op not in wanted or not runner.same_as(wanted[op]):
+                    del self.tasks[op]
+                    rehome.extend((op, item) for item in runner.stop())
+                else:
+                    runner.drop_after_ms = a.drop_after_ms
+            self.errors = {op: e for op, e in self.errors.items() if op in wanted}
+        for op, task in wanted.items():
+            if op in self.tasks:
+                continue
+            try:
+                runner = self._start_task(task, a)
+            except Exception as exc:  # noqa: BLE001 - report it in heartbeats; the others run
+                log.error("cannot run %s (%s): %s", op, task.variant, exc)
+                with self._tasks_lock:
+                    self.errors[op] = str(exc)
+                continue
+            with self._tasks_lock:
+                self.tasks[op] = runner
+                self.errors.pop(op, None)
+        for op, item in rehome:
+            self._send(op, item, rehome=True)
+
+    def _start_task(self, task: Task, a: Assignment) -> TaskRunner:
+        model = self._model_path(task) if task.model else None
+        threads = self.opts.threads
+
+        def factory(i: int):
+            return create(task.runtime, OperatorConfig(operator=task.operator, variant=task.variant, model=model,
+                                                       threads=threads, batch=task.batch, params=task.params))
+
+        return TaskRunner(task, self.site, factory, self._emit, self.telemetry, drop_after_ms=a.drop_after_ms,
+                          hold_s=self.opts.hold_s).start()
+
+    # -- models ----------------------------------------------------------------------------------
+    def _scan_models(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for d in (*self.opts.model_dirs, self.cache_dir):
+            if d and Path(d).is_dir():
+                for p in sorted(Path(d).rglob("*.onnx")):
+                    try:
+                        found.setdefault(sha256_file(p), p)
+                    except OSError:
+                        continue
+        return found
+
+    def _model_path(self, task: Task) -> Path:
+        if task.sha256 in self._models and self._models[task.sha256].is_file():
+            return self._models[task.sha256]
+        for d in self.opts.model_dirs:
+            p = Path(d) / (task.model or "")
+            if p.is_file() and (task.sha256 is None or sha256_file(p) == task.sha256):
+                return p
+        if task.sha256 is None:
+            raise JellyBeanError(f"model {task.model} is not in {', '.join(map(str, self.opts.model_dirs)) or 'any zoo'}"
+                                 " and the plan gives no sha256 to fetch it by")
+        return self._fetch(task.sha256, task.model or f"{task.sha256}.onnx")
+
+    def _fetch(self, sha: str, name: str) -> Path:
+        """Ask the controller for the file and wait for its checksummed chunks."""
+        download = self._downloads.setdefault(sha, _Download(name=name))
+        self.link.publish(topics.model_request(self.name), ModelRequest(agent=self.name, sha256=sha, name=name).to_bytes())
+        log.info("model %s (%s) not here; requested it over the broker", name, sha[:12])
+        if not download.done.wait(self.opts.model_timeout_s):
+            raise JellyBeanError(f"model {name} did not arrive within {self.opts.model_timeout_s:.0f} s")
+        if download.error:
+            raise JellyBeanError(download.error)
+        assert download.path is not None
+        self._models[sha] = download.path
+        return download.path
+
+    def _on_chunk(self, topic: str, payload: bytes) -> None:
+        try:
+            header, data = decode_chunk(payload, topic)
+        except MessageError as exc:
+            self.telemetry.reject()
+            log.warning("dropped: %s", exc)
+            return
+        d = self._downloads.get(header.sha256)
+        if d is None or d.done.is_set():
+            return
+        d.total, d.size = header.total, header.size
+        d.chunks[header.index] = data
+        if len(d.chunks) < header.total:
+            return
+        blob = b"".join(d.chunks[i] for i in range(header.total))
+        if len(blob) != header.size or hashlib.sha256(blob).hexdigest() != header.sha256:
+            d.error = f"model {header.name} arrived with the wrong size or checksum"
+        else:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            path = self.cache_dir / f"{header.sha256}.onnx"
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(blob)
+            tmp.replace(path)
+            d.path = path
+            log.info("model %s received (%d bytes, %d chunks)", header.name, header.size, header.total)
+        d.done.set()
+
+    # -- data ------------------------------------------------------------------------------------
+    def _on_data(self, topic: str, payload: bytes) -> None:
+        operator = topic.rsplit("/", 1)[-1]
+        try:
+            item = decode_item(payload, topic)
+        except MessageError as exc:
+            self.telemetry.reject()
+            log.warning("dropped: %s", exc)
+            return
+        with self._tasks_lock:
+            runner = self.tasks.get(operator)
+        if runner is None:
+            # Not (or no longer) ours: a re-plan moved the operator; send the item where it runs now.
+            self._send(operator, item, rehome=True)
+            return
+        runner.offer(item, len(payload))
+
+    def _emit(self, operator: str, items: list[Item]) -> None:
+        a = self.assignment
+        if a is None:
+            return
+        for item in items:
+            for downstream in a.downstream.get(operator, []):
+                self._send(downstream, item, edge=f"{operator}->{downstream}")
+            if operator in a.sinks and a.sink_topic:
+                payload = encode_item(item)
+                self.link.publish(a.sink_topic, payload)
+                self.telemetry.sent("sink", len(payload))
+
+    def _send(self, operator: str, item: Item, *, edge: str | None = None, rehome: bool = False) -> None:
+        edge = edge or f"*->{operator}"
+        site = self.router.next_site(edge, self.site, item.stream)
+        if rehome and site == self.site:
+            # We are the destination but no longer run it; pick another site of its placements.
+            others = {s: w for s, w in self.router.placements.get(operator, {}).items() if s != self.site}
+            site = Router({}, {operator: others}, self.router.keyed).next_site(edge, self.site, item.stream)
+        if site is None:
+            self.telemetry.dropped(operator, "no route")
+            log.warning("no site runs %s; item %s/%d dropped", operator, item.stream, item.frame)
+            return
+        payload = encode_item(item)
+        self.link.publish(topics.data(site, operator), payload)
+        self.telemetry.sent(site, len(payload))

@@ -1,0 +1,278 @@
+"""`jellybean deploy`: publish a plan's assignments, watch the agents, re-plan around failures.
+
+State is what the agents say about themselves (announce, status, heartbeats, metrics); the only
+writes are retained assignments, the sources' routes and model chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from jellybean.agents import topics
+from jellybean.agents.deployment import (
+    Deployment,
+    build_assignments,
+    build_routes,
+    file_sha256,
+    match_agents,
+    replan,
+)
+from jellybean.agents.items import MessageError
+from jellybean.agents.messages import (
+    CHUNK_BYTES,
+    Announce,
+    Heartbeat,
+    Metrics,
+    ModelRequest,
+    Status,
+    encode_chunk,
+    parse_message,
+)
+from jellybean.agents.transport import MqttLink
+from jellybean.errors import JellyBeanError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentState:
+    announce: Announce
+    online: bool = True
+    last_seen: float = field(default_factory=time.monotonic)
+    heartbeat: Heartbeat | None = None
+    metrics: Metrics | None = None
+
+
+@dataclass
+class Event:
+    at: float
+    what: str
+
+
+class Controller:
+    """Deploys `deployment` and keeps it running."""
+
+    def __init__(self, deployment: Deployment, broker: str, *, ca: Path | None = None, heartbeat_s: float = 1.0,
+                 missed_heartbeats: int = 3, drop_after_ms: float = 5000.0, replan_time_limit: float = 20.0,
+                 on_event: Callable[[str], None] | None = None) -> None:
+        self.original = deployment
+        self.current = deployment
+        self.heartbeat_s = heartbeat_s
+        self.missed = missed_heartbeats
+        self.drop_after_ms = drop_after_ms
+        self.replan_time_limit = replan_time_limit
+        self.link = MqttLink(broker, "jb-controller", ca=ca, clean=True)
+        self.agents: dict[str, AgentState] = {}
+        self.site_agents: dict[str, str] = {}
+        self.lost: set[str] = set()              # sites whose agent died
+        self.version = 0
+        self.events: list[Event] = []
+        self.replans = 0
+        self._on_event = on_event
+        self._lock = threading.RLock()
+        self._changed = threading.Event()
+        self._stop = threading.Event()
+        self._models = self._zoo_models()
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    def _event(self, what: str) -> None:
+        self.events.append(Event(time.time(), what))
+        log.info("%s", what)
+        if self._on_event:
+            self._on_event(what)
+
+    def _zoo_models(self) -> dict[str, Path]:
+        found = {}
+        for zop in self.original.inputs.zoo.operators:
+            for v in zop.variants:
+                if v.model and (self.original.zoo_dir / v.model).is_file():
+                    path = self.original.zoo_dir / v.model
+                    found[v.sha256 or file_sha256(path)] = path
+        return found
+
+    def _next_version(self) -> int:
+        self.version = max(self.version + 1, int(time.time()))
+        return self.version
+
+    # -- messages --------------------------------------------------------------------------------
+    def _on_agent(self, topic: str, payload: bytes) -> None:
+        parsed = topics.parse_agent_topic(topic)
+        if parsed is None or not payload:
+            return
+        name, leaf = parsed
+        try:
+            message = parse_message(payload, topic)
+        except MessageError as exc:
+            log.warning("dropped: %s", exc)
+            return
+        if getattr(message, "agent", name) != name:
+            log.warning("dropped: %s: message claims to be from '%s'", topic, message.agent)
+            return
+        with self._lock:
+            state = self.agents.get(name)
+            if isinstance(message, Announce):
+                was_lost = state is not None and not state.online
+                self.agents[name] = AgentState(announce=message, online=True)
+                if was_lost or (state is None and message.site in self.lost):
+                    self._event(f"agent {name} is back")
+                self._changed.set()
+                return
+            if state is None:
+                return
+            state.last_seen = time.monotonic()
+            if isinstance(message, Status):
+                if message.state == "offline" and state.online:
+                    state.online = False
+                    self._event(f"agent {name} went offline (last will or shutdown)")
+                    self._changed.set()
+                elif message.state == "online" and not state.online:
+                    state.online = True
+                    self._event(f"agent {name} is back")
+                    self._changed.set()
+            elif isinstance(message, Heartbeat):
+                state.heartbeat = message
+                if not state.online:
+                    state.online = True
+                    self._event(f"agent {name} is back (heartbeat)")
+                    self._changed.set()
+            elif isinstance(message, Metrics):
+                state.metrics = message
+            elif isinstance(message, ModelRequest):
+                threading.Thread(target=self._send_model, args=(message,), daemon=True,
+                                 name=f"model-{name}").start()
+
+    def _send_model(self, request: ModelRequest) -> None:
+        path = self._models.get(request.sha256)
+        if path is None:
+            log.warning("agent %s asked for model %s, which the zoo does not have", request.agent, request.sha256[:12])
+            return
+        data = path.read_bytes()
+        total = max(1, -(-len(data) // CHUNK_BYTES))
+        for i in range(total):
+            chunk = data[i * CHUNK_BYTES:(i + 1) * CHUNK_BYTES]
+            self.link.publish(topics.model_chunks(request.agent, request.sha256),
+                              encode_chunk(request.sha256, request.name, i, total, len(data), chunk))
+        self._event(f"sent model {request.name} to {request.agent} ({len(data)} bytes in {total} chunks)")
+
+    # -- deploying -------------------------------------------------------------------------------
+    def connect(self, timeout: float = 10.0) -> None:
+        self.link.subscribe(topics.ALL_AGENTS, self._on_agent)
+        self.link.start()
+        self.link.wait_connected(timeout)
+
+    def wait_for_agents(self, timeout: float, progress: Callable[[int, int, list[str]], None] | None = None) -> list[str]:
+        """Wait until every site the plan uses has an online agent; returns the sites still missing."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                online = {n: s.announce for n, s in self.agents.items() if s.online}
+            chosen, missing = match_agents(self.current.plan, online)
+            if progress:
+                progress(len(chosen), len(chosen) + len(missing), missing)
+            if not missing or time.monotonic() >= deadline:
+                return missing
+            time.sleep(0.2)
+
+    def publish(self) -> int:
+        """Publish assignments for the current plan to the online agents; returns the version."""
+        with self._lock:
+            online = {n: s.announce for n, s in self.agents.items() if s.online}
+            chosen, missing = match_agents(self.current.plan, online)
+            if missing:
+                raise JellyBeanError(f"no agent is online for site(s) {', '.join(missing)}")
+            idle = [n for n in online if n not in chosen.values()]
+            version = self._next_version()
+            assignments = build_assignments(self.current, chosen, version, drop_after_ms=self.drop_after_ms,
+                                            idle_agents=idle)
+            self.site_agents = chosen
+        for agent, a in assignments.items():
+            self.link.publish(topics.assignment(agent), a.to_bytes(), retain=True)
+        self.link.publish(topics.ROUTES, build_routes(self.current, version).to_bytes(), retain=True)
+        self._event(f"published assignment version {version} to {len(assignments)} agent(s): "
+                    + ", ".join(f"{a}={len(x.tasks)} task(s)" for a, x in sorted(assignments.items())))
+        return version
+
+    def ready(self) -> bool:
+        """Every assigned agent reports the current version and no task errors."""
+        with self._lock:
+            for agent in self.site_agents.values():
+                s = self.agents.get(agent)
+                hb = s.heartbeat if s else None
+                if hb is None or hb.assignment_version != self.version or hb.errors:
+                    return False
+        return True
+
+    def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready():
+                return True
+            time.sleep(0.1)
+        return False
+
+    def errors(self) -> list[str]:
+        with self._lock:
+            return [f"{n}: {e}" for n, s in self.agents.items() if s.heartbeat for e in s.heartbeat.errors]
+
+    # -- watching --------------------------------------------------------------------------------
+    def check(self) -> bool:
+        """Mark agents that missed heartbeats as lost; re-plan if the set of usable sites changed.
+        Returns True when it published a new assignment."""
+        now = time.monotonic()
+        with self._lock:
+            for name, s in self.agents.items():
+                if s.online and now - s.last_seen > self.missed * self.heartbeat_s + 0.5:
+                    s.online = False
+                    self._event(f"agent {name} missed {self.missed} heartbeats")
+                    self._changed.set()
+            if not self._changed.is_set():
+                return False
+            self._changed.clear()
+            online_sites = {s.announce.site for s in self.agents.values() if s.online}
+            lost = {site for site in _planned_sites(self.original) if site not in online_sites}
+        if lost == self.lost:
+            return False
+        return self._replan(lost)
+
+    def _replan(self, lost: set[str]) -> bool:
+        started = time.perf_counter()
+        try:
+            deployment = replan(self.original, lost, self.replan_time_limit) if lost else self.original
+        except JellyBeanError as exc:
+            self._event(f"re-plan without {', '.join(sorted(lost))} failed: {exc}")
+            return False
+        self.lost = lost
+        self.current = deployment
+        self.replans += 1
+        for agent_name, s in list(self.agents.items()):
+            if not s.online:
+                # A dead agent must not pick up stale work when it returns; it gets a fresh one.
+                self.link.publish(topics.assignment(agent_name), b"", retain=True)
+        self._event(f"re-planned without {', '.join(sorted(lost)) or 'nothing'} in "
+                    f"{time.perf_counter() - started:.2f} s: {deployment.plan.cost.total:.4f} $/h")
+        self.publish()
+        return True
+
+    def run(self, until: Callable[[], bool] | None = None, tick: Callable[[], None] | None = None) -> None:
+        while not self._stop.is_set() and not (until and until()):
+            self.check()
+            if tick:
+                tick()
+            self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.link.stop()
+
+    def metrics(self) -> dict[str, Metrics]:
+        with self._lock:
+            return {n: s.metrics for n, s in self.agents.items() if s.metrics is not None}
+
+
+def _planned_sites(dep: Deployment) -> set[str]:
+    return {w.location for w in dep.plan.workers if w.count > 0}

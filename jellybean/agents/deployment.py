@@ -1,0 +1,204 @@
+"""From a plan to what each agent runs: assignments, the sources' routes, and re-planning.
+
+Pure functions of their inputs (the controller owns the state and the broker)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from jellybean.agents import topics
+from jellybean.agents.messages import Announce, Assignment, Routes, Task
+from jellybean.agents.operators.base import lookup, runtime_for
+from jellybean.errors import JellyBeanError, SpecError
+from jellybean.planner.build import Inputs, build_problem, load_inputs
+from jellybean.planner.strategies import make_plan
+from jellybean.spec.plan import Plan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A plan with the specs it was made from, resolved to files the controller can read."""
+
+    plan: Plan
+    inputs: Inputs
+    zoo_dir: Path
+
+    @property
+    def workflow(self) -> str:
+        return self.inputs.workflow.name
+
+
+def resolve_inputs(plan: Plan, plan_path: Path | None, overrides: dict[str, Path | None]) -> Inputs:
+    """The workflow, zoo and infrastructure a plan names, found relative to the working directory
+    (where `jellybean plan` ran) or to the plan file; `overrides` win."""
+    paths: dict[str, Path] = {}
+    for key in ("workflow", "zoo", "infrastructure"):
+        if overrides.get(key):
+            paths[key] = Path(overrides[key])
+            continue
+        named = plan.inputs.get(key)
+        candidates = [Path(named)] if named else []
+        if named and plan_path is not None:
+            candidates.append(plan_path.parent / named)
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            where = f"'{named}' (as the plan's inputs.{key} says)" if named else "nowhere (the plan names none)"
+            raise SpecError([f"{plan_path or 'plan'}: inputs.{key}: the {key} file is {where} and was not found; "
+                             f"pass --{key} PATH"])
+        paths[key] = found
+    return load_inputs(paths["workflow"], paths["zoo"], paths["infrastructure"])
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _downstream(inputs: Inputs) -> tuple[dict[str, list[str]], dict[str, list[str]], list[str]]:
+    ops = inputs.workflow.operators
+    names = {o.name for o in ops}
+    down: dict[str, list[str]] = {o.name: [] for o in ops}
+    sources: dict[str, list[str]] = {s.name: [] for s in inputs.workflow.sources}
+    for o in ops:
+        for i in o.inputs:
+            (down if i in names else sources).setdefault(i, []).append(o.name)
+    sinks = [name for name, d in down.items() if not d]
+    return down, sources, sinks
+
+
+def _variant(inputs: Inputs, operator: str, variant: str):
+    zop = inputs.zoo.operator(operator)
+    v = zop.variant(variant) if zop else None
+    if v is None:
+        raise JellyBeanError(f"the plan uses {operator}={variant}, which the zoo does not have; plan again")
+    return zop, v
+
+
+def keyed_map(plan: Plan, inputs: Inputs) -> dict[str, str]:
+    keyed = {}
+    for op, variant in plan.variants.items():
+        zop, v = _variant(inputs, op, variant)
+        keyed[op] = lookup(runtime_for(zop.task, v.runtime)).keyed
+    return keyed
+
+
+def routing_table(plan: Plan) -> dict[str, dict[str, dict[str, float]]]:
+    table: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    for r in plan.routes:
+        if r.items_per_s > 1e-9:
+            table[r.edge][r.from_][r.to] = table[r.edge][r.from_].get(r.to, 0.0) + r.items_per_s
+    return {e: dict(rows) for e, rows in table.items()}
+
+
+def placements(plan: Plan) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for w in plan.workers:
+        if w.load > 1e-9:
+            out[w.operator][w.location] = out[w.operator].get(w.location, 0.0) + w.load
+    return dict(out)
+
+
+def sites_needed(plan: Plan) -> dict[str, str]:
+    """Site -> hardware of the sites that run something (the first hardware if several)."""
+    need: dict[str, str] = {}
+    for w in plan.workers:
+        if w.count > 0:
+            need.setdefault(w.location, w.hardware)
+    return need
+
+
+def match_agents(plan: Plan, agents: dict[str, Announce]) -> tuple[dict[str, str], list[str]]:
+    """Site -> the agent that serves it (one per site; the lowest name wins), and the sites with none."""
+    by_site: dict[str, list[str]] = defaultdict(list)
+    for name, a in agents.items():
+        by_site[a.site].append(name)
+    chosen, missing = {}, []
+    for site, hardware in sites_needed(plan).items():
+        names = sorted(by_site.get(site, []))
+        if not names:
+            missing.append(site)
+            continue
+        if len(names) > 1:
+            log.warning("site %s has agents %s; %s serves it, the others stay idle", site, names, names[0])
+        if agents[names[0]].hardware != hardware:
+            log.warning("agent %s at %s is %s, the plan expects %s", names[0], site, agents[names[0]].hardware,
+                        hardware)
+        chosen[site] = names[0]
+    return chosen, missing
+
+
+def build_assignments(dep: Deployment, site_agents: dict[str, str], version: int, *,
+                      drop_after_ms: float = 5000.0, idle_agents: list[str] = ()) -> dict[str, Assignment]:
+    plan, inputs = dep.plan, dep.inputs
+    down, _, sinks = _downstream(inputs)
+    keyed = keyed_map(plan, inputs)
+    routing, place = routing_table(plan), placements(plan)
+    windows = {o.name: (o.batching.max_batch_latency_ms if o.batching else 0.0) or 0.0
+               for o in inputs.workflow.operators}
+    tasks: dict[str, list[Task]] = defaultdict(list)
+    merged: dict[tuple[str, str], dict] = {}
+    for w in plan.workers:
+        if w.count <= 0:
+            continue
+        key = (w.location, w.operator)
+        if key in merged:  # two hardware pools of one site running the same operator: one task
+            merged[key]["workers"] += w.count
+            continue
+        zop, v = _variant(inputs, w.operator, w.variant)
+        model_path = (dep.zoo_dir / v.model) if v.model else None
+        if model_path is not None and not model_path.is_file():
+            raise JellyBeanError(f"{dep.zoo_dir}: variant {w.operator}={w.variant} names model '{v.model}', "
+                                 "which does not exist; build the zoo again or fix the manifest")
+        merged[key] = dict(operator=w.operator, variant=w.variant, runtime=runtime_for(zop.task, v.runtime),
+                           keyed=keyed[w.operator], workers=w.count, batch=max(1, w.batch),
+                           max_batch_latency_ms=windows.get(w.operator, 0.0) if w.batch > 1 else 0.0,
+                           model=v.model, sha256=(v.sha256 or file_sha256(model_path)) if model_path else None,
+                           size=model_path.stat().st_size if model_path else None, params=dict(v.params))
+    for (site, _), fields in merged.items():
+        tasks[site].append(Task(**fields))
+    common = dict(version=version, plan=plan.name, workflow=dep.workflow, routing=routing, placements=place,
+                  downstream=down, keyed=keyed, sinks=sinks, sink_topic=topics.sink(dep.workflow),
+                  drop_after_ms=drop_after_ms)
+    out = {agent: Assignment(agent=agent, site=site, tasks=tasks.get(site, []), **common)
+           for site, agent in site_agents.items()}
+    for agent in idle_agents:
+        out.setdefault(agent, Assignment(agent=agent, site=agent, tasks=[], **common))
+    return out
+
+
+def build_routes(dep: Deployment, version: int) -> Routes:
+    plan = dep.plan
+    _, sources, _ = _downstream(dep.inputs)
+    slots: dict[str, list[str]] = defaultdict(list)
+    for s in plan.streams:
+        slots[s.source].extend([s.location] * s.count)
+    return Routes(version=version, plan=plan.name, workflow=dep.workflow, sources=sources,
+                  stream_sites=dict(slots), routing=routing_table(plan), placements=placements(plan),
+                  keyed=keyed_map(plan, dep.inputs), sink_topic=topics.sink(dep.workflow))
+
+
+def assign_cameras(routes: Routes, cameras: list[str], source: str | None = None) -> dict[str, str]:
+    """Camera key -> the site it is attached to: cameras in sorted order fill the plan's stream slots."""
+    source = source or next(iter(routes.stream_sites), None)
+    slots = routes.stream_sites.get(source or "", [])
+    if len(cameras) > len(slots):
+        raise JellyBeanError(f"the scenario has {len(cameras)} cameras but the plan has {len(slots)} '{source}' "
+                             f"streams; give the infrastructure more sources or replay fewer cameras")
+    return {cam: slots[i] for i, cam in enumerate(sorted(cameras))}
+
+
+def replan(dep: Deployment, lost_sites: set[str], time_limit: float = 20.0) -> Deployment:
+    """The optimal plan without the workers of `lost_sites` (their links and cameras stay)."""
+    problem = build_problem(dep.inputs)
+    pools = tuple(p for p in problem.pools if p.location not in lost_sites)
+    if not pools:
+        raise JellyBeanError("no workers are left to run anything")
+    problem = dataclasses.replace(problem, pools=pools)
+    plan = make_plan(problem, "optimal", time_limit=time_limit, inputs=dict(dep.plan.inputs))
+    return dataclasses.replace(dep, plan=plan)

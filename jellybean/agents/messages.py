@@ -1,0 +1,224 @@
+"""Control-plane messages: versioned, validated models (JSON on the wire).
+
+Every message carries `v` (the schema version) and `kind`; `parse_message` validates bytes from a
+topic into the right model or raises MessageError naming the topic and the field. Data items have
+their own binary format (jellybean.agents.items); model chunks too (`encode_chunk`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import time
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from jellybean.agents.items import MessageError, _first_error
+
+SCHEMA_VERSION = 1
+Keyed = Literal["item", "stream", "global"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1] = 1
+    sent_at: float = Field(default_factory=time.time)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+class Announce(Message):
+    """What an agent has, published retained when it connects."""
+
+    kind: Literal["announce"] = "announce"
+    agent: str
+    site: str
+    hardware: str
+    providers: list[str] = Field(default_factory=list)
+    memory_mb: float = 0.0
+    cpus: int = 1
+    models: dict[str, str] = Field(default_factory=dict, description="sha256 -> file name present locally")
+    metrics_url: str | None = None
+    pid: int = 0
+    host: str = ""
+
+
+class Status(Message):
+    """Retained presence: the agent sets "online"; its last will sets "offline"."""
+
+    kind: Literal["status"] = "status"
+    agent: str
+    state: Literal["online", "offline"]
+
+
+class Heartbeat(Message):
+    kind: Literal["heartbeat"] = "heartbeat"
+    agent: str
+    seq: int
+    assignment_version: int = 0
+    running: list[str] = Field(default_factory=list, description="operators running now")
+    errors: list[str] = Field(default_factory=list, description="tasks that could not start, and why")
+
+
+class Task(BaseModel):
+    """One operator an agent runs: `workers` workers of `variant`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    operator: str
+    variant: str
+    runtime: str
+    keyed: Keyed = "item"
+    workers: int = Field(1, ge=1)
+    batch: int = Field(1, ge=1)
+    max_batch_latency_ms: float = Field(0.0, ge=0)
+    model: str | None = Field(None, description="file name in the zoo; None for built-in operators")
+    sha256: str | None = None
+    size: int | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Assignment(Message):
+    """Everything one agent needs to run its part of a plan. Retained; a higher version replaces a lower.
+
+    - `routing[edge][from_site]` = {to_site: weight}: where outputs of `edge`'s upstream go (weights
+      are data: the controller may change them at run time without restarting operators);
+    - `placements[operator]` = {site: weight}: where each operator runs (for re-homing items of an
+      operator this agent no longer runs, and for edges with no route row from this site);
+    - `downstream[operator]` = the operators fed by it, `keyed[operator]` how they must be fed;
+    - `sinks`: operators whose outputs go to `sink_topic`;
+    - `drop_after_ms`: items older than this (since capture) are dropped, not processed late.
+    """
+
+    kind: Literal["assignment"] = "assignment"
+    agent: str
+    site: str
+    version: int = Field(ge=1)
+    plan: str
+    workflow: str
+    tasks: list[Task] = Field(default_factory=list)
+    routing: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
+    placements: dict[str, dict[str, float]] = Field(default_factory=dict)
+    downstream: dict[str, list[str]] = Field(default_factory=dict)
+    keyed: dict[str, Keyed] = Field(default_factory=dict)
+    sinks: list[str] = Field(default_factory=list)
+    sink_topic: str = ""
+    drop_after_ms: float = Field(5000.0, gt=0)
+
+
+class Routes(Message):
+    """Where sources send their items, retained for replay and cameras.
+
+    `cameras[camera]` = site the camera is attached to; `routing[edge][site]` = {to_site: weight}
+    for every source edge; `entry[source]` = the operators a source feeds; `keyed` as in Assignment."""
+
+    kind: Literal["routes"] = "routes"
+    version: int = Field(ge=1)
+    plan: str
+    workflow: str
+    sources: dict[str, list[str]] = Field(default_factory=dict)
+    cameras: dict[str, str] = Field(default_factory=dict)
+    stream_sites: dict[str, list[str]] = Field(default_factory=dict, description="source -> site per stream slot")
+    routing: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
+    placements: dict[str, dict[str, float]] = Field(default_factory=dict)
+    keyed: dict[str, Keyed] = Field(default_factory=dict)
+    sink_topic: str = ""
+
+
+class OperatorMetrics(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    operator: str
+    variant: str = ""
+    items_in: int = 0
+    items_out: int = 0
+    dropped: int = 0
+    duplicates: int = 0
+    queue_depth: int = 0
+    items_per_s: float = 0.0
+    latency_ms: dict[str, float] = Field(default_factory=dict, description="processing p50/p95/p99")
+    batches: int = 0
+
+
+class Metrics(Message):
+    kind: Literal["metrics"] = "metrics"
+    agent: str
+    site: str
+    assignment_version: int = 0
+    interval_s: float
+    operators: list[OperatorMetrics] = Field(default_factory=list)
+    bytes_out: dict[str, int] = Field(default_factory=dict, description="to site -> bytes since start")
+    bytes_in: int = 0
+    rejected: int = Field(0, description="malformed or unknown messages dropped")
+
+
+class ModelRequest(Message):
+    kind: Literal["model-request"] = "model-request"
+    agent: str
+    sha256: str
+    name: str
+
+
+ControlMessage = Annotated[
+    Union[Announce, Status, Heartbeat, Assignment, Routes, Metrics, ModelRequest], Field(discriminator="kind")
+]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(ControlMessage)
+
+
+def parse_message(payload: bytes, topic: str, expect: type[Message] | None = None) -> Message:
+    """Bytes -> a validated message, or MessageError naming the topic and the field."""
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        raise MessageError(f"{topic}: not JSON ({len(payload)} bytes); control messages are JSON objects") from None
+    if isinstance(raw, dict) and raw.get("v") not in (None, SCHEMA_VERSION):
+        raise MessageError(f"{topic}: message version {raw.get('v')!r} is not supported (this side speaks "
+                           f"{SCHEMA_VERSION}); upgrade the older side")
+    try:
+        message = _ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        raise MessageError(f"{topic}: {_first_error(exc)}") from None
+    if expect is not None and not isinstance(message, expect):
+        raise MessageError(f"{topic}: expected a {expect.__name__} message, got '{message.kind}'")
+    return message
+
+
+# Model chunks: b"JBM" | version | u32 header length | header JSON | chunk bytes.
+_CHUNK = struct.Struct(">3sBI")
+CHUNK_BYTES = 256 * 1024
+
+
+class ChunkHeader(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1] = 1
+    sha256: str = Field(description="of the whole file")
+    name: str
+    index: int = Field(ge=0)
+    total: int = Field(ge=1)
+    size: int = Field(ge=0, description="whole file")
+    chunk_sha256: str
+
+
+def encode_chunk(sha256: str, name: str, index: int, total: int, size: int, data: bytes) -> bytes:
+    header = ChunkHeader(sha256=sha256, name=name, index=index, total=total, size=size,
+                         chunk_sha256=hashlib.sha256(data).hexdigest())
+    head = header.model_dump_json().encode()
+    return _CHUNK.pack(b"JBM", 1, len(head)) + head + data
+
+
+def decode_chunk(payload: bytes, topic: str) -> tuple[ChunkHeader, bytes]:
+    if len(payload) < _CHUNK.size:
+        raise MessageError(f"{topic}: model chunk of {len(payload)} bytes is too short")
+    magic, version, n = _CHUNK.unpack_from(payload)
+    if magic != b"JBM" or version != 1:
+        raise MessageError(f"{topic}: not a version-1 model chunk")
+    try:
+        header = ChunkHeader.model_validate_json(payload[_CHUNK.size:_CHUNK.size + n])
+    except ValidationError as exc:
+        raise MessageError(f"{topic}: bad chunk header: {_first_error(exc)}") from None
+    data = payload[_CHUNK.size + n:]
+    if hashlib.sha256(data).hexdigest() != header.chunk_sha256:
+        raise MessageError(f"{topic}: chunk {header.index} of {header.name} fails its checksum; it is dropped "
+                           f"and will be requested again")
+    return header, data

@@ -1,0 +1,125 @@
+"""Agent metrics: Prometheus series for scrapers and windowed summaries for the metrics topic."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from jellybean.agents.messages import Metrics, OperatorMetrics
+
+_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+class _Window:
+    """Recent processing latencies and completion times of one operator (bounded)."""
+
+    def __init__(self, size: int = 2000) -> None:
+        self.latencies: deque[float] = deque(maxlen=size)
+        self.done: deque[float] = deque(maxlen=size)
+
+
+class AgentTelemetry:
+    """Counts what one agent does. One registry per agent, so several agents can share a process."""
+
+    def __init__(self, agent: str, site: str) -> None:
+        self.agent, self.site = agent, site
+        self.registry = CollectorRegistry()
+        labels = ["operator"]
+        self._items_in = Counter("jellybean_items_in", "items received", labels, registry=self.registry)
+        self._items_out = Counter("jellybean_items_out", "items processed and sent on", labels, registry=self.registry)
+        self._dropped = Counter("jellybean_items_dropped", "items dropped (late, queue full, failed)",
+                                labels + ["reason"], registry=self.registry)
+        self._duplicates = Counter("jellybean_duplicates", "duplicate items discarded", labels, registry=self.registry)
+        self._queue = Gauge("jellybean_queue_depth", "items waiting", labels, registry=self.registry)
+        self._latency = Histogram("jellybean_processing_latency_ms", "time from dequeue to publish, ms", labels,
+                                  buckets=_BUCKETS_MS, registry=self.registry)
+        self._bytes_out = Counter("jellybean_bytes_out", "bytes published, by destination site", ["to"],
+                                  registry=self.registry)
+        self._bytes_in = Counter("jellybean_bytes_in", "bytes received on data topics", registry=self.registry)
+        self._rejected = Counter("jellybean_messages_rejected", "malformed or unknown messages dropped",
+                                 registry=self.registry)
+        self._lock = threading.Lock()
+        self._windows: dict[str, _Window] = defaultdict(_Window)
+        self._counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._queues: dict[str, callable] = {}
+        self._variants: dict[str, str] = {}
+        self.bytes_out: dict[str, int] = defaultdict(int)
+        self.bytes_in = 0
+        self.rejected = 0
+        self.url: str | None = None
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> str:
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        self.url = f"http://{host}:{server.server_port}/metrics"
+        return self.url
+
+    # -- recording ---------------------------------------------------------------------------------
+    def watch_queue(self, operator: str, variant: str, depth) -> None:
+        self._queues[operator] = depth
+        self._variants[operator] = variant
+        self._queue.labels(operator).set_function(depth)
+
+    def received(self, operator: str, nbytes: int) -> None:
+        self._items_in.labels(operator).inc()
+        self._bytes_in.inc(nbytes)
+        with self._lock:
+            self._counts[operator]["in"] += 1
+            self.bytes_in += nbytes
+
+    def duplicate(self, operator: str) -> None:
+        self._duplicates.labels(operator).inc()
+        with self._lock:
+            self._counts[operator]["duplicates"] += 1
+
+    def dropped(self, operator: str, reason: str, n: int = 1) -> None:
+        self._dropped.labels(operator, reason).inc(n)
+        with self._lock:
+            self._counts[operator]["dropped"] += n
+
+    def processed(self, operator: str, latency_ms: float, n: int = 1) -> None:
+        self._items_out.labels(operator).inc(n)
+        self._latency.labels(operator).observe(latency_ms)
+        now = time.monotonic()
+        with self._lock:
+            self._counts[operator]["out"] += n
+            self._counts[operator]["batches"] += 1
+            w = self._windows[operator]
+            for _ in range(n):
+                w.latencies.append(latency_ms)
+                w.done.append(now)
+
+    def sent(self, to_site: str, nbytes: int) -> None:
+        self._bytes_out.labels(to_site).inc(nbytes)
+        with self._lock:
+            self.bytes_out[to_site] += nbytes
+
+    def reject(self) -> None:
+        self._rejected.inc()
+        with self._lock:
+            self.rejected += 1
+
+    # -- summary ---------------------------------------------------------------------------------
+    def snapshot(self, interval_s: float, assignment_version: int) -> Metrics:
+        now = time.monotonic()
+        ops = []
+        with self._lock:
+            names = sorted(set(self._counts) | set(self._queues))
+            for op in names:
+                c = self._counts[op]
+                w = self._windows[op]
+                recent = [t for t in w.done if now - t <= interval_s]
+                lat = np.asarray(w.latencies, float)
+                pct = ({f"p{q}": float(np.percentile(lat, q)) for q in (50, 95, 99)} if lat.size else {})
+                depth = self._queues.get(op)
+                ops.append(OperatorMetrics(
+                    operator=op, variant=self._variants.get(op, ""), items_in=c["in"], items_out=c["out"],
+                    dropped=c["dropped"], duplicates=c["duplicates"], queue_depth=int(depth()) if depth else 0,
+                    items_per_s=len(recent) / interval_s if interval_s > 0 else 0.0, latency_ms=pct,
+                    batches=c["batches"]))
+            return Metrics(agent=self.agent, site=self.site, assignment_version=assignment_version,
+                           interval_s=interval_s, operators=ops, bytes_out=dict(self.bytes_out),
+                           bytes_in=self.bytes_in, rejected=self.rejected)

@@ -1,0 +1,201 @@
+"""The MQTT transport: one paho client, one named network thread, capped jittered reconnects.
+
+The transport sees only topics and bytes. Callers register handlers per topic filter; handlers run
+on the network thread and must be quick (the runtime only enqueues). A handler that raises is
+logged and the message dropped: a bad message never stops the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+
+from jellybean.errors import JellyBeanError
+
+log = logging.getLogger(__name__)
+Handler = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with full jitter in [½·d, d]: reconnecting clients spread out."""
+
+    base_s: float = 0.2
+    cap_s: float = 10.0
+
+    def delay(self, attempt: int, rng: random.Random = random.Random()) -> float:
+        d = min(self.cap_s, self.base_s * (2 ** min(attempt, 30)))
+        return d * rng.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class Will:
+    topic: str
+    payload: bytes
+    retain: bool = True
+    qos: int = 1
+
+
+class MqttLink:
+    """A long-lived MQTT connection that keeps itself up.
+
+    - persistent session (clean_session=False, fixed client id): QoS 1 messages queued for us
+      while we were away are delivered after a reconnect, so a reconnect loses nothing;
+    - subscriptions are renewed on every (re)connect;
+    - `on_connect` callbacks run after each (re)connect (agents re-announce there).
+    """
+
+    def __init__(self, url: str, client_id: str, *, ca: Path | str | None = None, will: Will | None = None,
+                 backoff: Backoff = Backoff(), keepalive: int = 10, clean: bool = False,
+                 max_inflight: int = 200) -> None:
+        from jellybean.agents.broker import configure_client, parse_broker_url
+
+        self.address = parse_broker_url(url)
+        self.client_id = client_id
+        self.backoff = backoff
+        self.keepalive = keepalive
+        self._client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                   clean_session=clean, protocol=mqtt.MQTTv311)
+        configure_client(self._client, self.address, Path(ca) if ca else None)
+        self._client.max_inflight_messages_set(max_inflight)
+        self._client.max_queued_messages_set(0)
+        if will is not None:
+            self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._subs: dict[str, tuple[int, Handler]] = {}
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._connect_hooks: list[Callable[[], None]] = []
+        self._thread: threading.Thread | None = None
+        self.connects = 0
+        self.rejected = 0
+        self.last_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> "MqttLink":
+        self._thread = threading.Thread(target=self._run, name=f"mqtt-reconnect-{self.client_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait_connected(self, timeout: float = 10.0) -> None:
+        if not self._connected.wait(timeout):
+            why = f": {self.last_error}" if self.last_error else ""
+            raise JellyBeanError(f"could not connect to the broker at {self.address.host}:{self.address.port} "
+                                 f"within {timeout:.0f} s{why}; is it running, and are the URL and credentials right?")
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def stop(self, *, disconnect: bool = True) -> None:
+        """Stop. `disconnect=False` drops the socket without DISCONNECT, so the broker sends our will."""
+        self._stop.set()
+        try:
+            if disconnect:
+                self._client.disconnect()
+            else:
+                sock = self._client.socket()
+                if sock is not None:
+                    sock.close()
+        except Exception:  # noqa: BLE001 - closing a dead socket is fine
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                self._client.connect(self.address.host, self.address.port, keepalive=self.keepalive)
+            except (OSError, ValueError) as exc:
+                self.last_error = str(exc)
+                delay = self.backoff.delay(attempt)
+                attempt += 1
+                log.info("broker %s:%s unreachable (%s); retrying in %.2f s",
+                         self.address.host, self.address.port, exc, delay)
+                self._stop.wait(delay)
+                continue
+            while not self._stop.is_set():
+                rc = self._client.loop(timeout=0.1)
+                if rc != mqtt.MQTT_ERR_SUCCESS:
+                    break
+                if self._connected.is_set():
+                    attempt = 0
+            self._connected.clear()
+            if self._stop.is_set():
+                break
+            delay = self.backoff.delay(attempt)
+            attempt += 1
+            log.warning("lost the broker connection; reconnecting in %.2f s", delay)
+            self._stop.wait(delay)
+        try:
+            self._client.loop(timeout=0.05)  # flush a final DISCONNECT
+        except Exception:  # noqa: BLE001
+            pass
+
+    # -- callbacks -------------------------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if reason_code.is_failure:
+            self.last_error = f"broker refused the connection: {reason_code}"
+            log.error("%s", self.last_error)
+            return
+        self.connects += 1
+        with self._lock:
+            subs = [(t, q) for t, (q, _) in self._subs.items()]
+        if subs:
+            client.subscribe(subs)
+        self._connected.set()
+        for hook in list(self._connect_hooks):
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - a hook must not kill the network thread
+                log.exception("on-connect hook failed")
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        self._connected.clear()
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            handlers = [h for f, (_, h) in self._subs.items() if mqtt.topic_matches_sub(f, message.topic)]
+        for handler in handlers:
+            try:
+                handler(message.topic, message.payload)
+            except Exception as exc:  # noqa: BLE001 - drop the message, keep the client
+                self.rejected += 1
+                log.warning("dropped a message on %s: %s", message.topic, exc)
+
+    # -- API -------------------------------------------------------------------------------------
+    def on_connect(self, hook: Callable[[], None]) -> None:
+        self._connect_hooks.append(hook)
+        if self.connected:
+            hook()
+
+    def subscribe(self, topic: str, handler: Handler, qos: int = 1) -> None:
+        with self._lock:
+            self._subs[topic] = (qos, handler)
+        if self.connected:
+            self._client.subscribe(topic, qos)
+
+    def unsubscribe(self, topic: str) -> None:
+        with self._lock:
+            self._subs.pop(topic, None)
+        if self.connected:
+            self._client.unsubscribe(topic)
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        """Queue a message. QoS 1 messages published while disconnected are sent after reconnect."""
+        self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    def pending(self) -> int:
+        """Outgoing messages not yet acknowledged (a rough back-pressure signal)."""
+        return len(getattr(self._client, "_out_messages", {}))

@@ -1,0 +1,87 @@
+"""`jellybean replay DIR`: replay a CityFlow-layout dataset and report what the plan delivers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from jellybean.cli.main import app
+
+console = Console()
+err = Console(stderr=True)
+
+
+def open_scenario(directory: Path, scenario: Optional[str]):
+    from jellybean.errors import SpecError
+    from jellybean.replay.cityflow import open_dataset
+
+    if not directory.is_dir():
+        raise SpecError([f"{directory}: no such dataset directory; write one with `jellybean scene {directory}`"])
+    ds = open_dataset(directory)
+    if not ds.scenarios:
+        raise SpecError([f"{directory}: no scenario found (expected train|validation|test/S0X/cNNN/vdo.avi)"])
+    return ds.scenario(scenario) if scenario else ds.scenarios[0]
+
+
+def finish_replay(data, scenario, plan, *, report: Optional[Path], json_out: bool, submission: Optional[Path]):
+    from jellybean.replay.outcome import build_result, predictions
+    from jellybean.replay.report import render_terminal, write_html_report
+    from jellybean.replay.tracking_metrics import write_submission
+
+    result = build_result(data, scenario, plan)
+    if submission is not None:
+        write_submission(submission, predictions(data), scenario=scenario)
+        err.print(f"submission written to {submission}")
+    if report is not None:
+        page = write_html_report(result, report, plan)
+        err.print(f"report written to {page}")
+    if json_out:
+        typer.echo(result.to_json())
+    else:
+        render_terminal(result, console, plan)
+    return result
+
+
+@app.command()
+def replay(
+    directory: Annotated[Path, typer.Argument(help="Dataset root in the CityFlow layout (or `jellybean scene`'s).")],
+    scenario: Annotated[Optional[str], typer.Option("--scenario", help="S01, S02, ... (default: the first).")] = None,
+    broker: Annotated[Optional[str], typer.Option("--broker", help="Replay into a running deployment at this URL.")] = None,
+    local: Annotated[bool, typer.Option("--local", help="Run the plan's operators in this process instead.")] = False,
+    plan: Annotated[Optional[Path], typer.Option("--plan", help="The plan (needed with --local; with --broker it adds "
+                                                                "predictions and $/h to the report).")] = None,
+    ca: Annotated[Optional[Path], typer.Option("--ca", help="CA certificate for mqtts://.")] = None,
+    speed: Annotated[float, typer.Option("--speed", help="Play X times faster than recorded (--local: 0 = no pacing).")] = 1.0,
+    seconds: Annotated[Optional[float], typer.Option("--seconds", help="Replay only the first S seconds of each camera.")] = None,
+    drain: Annotated[float, typer.Option("--drain", help="Seconds to wait for the last results.")] = 15.0,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write an HTML report with plots into this directory.")] = None,
+    submission: Annotated[Optional[Path], typer.Option("--submission", help="Write an AI City track-1 submission file.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Publish every camera's frames at its recorded rate and offset; report throughput, latency, bytes, IDF1."""
+    from jellybean.cli.run import _deployment, _logging, _replay_progress
+    from jellybean.errors import JellyBeanError
+
+    _logging("warning")
+    if local == (broker is not None):
+        raise JellyBeanError("give exactly one of --broker URL (a running deployment) or --local (in-process)")
+    if speed < 0 or (broker is not None and speed == 0):
+        raise JellyBeanError(f"--speed must be > 0 (got {speed})" + ("" if broker else "; 0 means no pacing with --local"))
+    if local and plan is None:
+        raise JellyBeanError("--local needs --plan PLAN (the variants and routes to run)")
+    scen = open_scenario(directory, scenario)
+    dep = _deployment(plan, None, None, None) if plan is not None else None
+    with _replay_progress(quiet or json_out) as cb:
+        if local:
+            from jellybean.replay.local import run_local
+
+            data = run_local(dep, scen, speed=speed, limit_s=seconds, progress=cb)
+        else:
+            from jellybean.replay.driver import BrokerReplay
+
+            data = BrokerReplay(broker, ca=ca, speed=speed, drain_s=drain, limit_s=seconds, progress=cb).run(scen)
+    finish_replay(data, scen, dep.plan if dep else None, report=report, json_out=json_out, submission=submission)

@@ -1,0 +1,255 @@
+"""`jellybean agent`, `jellybean deploy` and `jellybean up`: run a plan on agents over MQTT."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from jellybean.cli.main import app
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _stop_on_sigterm(stop) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: stop())
+
+
+@app.command()
+def agent(
+    name: Annotated[str, typer.Option("--name", help="This agent's name (a topic level and broker user).")],
+    hardware: Annotated[str, typer.Option("--hardware", help="The hardware profile this device is (tiers/*.yaml).")],
+    broker: Annotated[str, typer.Option("--broker", help="mqtt://host:port or mqtts://user:password@host:port")],
+    site: Annotated[Optional[str], typer.Option("--site", help="The infrastructure site it serves (default: --name).")] = None,
+    ca: Annotated[Optional[Path], typer.Option("--ca", help="CA certificate for mqtts:// (broker config DIR/ca.crt).")] = None,
+    zoo: Annotated[list[Path], typer.Option("--zoo", help="Directory where model files are looked up (repeatable).")] = [],
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Where models fetched over the broker are kept.")] = None,
+    metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Prometheus endpoint port (0: any free port).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="ONNX Runtime threads per worker.")] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Run an agent: announce, heartbeat, and run whatever the controller assigns, until stopped."""
+    from jellybean.agents.agent import Agent, AgentOptions
+
+    _logging(log_level)
+    a = Agent(AgentOptions(name=name, hardware=hardware, broker=broker, site=site, ca=ca, model_dirs=tuple(zoo),
+                           cache_dir=cache, metrics_port=metrics_port, threads=threads))
+    _stop_on_sigterm(lambda: a._stop.set())
+    err.print(f"agent [bold]{name}[/] ({hardware}) at site {a.site}, broker {broker}")
+    try:
+        a.run_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+def _deployment(plan_path: Path, workflow: Optional[Path], zoo: Optional[Path], infrastructure: Optional[Path]):
+    from jellybean.agents.deployment import Deployment, resolve_inputs
+    from jellybean.planner.render import read_plan
+
+    plan = read_plan(plan_path)
+    inputs = resolve_inputs(plan, plan_path, {"workflow": workflow, "zoo": zoo, "infrastructure": infrastructure})
+    return Deployment(plan=plan, inputs=inputs, zoo_dir=Path(inputs.paths["zoo"]).resolve().parent)
+
+
+def _metrics_table(controller) -> Table:
+    table = Table(title="agents", title_justify="left")
+    for col in ("agent", "site", "state", "operator", "items/s", "queue", "p50 ms", "p99 ms", "in", "out", "dropped", "dup"):
+        table.add_column(col, justify="left" if col in ("agent", "site", "state", "operator") else "right")
+    for name, s in sorted(controller.agents.items()):
+        state = "online" if s.online else "[red]offline[/]"
+        ops = s.metrics.operators if s.metrics else []
+        if not ops:
+            table.add_row(name, s.announce.site, state, "-", "", "", "", "", "", "", "", "")
+        for o in ops:
+            table.add_row(name, s.announce.site, state, f"{o.operator}={o.variant}", f"{o.items_per_s:.1f}",
+                          str(o.queue_depth), f"{o.latency_ms.get('p50', 0):.1f}", f"{o.latency_ms.get('p99', 0):.1f}",
+                          str(o.items_in), str(o.items_out), str(o.dropped), str(o.duplicates))
+    return table
+
+
+def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_after_ms: float, quiet: bool):
+    """Connect, wait for agents (with a progress bar), publish, wait until they run it."""
+    from jellybean.agents.controller import Controller
+    from jellybean.errors import JellyBeanError
+
+    controller = Controller(dep, broker, ca=ca, drop_after_ms=drop_after_ms,
+                            on_event=None if quiet else (lambda e: err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {e}")))
+    controller.connect()
+    progress = Progress(TextColumn("[bold]agents online"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.description}"), console=err, transient=True, disable=quiet)
+    task = progress.add_task("", total=None)
+    with progress:
+        missing = controller.wait_for_agents(
+            wait, lambda n, total, miss: progress.update(task, completed=n, total=total,
+                                                          description=f"waiting for {', '.join(miss)}" if miss else ""))
+    if missing:
+        controller.stop()
+        raise JellyBeanError(f"no agent came online for site(s) {', '.join(missing)} within {wait:.0f} s; start "
+                             f"`jellybean agent --name SITE --hardware HW --broker {broker}` there")
+    controller.publish()
+    if not controller.wait_ready(max(wait, 30.0)):
+        errors = controller.errors()
+        controller.stop()
+        raise JellyBeanError("the agents did not start their tasks: " + ("; ".join(errors) or "no heartbeat "
+                                                                          "with the new assignment"))
+    if not quiet:
+        err.print("[green]deployed[/]: every agent runs its assignment")
+    return controller
+
+
+@app.command()
+def deploy(
+    plan: Annotated[Path, typer.Argument(help="plan.yaml written by `jellybean plan -o`.")],
+    broker: Annotated[str, typer.Option("--broker", help="mqtt://host:port or mqtts://controller:password@host:port")],
+    ca: Annotated[Optional[Path], typer.Option("--ca", help="CA certificate for mqtts://.")] = None,
+    workflow: Annotated[Optional[Path], typer.Option("--workflow", help="Override the plan's workflow file.")] = None,
+    zoo: Annotated[Optional[Path], typer.Option("--zoo", help="Override the plan's zoo manifest.")] = None,
+    infrastructure: Annotated[Optional[Path], typer.Option("--infrastructure", help="Override the plan's infrastructure.")] = None,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the agents the plan needs.")] = 60.0,
+    drop_after_ms: Annotated[float, typer.Option("--drop-after-ms", help="Items older than this are dropped, and counted.")] = 5000.0,
+    duration: Annotated[Optional[float], typer.Option("--for", help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """The controller: publish assignments, watch the agents, re-plan when one stops."""
+    _logging("warning")
+    dep = _deployment(plan, workflow, zoo, infrastructure)
+    controller = start_controller(dep, broker, ca, wait, drop_after_ms, quiet)
+    end = time.monotonic() + duration if duration else None
+    last = [0.0]
+
+    def tick() -> None:
+        if not quiet and time.monotonic() - last[0] > 10:
+            last[0] = time.monotonic()
+            console.print(_metrics_table(controller))
+
+    _stop_on_sigterm(controller.stop)
+    try:
+        controller.run(until=(lambda: time.monotonic() > end) if end else None, tick=tick)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        controller.stop()
+
+
+def spawn_agents(dep, broker_url: str, workdir: Path, threads: int = 1) -> dict[str, subprocess.Popen]:
+    """One agent process per site the plan uses (named after the site), logs in workdir."""
+    from jellybean.agents.deployment import sites_needed
+
+    procs = {}
+    for site, hardware in sorted(sites_needed(dep.plan).items()):
+        log = open(workdir / f"agent-{site}.log", "w")
+        procs[site] = subprocess.Popen(
+            [sys.executable, "-m", "jellybean", "agent", "--name", site, "--hardware", hardware, "--broker", broker_url,
+             "--zoo", str(dep.zoo_dir), "--threads", str(threads), "--metrics-port", "0",
+             "--cache", str(workdir / "models")],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return procs
+
+
+def stop_processes(procs: dict[str, subprocess.Popen]) -> None:
+    for p in procs.values():
+        if p.poll() is None:
+            p.terminate()
+    for p in procs.values():
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+@app.command()
+def up(
+    example: Annotated[Path, typer.Argument(help="A directory with workflow.yaml, zoo.yaml and infrastructure.yaml.")],
+    workdir: Annotated[Path, typer.Option("--workdir", help="Plan, broker and agent logs go here.")] = Path("out/up"),
+    port: Annotated[Optional[int], typer.Option("--port", help="Broker port (default: a free one).")] = None,
+    embedded: Annotated[bool, typer.Option("--embedded", help="Use the embedded broker even if Mosquitto is installed.")] = False,
+    replay: Annotated[Optional[Path], typer.Option("--replay", help="Replay this CityFlow-layout dataset once deployed, then stop.")] = None,
+    scenario: Annotated[Optional[str], typer.Option("--scenario", help="Scenario to replay (default: the first).")] = None,
+    speed: Annotated[float, typer.Option("--speed", help="Replay speed-up.")] = 1.0,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the replay's HTML report here.")] = None,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="Planner time limit, s.")] = 30.0,
+    duration: Annotated[Optional[float], typer.Option("--for", help="Without --replay: stop after this many seconds.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Everything on one machine: plan, a broker, one agent process per planned site, the controller."""
+    from jellybean.agents.broker import start_local_broker
+    from jellybean.agents.deployment import Deployment
+    from jellybean.errors import SpecError
+    from jellybean.planner.build import build_problem, load_inputs
+    from jellybean.planner.render import write_plan
+    from jellybean.planner.strategies import make_plan
+
+    _logging("warning")
+    files = {k: example / f"{k}.yaml" for k in ("workflow", "zoo", "infrastructure")}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise SpecError([f"{m}: not found; an example directory holds workflow.yaml, zoo.yaml and "
+                         "infrastructure.yaml" for m in missing])
+    workdir.mkdir(parents=True, exist_ok=True)
+    inputs = load_inputs(files["workflow"], files["zoo"], files["infrastructure"])
+    plan = make_plan(build_problem(inputs), "optimal", time_limit=time_limit, inputs=inputs.paths)
+    write_plan(plan, workdir / "plan.yaml")
+    err.print(f"plan: {plan.solver.status} {plan.cost.total:.4f} $/h, variants "
+              + ", ".join(f"{k}={v}" for k, v in plan.variants.items()) + f" -> {workdir / 'plan.yaml'}")
+    dep = Deployment(plan=plan, inputs=inputs, zoo_dir=files["zoo"].resolve().parent)
+    broker = start_local_broker(workdir, port, prefer="embedded" if embedded else "mosquitto")
+    procs: dict[str, subprocess.Popen] = {}
+    controller = None
+    try:
+        err.print(f"broker: {broker.kind} at [bold]{broker.url}[/]")
+        procs = spawn_agents(dep, broker.url, workdir)
+        err.print(f"agents: {', '.join(procs)} (logs in {workdir})")
+        controller = start_controller(dep, broker.url, None, 60.0, 5000.0, quiet)
+        if replay is not None:
+            from jellybean.cli.replay import finish_replay, open_scenario
+            from jellybean.replay.driver import BrokerReplay
+
+            scen = open_scenario(replay, scenario)
+            with _replay_progress(quiet) as cb:
+                data = BrokerReplay(broker.url, speed=speed, progress=cb).run(scen)
+            finish_replay(data, scen, plan, report=report, json_out=False, submission=None)
+            return
+        err.print(f"replay into it with: jellybean replay DATASET --broker {broker.url}   (Ctrl-C stops)")
+        end = time.monotonic() + duration if duration else None
+        _stop_on_sigterm(controller.stop)
+        try:
+            controller.run(until=(lambda: time.monotonic() > end) if end else None)
+        except KeyboardInterrupt:
+            pass
+    finally:
+        if controller is not None:
+            controller.stop()
+        stop_processes(procs)
+        broker.stop()
+
+
+class _replay_progress:
+    """A progress bar whose callback takes (frames sent, frames in all)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.progress = Progress(TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+                                 console=err, transient=True, disable=quiet)
+        self.task = self.progress.add_task("", total=None)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return lambda done, total: self.progress.update(self.task, completed=done, total=total or None)
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)

@@ -1,0 +1,217 @@
+"""Replay: publish every camera's frames at its recorded rate and offset, collect what comes out.
+
+Two ways to run the same operators:
+- `--broker URL`: into a running deployment (`jellybean deploy` / `jellybean up`): frames go to
+  the data topics the controller's retained routes name, the sink topic is collected;
+- `--local`: an in-process pipeline built from the plan's variants, no broker, no agents.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from jellybean.agents import topics
+from jellybean.agents.items import Item, MessageError, decode_item, encode_item
+from jellybean.agents.messages import Metrics, Routes, parse_message
+from jellybean.agents.routing import Router
+from jellybean.errors import JellyBeanError
+from jellybean.replay.cityflow import Camera, Scenario
+from jellybean.replay.sink import SinkCollector
+
+log = logging.getLogger(__name__)
+JPEG_QUALITY = 90
+
+
+@dataclass
+class RunData:
+    """Raw measurements of one replay, before they become a report."""
+
+    mode: str
+    speed: float
+    started_at: float
+    seconds: float = 0.0
+    media_seconds: float = 0.0   # recorded time covered (KB/s figures are per second of video)
+    published: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    link_bytes: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    timeline: list[tuple[float, int]] = field(default_factory=list)   # (t since start, items at sink)
+    problems: list[str] = field(default_factory=list)
+    sink: SinkCollector = field(default_factory=SinkCollector)
+    camera_sites: dict[str, str] = field(default_factory=dict)
+    agent_metrics: dict[str, Metrics] = field(default_factory=dict)
+
+
+def _frames(camera: Camera, problems: list[str], limit_s: float | None) -> Iterator[tuple[float, int, np.ndarray]]:
+    """(seconds on the scenario clock, frame, image); a frame that stops decoding ends the camera
+    early and is reported."""
+    last = 0
+    try:
+        for frame, image in camera.frames():
+            t = camera.timestamp(frame)
+            if limit_s is not None and t - camera.offset_s > limit_s:
+                return
+            last = frame
+            yield t, frame, image
+    except JellyBeanError as exc:
+        problems.append(f"{camera.key}: {exc}")
+        return
+    if camera.frame_count and last < camera.frame_count and limit_s is None:
+        problems.append(f"{camera.video_path}: only frames 1-{last} of {camera.frame_count} could be decoded; "
+                        "the rest of this camera is missing from the replay")
+
+
+def schedule(cameras: list[Camera], problems: list[str], limit_s: float | None = None
+             ) -> Iterator[tuple[float, Camera, int, np.ndarray]]:
+    """Frames of all cameras merged in capture order (seconds relative to the earliest camera)."""
+    start = min((c.offset_s for c in cameras), default=0.0)
+    heap: list = []
+    gens = {}
+    for i, cam in enumerate(cameras):
+        gens[i] = _frames(cam, problems, limit_s)
+        nxt = next(gens[i], None)
+        if nxt is not None:
+            heapq.heappush(heap, (nxt[0] - start, i, nxt[1], nxt[2]))
+    while heap:
+        t, i, frame, image = heapq.heappop(heap)
+        yield t, cameras[i], frame, image
+        nxt = next(gens[i], None)
+        if nxt is not None:
+            heapq.heappush(heap, (nxt[0] - start, i, nxt[1], nxt[2]))
+
+
+def playable_cameras(scenario: Scenario, problems: list[str]) -> list[Camera]:
+    cams = []
+    for cam in scenario.cameras:
+        if cam.playable:
+            cams.append(cam)
+        else:
+            problems.append(f"{cam.key}: skipped: {cam.problem}")
+    if not cams:
+        raise JellyBeanError(f"scenario {scenario.name}: no camera can be replayed:\n" + "\n".join(problems))
+    return cams
+
+
+def encode_frame(camera: Camera, frame: int, image: np.ndarray, capture_ts: float) -> Item:
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise JellyBeanError(f"{camera.video_path}: frame {frame} could not be JPEG-encoded")
+    return Item(stream=camera.key, frame=frame, capture_ts=capture_ts, kind="frame", blobs=[jpeg.tobytes()])
+
+
+def _pace(t0: float, t_rel: float, speed: float, stop: threading.Event | None = None) -> None:
+    due = t0 + t_rel / speed
+    delay = due - time.time()
+    if delay > 0:
+        if stop is not None:
+            stop.wait(delay)
+        else:
+            time.sleep(delay)
+
+
+class BrokerReplay:
+    """Publish frames into a running deployment and collect its sink."""
+
+    def __init__(self, url: str, *, ca: Path | None = None, speed: float = 1.0, routes_timeout: float = 15.0,
+                 drain_s: float = 15.0, limit_s: float | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        from jellybean.agents.transport import MqttLink
+
+        self.speed, self.drain_s, self.limit_s, self.progress = speed, drain_s, limit_s, progress
+        self.routes_timeout = routes_timeout
+        self.link = MqttLink(url, f"jb-replay-{int(time.time() * 1000) % 10**9}", ca=ca, clean=True)
+        self._routes: Routes | None = None
+        self._routes_seen = threading.Event()
+        self._router = Router({}, {}, {})
+        self.data: RunData | None = None
+
+    def _on_routes(self, topic: str, payload: bytes) -> None:
+        if not payload:
+            return
+        try:
+            routes = parse_message(payload, topic, Routes)
+        except MessageError as exc:
+            log.warning("dropped: %s", exc)
+            return
+        self._routes = routes
+        self._router.update(routes.routing, routes.placements, routes.keyed)
+        self._routes_seen.set()
+
+    def _on_sink(self, topic: str, payload: bytes) -> None:
+        now = time.time()
+        try:
+            item = decode_item(payload, topic)
+        except MessageError as exc:
+            log.warning("dropped: %s", exc)
+            if self.data:
+                self.data.sink.rejected += 1
+            return
+        if self.data:
+            self.data.sink.add(item, now)
+
+    def _on_metrics(self, topic: str, payload: bytes) -> None:
+        try:
+            m = parse_message(payload, topic, Metrics)
+        except MessageError:
+            return
+        if self.data:
+            self.data.agent_metrics[m.agent] = m
+
+    def run(self, scenario: Scenario) -> RunData:
+        from jellybean.agents.deployment import assign_cameras
+
+        data = self.data = RunData(mode="broker", speed=self.speed, started_at=time.time())
+        cams = playable_cameras(scenario, data.problems)
+        self.link.subscribe(topics.ROUTES, self._on_routes)
+        self.link.start()
+        try:
+            self.link.wait_connected()
+            if not self._routes_seen.wait(self.routes_timeout):
+                raise JellyBeanError(f"no routes on {topics.ROUTES} within {self.routes_timeout:.0f} s; is "
+                                     "`jellybean deploy` (or `jellybean up`) running against this broker?")
+            routes = self._routes
+            self.link.subscribe(routes.sink_topic, self._on_sink)
+            self.link.subscribe(f"{topics.ROOT}/agents/+/metrics", self._on_metrics, qos=0)
+            time.sleep(0.3)  # let the subscriptions land before the first frame
+            data.camera_sites = assign_cameras(routes, [c.key for c in cams])
+            entry = [(src, op) for src, ops in routes.sources.items() for op in ops]
+            total = sum(c.frame_count or 0 for c in cams)
+            t0 = time.time()
+            sent = 0
+            for t_rel, cam, frame, image in schedule(cams, data.problems, self.limit_s):
+                _pace(t0, t_rel, self.speed)
+                item = encode_frame(cam, frame, image, time.time())
+                site = data.camera_sites[cam.key]
+                for source, op in entry:
+                    dest = self._router.next_site(f"{source}->{op}", site, cam.key)
+                    if dest is None:
+                        data.problems.append(f"no site runs {op}; frame {cam.key}/{frame} not sent")
+                        continue
+                    payload = encode_item(item)
+                    self.link.publish(topics.data(dest, op), payload)
+                    data.link_bytes[(site, dest)] += len(payload)
+                data.published[cam.key].add(frame)
+                data.media_seconds = max(data.media_seconds, t_rel + 1.0 / (cam.fps or 10.0))
+                sent += 1
+                if sent % 10 == 0:
+                    data.timeline.append((time.time() - t0, data.sink.count()))
+                if self.progress:
+                    self.progress(sent, total)
+            keys = {(s, f) for s, fs in data.published.items() for f in fs}
+            deadline = time.monotonic() + self.drain_s
+            while time.monotonic() < deadline and not data.sink.wait_for(keys, 1.0):
+                data.timeline.append((time.time() - t0, data.sink.count()))
+            data.timeline.append((time.time() - t0, data.sink.count()))
+            time.sleep(min(2.5, self.drain_s))  # one more metrics round from the agents
+            data.seconds = time.time() - t0
+        finally:
+            self.link.stop()
+        return data
