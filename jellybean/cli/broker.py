@@ -1,0 +1,158 @@
+"""`jellybean broker config | run`: a Mosquitto configuration with TLS, passwords and ACL, and running it."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jellybean.cli.main import app
+from jellybean.errors import JellyBeanError
+
+console = Console()
+if not console.is_terminal:
+    console = Console(width=max(console.width, 140))  # piped or logged: do not squeeze the tables
+err_console = Console(stderr=True)
+
+broker_app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Write a Mosquitto configuration (TLS, one password and ACL per agent) and run a broker.",
+)
+app.add_typer(broker_app, name="broker")
+
+
+def _plan_infrastructure(plan_file: Path, plan, infrastructure: Path | None) -> Path:
+    """The infrastructure the plan was made from: `jellybean plan` records the -i path as given,
+    i.e. relative to the directory it ran in, which we take to be this one."""
+    if infrastructure is not None:
+        return infrastructure
+    recorded = plan.inputs.get("infrastructure")
+    if not recorded:
+        raise JellyBeanError(f"{plan_file}: the plan does not record an infrastructure file (was it made with "
+                             "--jellybean-inputs?); pass --infrastructure INFRA.yaml")
+    path = Path(recorded)
+    if not path.is_file():
+        raise JellyBeanError(f"{plan_file}: its infrastructure '{recorded}' is not found from {Path.cwd()} (the plan "
+                             "records it relative to where `jellybean plan` ran); pass --infrastructure INFRA.yaml")
+    return path
+
+
+@broker_app.command("config")
+def config(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Write the CA, certificates, passwd, acl, "
+                                                                  "mosquitto.conf and credentials.yaml here.")],
+    plan_file: Annotated[Optional[Path], typer.Option(
+        "--plan", help="One agent per site where this plan runs workers, allowed to forward to every site "
+                       "reachable over the infrastructure's links.")] = None,
+    infrastructure: Annotated[Optional[Path], typer.Option(
+        "--infrastructure", "-i", help="The plan's infrastructure YAML (default: the path the plan records).")] = None,
+    agents: Annotated[Optional[list[str]], typer.Option(
+        "--agent", help="An agent (repeatable) serving the site of its own name.")] = None,
+    host: Annotated[str, typer.Option("--host", help="The name or address clients connect to (in the certificate).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TLS listener port.")] = 8883,
+    bind: Annotated[Optional[str], typer.Option("--bind", help="Address to listen on (default: --host; 0.0.0.0 for all).")] = None,
+    extra_hosts: Annotated[Optional[list[str]], typer.Option(
+        "--extra-host", help="Another name or address of the broker for its certificate (repeatable).")] = None,
+    rotate: Annotated[bool, typer.Option("--rotate", help="New CA and passwords (default: keep those already in DIR).")] = False,
+) -> None:
+    """Write a TLS Mosquitto configuration with a password and ACL section for the controller, replay and each agent."""
+    from jellybean.agents.broker import AgentGrant, grants_from_plan, write_broker_config
+
+    grants: dict[str, AgentGrant] = {}
+    if plan_file is not None:
+        from jellybean.planner.render import read_plan
+        from jellybean.spec.base import load_model
+        from jellybean.spec.infrastructure import Infrastructure
+
+        plan = read_plan(plan_file)
+        infra = load_model(Infrastructure, _plan_infrastructure(plan_file, plan, infrastructure))
+        grants = grants_from_plan(plan, infra)
+    elif infrastructure is not None:
+        raise JellyBeanError("--infrastructure is read only with --plan; give --plan PLAN.yaml too")
+    for name in agents or []:
+        if name in grants:
+            raise JellyBeanError(f"--agent {name}: the plan already has an agent of that name")
+        grants[name] = AgentGrant(site=name)
+    if not grants:
+        raise JellyBeanError("no agents: give --agent NAME (repeatable) or --plan PLAN.yaml")
+
+    cfg = write_broker_config(directory, agents=grants, host=host, port=port, bind=bind,
+                              extra_hosts=tuple(extra_hosts or ()), rotate=rotate)
+
+    table = Table(title=f"broker users in {cfg.dir}", title_justify="left")
+    for col in ("user", "may publish to", "may read"):
+        table.add_column(col, overflow="fold")
+    for user, rules in cfg.rules.items():
+        table.add_row(user, "\n".join(r.topic for r in rules if r.may_write),
+                      "\n".join(r.topic for r in rules if r.may_read))
+    console.print(table)
+    console.print(f"broker URL  {cfg.url}  (each client: mqtts://USER:PASSWORD@{cfg.url.removeprefix('mqtts://')})",
+                  highlight=False)
+    console.print(f"CA          {cfg.ca}  (give it to every client)", highlight=False)
+    console.print(f"passwords   {cfg.dir / 'credentials.yaml'}  (secret)", highlight=False)
+    console.print(f"run it      jellybean broker run {cfg.dir}", highlight=False)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (systemd, docker stop) stops the broker as Ctrl-C does."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@broker_app.command("run")
+def run(
+    directory: Annotated[Optional[Path], typer.Argument(
+        metavar="DIR", help="A directory `jellybean broker config` wrote; without it, a plain anonymous "
+                              "broker on 127.0.0.1 for one machine.")] = None,
+    embedded: Annotated[bool, typer.Option(
+        "--embedded", help="The built-in amqtt broker (anonymous, plain, loopback) instead of Mosquitto.")] = False,
+    port: Annotated[Optional[int], typer.Option(
+        "--port", min=1, max=65535, help="Port of the plain broker (default 1883); with DIR it is the config's.")] = None,
+) -> None:
+    """Run a broker in the foreground until Ctrl-C: Mosquitto with DIR/mosquitto.conf, or a plain local one."""
+    from jellybean.agents.broker import EmbeddedBroker, LocalBroker, MosquittoBroker, find_mosquitto
+
+    broker: LocalBroker
+    if embedded:
+        if directory is not None:
+            # Running it would silently drop the TLS, passwords and ACL that DIR configures.
+            raise JellyBeanError(f"--embedded runs an anonymous plain broker and cannot use {directory}'s TLS, "
+                                 "passwords and ACL; run Mosquitto with DIR, or --embedded without DIR")
+        broker = EmbeddedBroker(port or 1883)
+    else:
+        conf = None
+        if directory is not None:
+            conf = directory / "mosquitto.conf"
+            if not conf.is_file():
+                raise JellyBeanError(f"{conf} does not exist; write the configuration with "
+                                     f"`jellybean broker config {directory} --agent NAME ...` first")
+        if find_mosquitto() is None:
+            raise JellyBeanError("mosquitto is not installed (not on PATH nor in /usr/sbin); install it "
+                                 "(`apt-get install mosquitto`) or run the embedded broker with --embedded")
+        broker = MosquittoBroker(conf, port if conf is not None else (port or 1883), workdir=directory,
+                                 capture_log=False)
+    _stop_on_sigterm()
+    broker.start()
+    try:
+        broker.wait_ready()
+        err_console.print(f"{broker.kind} broker ready at {broker.url}; Ctrl-C stops it", highlight=False)
+        if isinstance(broker, MosquittoBroker):
+            code = broker.wait()
+            if code != 0:
+                raise JellyBeanError(f"mosquitto exited with code {code}; its messages are above")
+        else:
+            while True:
+                time.sleep(1)
+    except KeyboardInterrupt:
+        err_console.print("stopping the broker", highlight=False)
+    finally:
+        broker.stop()
