@@ -766,9 +766,9 @@ class EmbeddedBroker(LocalBroker):
     def _config(self) -> dict[str, Any]:
         return {
             "listeners": {"default": {"type": "tcp", "bind": _netloc(self.host, self.port)}},
-            # Only the anonymous-auth plugin: amqtt's default set also logs every packet and
+            # Only an authentication plugin: amqtt's default set also logs every packet and
             # publishes $SYS topics every 20 s, which nothing here reads.
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            "plugins": {f"{__name__}.EmbeddedAuthPlugin": {}},
         }
 
     def start(self) -> EmbeddedBroker:
@@ -832,6 +832,29 @@ class EmbeddedBroker(LocalBroker):
                 log.warning("embedded broker shutdown: %s", exc)
             loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+
+
+def _embedded_auth_plugin() -> type:
+    """Lets every client in, like amqtt's AnonymousAuthPlugin, without marking its session
+    anonymous: amqtt drops anonymous sessions on disconnect and queues nothing for them, so QoS 1
+    messages for a persistent (clean_session=False) client that is reconnecting would be lost."""
+    from amqtt.plugins.authentication import AnonymousAuthPlugin
+
+    class EmbeddedAuthPlugin(AnonymousAuthPlugin):
+        async def authenticate(self, *, session: Any) -> bool:
+            return True
+
+    EmbeddedAuthPlugin.__module__ = __name__
+    return EmbeddedAuthPlugin
+
+
+def __getattr__(name: str) -> Any:
+    # amqtt loads plugins by dotted name; building the class on first use keeps amqtt out of imports.
+    if name == "EmbeddedAuthPlugin":
+        cls = _embedded_auth_plugin()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def start_local_broker(workdir: Path | None = None, port: int | None = None,

@@ -52,10 +52,11 @@ SILENCE_S = 0.5
 class Probe:
     """A paho v2 client that records its CONNACK and every message it receives."""
 
-    def __init__(self, url: str, ca: Path | None = None, *, will: tuple[str, bytes] | None = None):
+    def __init__(self, url: str, ca: Path | None = None, *, will: tuple[str, bytes] | None = None,
+                 client_id: str | None = None, clean: bool = True):
         self.address = parse_broker_url(url)
-        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"test-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, clean_session=clean,
+                                  client_id=client_id or f"test-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311)
         configure_client(self.client, self.address, ca)
         if will:
             self.client.will_set(will[0], will[1], qos=1)
@@ -361,6 +362,16 @@ def test_local_broker_qos1_retained_and_last_will(local_url, probes):
     sock = _connect_with_will(address.host, address.port, topics.status("edge-1"), b"offline")
     sock.close()  # no DISCONNECT: the broker must publish the will
     assert late.next() == (topics.status("edge-1"), b"offline", False)
+
+
+def test_local_broker_queues_qos1_for_an_offline_persistent_session(local_url, probes):
+    agent = connected(probes, local_url, client_id="agent-hub", clean=False)
+    agent.subscribe(topics.assignment("hub"))
+    agent.close()
+    connected(probes, local_url).publish(topics.assignment("hub"), b"while away")
+    back = connected(probes, local_url, client_id="agent-hub", clean=False)
+    topic, payload, _ = back.next()  # amqtt sets the retain flag on queued messages; Mosquitto does not
+    assert (topic, payload) == (topics.assignment("hub"), b"while away")
 
 
 def test_start_local_broker_picks_and_stops(tmp_path):
