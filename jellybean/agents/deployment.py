@@ -89,11 +89,44 @@ def keyed_map(plan: Plan, inputs: Inputs) -> dict[str, str]:
 
 
 def routing_table(plan: Plan) -> dict[str, dict[str, dict[str, float]]]:
-    table: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    """Per edge, per producing site: the share of items each consuming site should get.
+
+    The plan's routes are per link hop (items may transit a site on the way to another), while a
+    producer addresses the site that runs the consumer. So the hop flows are followed end to end:
+    at every site, items are consumed there (the consumer's load) or sent on along the outgoing
+    hops, in proportion to those flows (a flow decomposition with proportional mixing)."""
+    place = placements(plan)
+    hops: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in plan.routes:
-        if r.items_per_s > 1e-9:
-            table[r.edge][r.from_][r.to] = table[r.edge][r.from_].get(r.to, 0.0) + r.items_per_s
-    return {e: dict(rows) for e, rows in table.items()}
+        if r.items_per_s > 1e-9 and r.from_ != r.to:
+            hops[r.edge][r.from_][r.to] = hops[r.edge][r.from_].get(r.to, 0.0) + r.items_per_s
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    edges = {r.edge for r in plan.routes}
+    for edge in edges:
+        consumer = edge.split("->", 1)[-1]
+        demand = place.get(consumer, {})
+        out = hops.get(edge, {})
+        origins = {r.from_ for r in plan.routes if r.edge == edge and r.items_per_s > 1e-9}
+        table[edge] = {o: _absorb(o, demand, out) for o in sorted(origins)}
+        table[edge] = {o: w for o, w in table[edge].items() if w}
+    return table
+
+
+def _absorb(origin: str, demand: dict[str, float], out: dict[str, dict[str, float]],
+            depth: int = 0) -> dict[str, float]:
+    """Where an item entering `origin` ends up: {site: probability}."""
+    here = demand.get(origin, 0.0)
+    onward = out.get(origin, {})
+    total = here + sum(onward.values())
+    if total <= 1e-12 or depth > 16:
+        return {origin: 1.0} if here > 0 else {}
+    result: dict[str, float] = defaultdict(float)
+    if here > 0:
+        result[origin] += here / total
+    for nxt, flow in onward.items():
+        for site, p in _absorb(nxt, demand, out, depth + 1).items():
+            result[site] += flow / total * p
+    return dict(result)
 
 
 def placements(plan: Plan) -> dict[str, dict[str, float]]:

@@ -24,6 +24,9 @@ from jellybean.agents.telemetry import AgentTelemetry
 
 log = logging.getLogger(__name__)
 Emit = Callable[[str, list[Item]], None]
+# A stream's first frames may arrive out of order (parallel upstream workers); wait this long for
+# them before starting, and `hold_s` for a missing frame later on.
+START_HOLD_S = 0.25
 
 
 class SeenSet:
@@ -73,7 +76,7 @@ class _Reorder:
         out: list[_Queued] = []
         if self.next is None:
             # The first frames of a stream may arrive out of order: wait once before starting.
-            if not force and (self.since is None or time.monotonic() - self.since < self.hold_s):
+            if not force and (self.since is None or time.monotonic() - self.since < min(self.hold_s, START_HOLD_S)):
                 return out
             self.next = min(self.waiting) if self.waiting else None
             if self.next is None:
@@ -83,10 +86,17 @@ class _Reorder:
         while self.next in self.waiting:
             out.append(self.waiting.pop(self.next))
             self.next += 1
-        self.since = time.monotonic() if self.waiting else None
+        # The wait for a missing frame starts when the line stops moving, not at each arrival.
+        if not self.waiting:
+            self.since = None
+        elif out or force:
+            self.since = time.monotonic()
         return out
 
     def expired(self) -> bool:
+        if self.next is None:
+            return bool(self.waiting) and self.since is not None and \
+                time.monotonic() - self.since >= min(self.hold_s, START_HOLD_S)
         return bool(self.waiting) and self.since is not None and time.monotonic() - self.since >= self.hold_s
 
     def drain(self) -> list[_Queued]:

@@ -201,6 +201,7 @@ def up(
     if missing:
         raise SpecError([f"{m}: not found; an example directory holds workflow.yaml, zoo.yaml and "
                          "infrastructure.yaml" for m in missing])
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     inputs = load_inputs(files["workflow"], files["zoo"], files["infrastructure"])
     plan = make_plan(build_problem(inputs), "optimal", time_limit=time_limit, inputs=inputs.paths)

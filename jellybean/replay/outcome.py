@@ -68,7 +68,8 @@ def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evalua
     if data.sink.rejected:
         result.add_problem(f"{data.sink.rejected} malformed message(s) on the sink topic were dropped")
     if evaluate:
-        result.tracking = evaluate_mtmc(scenario, predictions(data), cameras=sorted(data.published))
+        result.tracking = evaluate_mtmc(scenario, predictions(data), cameras=sorted(data.published),
+                                        frames=dict(data.published))
         for cam, why in result.tracking.cameras_skipped.items():
             result.add_problem(f"{cam}: not scored: {why}")
     return result

@@ -175,7 +175,8 @@ def _score(value: float) -> float:
 
 
 def evaluate_mtmc(scenario: cityflow.Scenario, predictions: Iterable[Prediction], *, iou: float = 0.5,
-                  cameras: list[str] | None = None, gt_multi_camera_only: bool = False) -> TrackingMetrics:
+                  cameras: list[str] | None = None, gt_multi_camera_only: bool = False,
+                  frames: dict[str, set[int]] | None = None) -> TrackingMetrics:
     """IDF1 / IDP / IDR of `predictions` against the scenario's gt, as the AI City track-1 evaluator
     computes them (see the module docstring), and per-camera MOTA, IDF1, ID switches, precision and
     recall.
@@ -183,7 +184,8 @@ def evaluate_mtmc(scenario: cityflow.Scenario, predictions: Iterable[Prediction]
     `cameras` (names or keys) restricts evaluation to the cameras that were replayed; by default
     every camera that replay can play. `gt_multi_camera_only` also drops gt identities seen in one
     evaluated camera only, as the real AI City gt was annotated (synthetic scenes keep them, so a
-    perfect tracker scores IDR below 1 on them without this)."""
+    perfect tracker scores IDR below 1 on them without this). `frames` (camera -> frame numbers)
+    scores only the frames that were replayed (`replay --seconds` plays a prefix)."""
     if not 0 < iou <= 1:
         raise JellyBeanError(f"iou: must be greater than 0 and at most 1 (got {iou})")
     prefix = f"{scenario.name}/"
@@ -214,6 +216,14 @@ def evaluate_mtmc(scenario: cityflow.Scenario, predictions: Iterable[Prediction]
                 gt_rows[cam.name] = cam.gt()
             except SpecError as exc:
                 skipped[key] = "ground truth unusable: " + "; ".join(exc.problems)
+    only: dict[str, set[int]] | None = None
+    if frames is not None:
+        only = {}
+        for key, numbers in frames.items():
+            name = _camera_name(key, scenario)
+            if name is not None:
+                only[name] = set(numbers)
+        gt_rows = {name: [r for r in rows if r.frame in only.get(name, set())] for name, rows in gt_rows.items()}
     evaluated = [c.name for c in scenario.cameras if c.name in gt_rows]   # in camera order
 
     # --- the prediction: known cameras, frames from 1, then the challenge's filters ---
@@ -223,7 +233,7 @@ def evaluate_mtmc(scenario: cityflow.Scenario, predictions: Iterable[Prediction]
         name = _camera_name(p.camera, scenario)
         if name is None:
             removed["unknown_camera"] += 1
-        elif p.frame < 1:
+        elif p.frame < 1 or (only is not None and p.frame not in only.get(name, set())):
             removed["bad_frame"] += 1
         else:
             preds.append((name, p))

@@ -1,0 +1,135 @@
+"""Agents and the controller in this process, against a real Mosquitto."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import pytest
+
+from jellybean.agents import topics
+from jellybean.agents.agent import Agent, AgentOptions
+from jellybean.agents.broker import MosquittoBroker, find_mosquitto, free_port
+from jellybean.agents.controller import Controller
+from jellybean.agents.deployment import Deployment, build_assignments, match_agents, replan
+from jellybean.agents.items import Item, encode_item
+from jellybean.agents.transport import MqttLink
+from jellybean.planner.build import build_problem, load_inputs
+from jellybean.planner.strategies import make_plan
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "aicity"
+
+
+@pytest.fixture(scope="module")
+def deployment() -> Deployment:
+    inputs = load_inputs(EXAMPLE / "workflow.yaml", EXAMPLE / "zoo.yaml", EXAMPLE / "infrastructure.yaml")
+    plan = make_plan(build_problem(inputs), "optimal", time_limit=20, inputs=inputs.paths)
+    return Deployment(plan=plan, inputs=inputs, zoo_dir=EXAMPLE)
+
+
+def _wait(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _agent(url, name, tmp_path, hardware="c6i.xlarge", zoo=(EXAMPLE,)):
+    return Agent(AgentOptions(name=name, hardware=hardware, broker=url, model_dirs=tuple(zoo),
+                              cache_dir=tmp_path / f"cache-{name}", threads=1, heartbeat_s=0.3, metrics_s=0.6)).start()
+
+
+def test_the_plan_maps_to_agents_and_assignments(deployment):
+    from jellybean.agents.messages import Announce
+
+    agents = {s: Announce(agent=s, site=s, hardware="x") for s in ("crossing", "hub", "cloud", "spare")}
+    chosen, missing = match_agents(deployment.plan, agents)
+    assert missing == [] and set(chosen) == {"crossing", "hub", "cloud"}
+    out = build_assignments(deployment, chosen, 7, idle_agents=["spare"])
+    assert out["spare"].tasks == [] and out["cloud"].version == 7
+    by_op = {t.operator: (site, t) for site, a in out.items() for t in a.tasks}
+    assert set(by_op) == set(deployment.plan.variants)
+    site, detect = by_op["detect"]
+    assert detect.model and detect.sha256 == hashlib.sha256((EXAMPLE / detect.model).read_bytes()).hexdigest()
+    assert by_op["track"][1].keyed == "stream" and by_op["associate"][1].keyed == "global"
+    assert out["hub"].sinks == ["associate"] and out["hub"].downstream["detect"] == ["reid"]
+    # Without the hub's workers the re-plan still serves every operator, elsewhere.
+    again = replan(deployment, {"hub"})
+    assert "hub" not in {w.location for w in again.plan.workers}
+    assert {w.operator for w in again.plan.workers} == set(deployment.plan.variants)
+
+
+def test_agent_drops_malformed_messages_and_keeps_working(mosquitto, tmp_path, deployment):
+    agent = _agent(mosquitto, "cloud", tmp_path)
+    ctl = Controller(deployment, mosquitto, heartbeat_s=0.3)
+    raw = MqttLink(mosquitto, "test-raw", clean=True).start()
+    try:
+        ctl.connect()
+        raw.wait_connected()
+        assert _wait(lambda: "cloud" in ctl.agents)
+        assert ctl.agents["cloud"].announce.hardware == "c6i.xlarge"
+        raw.publish(topics.data("cloud", "track"), b"garbage")
+        raw.publish(topics.assignment("cloud"), b'{"v": 1, "kind": "assignment"}')
+        raw.publish(topics.data("cloud", "track"), encode_item(Item("s", 1, time.time()))[:-3] + b"\x00")
+        assert _wait(lambda: agent.telemetry.rejected >= 3)
+        # Still alive: heartbeats keep coming and a valid assignment is applied.
+        seq = agent._seq
+        assert _wait(lambda: agent._seq > seq + 1)
+        assert agent.link.connected
+    finally:
+        raw.stop()
+        ctl.stop()
+        agent.stop()
+
+
+def test_model_reaches_an_agent_over_the_broker_in_checksummed_chunks(mosquitto, tmp_path, deployment):
+    """The edge agent has no zoo directory: the controller sends it the detector."""
+    agents = [_agent(mosquitto, "crossing", tmp_path, "jetson-orin-nano-8gb", zoo=()),
+              _agent(mosquitto, "hub", tmp_path, "hub-x86-minipc"), _agent(mosquitto, "cloud", tmp_path)]
+    ctl = Controller(deployment, mosquitto, heartbeat_s=0.3)
+    try:
+        ctl.connect()
+        assert ctl.wait_for_agents(10) == []
+        ctl.publish()
+        assert ctl.wait_ready(30), ctl.errors()
+        crossing = agents[0]
+        task = crossing.tasks["detect"].task
+        cached = tmp_path / "cache-crossing" / f"{task.sha256}.onnx"
+        assert cached.is_file()
+        assert hashlib.sha256(cached.read_bytes()).hexdigest() == task.sha256
+        assert any("sent model" in e.what for e in ctl.events)
+    finally:
+        ctl.stop()
+        for a in agents:
+            a.stop()
+
+
+def test_agent_survives_a_broker_restart_and_resumes(tmp_path):
+    port = free_port()
+    broker = MosquittoBroker(None, port, workdir=tmp_path / "b1", executable=find_mosquitto()).start()
+    broker.wait_ready()
+    url = broker.url
+    agent = Agent(AgentOptions(name="hub", hardware="hub-x86-minipc", broker=url, heartbeat_s=0.3)).start()
+    watcher = None
+    try:
+        assert _wait(lambda: agent.link.connected)
+        broker.stop()
+        assert _wait(lambda: not agent.link.connected)
+        broker = MosquittoBroker(None, port, workdir=tmp_path / "b2", executable=find_mosquitto()).start()
+        broker.wait_ready()
+        assert _wait(lambda: agent.link.connects >= 2, timeout=20)
+        # It re-announced (retained) on the new broker: a newcomer sees it.
+        got = []
+        watcher = MqttLink(url, "watcher", clean=True)
+        watcher.subscribe(topics.announce("hub"), lambda t, p: got.append(p))
+        watcher.start()
+        assert _wait(lambda: bool(got))
+    finally:
+        if watcher:
+            watcher.stop()
+        agent.stop()
+        broker.stop()

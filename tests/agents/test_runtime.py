@@ -1,0 +1,260 @@
+"""The agent runtime's parts: wire formats, routing weights, dedup/ordering/batching, backoff."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from jellybean.agents.items import Item, MessageError, decode_item, encode_item
+from jellybean.agents.messages import (
+    Assignment,
+    Heartbeat,
+    Task,
+    decode_chunk,
+    encode_chunk,
+    parse_message,
+)
+from jellybean.agents.operators.base import Operator, OperatorConfig
+from jellybean.agents.routing import Router, WeightedChoice
+from jellybean.agents.tasks import TaskRunner
+from jellybean.agents.telemetry import AgentTelemetry
+from jellybean.agents.transport import Backoff
+
+
+# -- wire formats --------------------------------------------------------------------------------
+def test_item_round_trip_keeps_blobs_arrays_and_trace():
+    item = Item("train/S01/c001", 7, 123.5, "features", meta={"boxes": [[1, 2, 3, 4, 0.9]]},
+                arrays={"embeddings": np.arange(12, dtype=np.float16).reshape(3, 4)},
+                blobs=[b"\xff\xd8jpeg", b""], trace=[["hub", "detect", 1.0, 2.0]])
+    back = decode_item(encode_item(item), "t")
+    assert (back.stream, back.frame, back.capture_ts, back.kind) == (item.stream, 7, 123.5, "features")
+    assert back.blobs == item.blobs and back.trace == item.trace and back.meta == item.meta
+    np.testing.assert_array_equal(back.arrays["embeddings"], item.arrays["embeddings"])
+    assert back.arrays["embeddings"].dtype == np.float16
+
+
+@pytest.mark.parametrize("payload, words", [
+    (b"", "shorter"),
+    (b"XXX\x01\x00\x00\x00\x02{}", "not a JellyBean data message"),
+    (b"JBD\x09\x00\x00\x00\x02{}", "version 9"),
+    (b"JBD\x01\x00\x00\x10\x00{}", "runs past the end"),
+    (b"JBD\x01\x00\x00\x00\x02{}", "stream"),
+])
+def test_malformed_data_messages_name_the_topic_and_the_problem(payload, words):
+    with pytest.raises(MessageError) as info:
+        decode_item(payload, "jb/v1/data/hub/reid")
+    assert "jb/v1/data/hub/reid" in str(info.value) and words in str(info.value)
+
+
+def test_body_length_must_match_the_header():
+    good = encode_item(Item("s", 1, 0.0, blobs=[b"abcdef"]))
+    with pytest.raises(MessageError, match="body has"):
+        decode_item(good[:-2], "t")
+
+
+def test_control_messages_are_versioned_and_validated():
+    hb = Heartbeat(agent="a", seq=3)
+    assert parse_message(hb.to_bytes(), "t") == hb
+    with pytest.raises(MessageError, match="version 2"):
+        parse_message(b'{"v": 2, "kind": "heartbeat", "agent": "a", "seq": 1}', "jb/x")
+    with pytest.raises(MessageError, match="seq"):
+        parse_message(b'{"v": 1, "kind": "heartbeat", "agent": "a"}', "jb/x")
+    with pytest.raises(MessageError, match="not JSON"):
+        parse_message(b"\x00\x01", "jb/x")
+    with pytest.raises(MessageError, match="expected a Assignment"):
+        parse_message(hb.to_bytes(), "jb/x", Assignment)
+
+
+def test_model_chunks_carry_their_checksum():
+    payload = encode_chunk("f" * 64, "m.onnx", 0, 1, 5, b"hello")
+    header, data = decode_chunk(payload, "t")
+    assert data == b"hello" and header.total == 1
+    with pytest.raises(MessageError, match="checksum"):
+        decode_chunk(payload[:-1] + b"X", "t")
+
+
+# -- routing -------------------------------------------------------------------------------------
+def test_item_routing_follows_weights_exactly():
+    choice = WeightedChoice({"hub": 3, "cloud": 1})
+    counts = Counter(choice.pick("s") for _ in range(400))
+    assert counts == {"hub": 300, "cloud": 100}
+
+
+def test_stream_routing_is_sticky_and_splits_by_weight():
+    choice = WeightedChoice({"hub": 3, "cloud": 1}, "stream")
+    streams = [f"cam{i}" for i in range(2000)]
+    first = {s: choice.pick(s) for s in streams}
+    assert all(choice.pick(s) == first[s] for s in streams)
+    share = Counter(first.values())["hub"] / len(streams)
+    assert 0.70 < share < 0.80
+    # Changing weights moves few streams: only towards the site that gained.
+    choice.update({"hub": 3, "cloud": 2})
+    moved = [s for s in streams if choice.pick(s) != first[s]]
+    assert all(first[s] == "hub" for s in moved) and len(moved) < 0.25 * len(streams)
+
+
+def test_global_routing_sends_everything_to_one_site_and_router_falls_back_to_placements():
+    router = Router({"track->associate": {"hub": {"hub": 1.0}}}, {"associate": {"cloud": 2.0, "dc": 1.0}},
+                    {"associate": "global"})
+    assert router.next_site("track->associate", "hub", "a") == "hub"
+    # No row for this site: where the operator is placed, all to the heaviest site.
+    assert {router.next_site("track->associate", "edge", f"s{i}") for i in range(20)} == {"cloud"}
+    router.update({}, {"associate": {"dc": 1.0}}, {"associate": "global"})
+    assert router.next_site("track->associate", "hub", "a") == "dc"
+
+
+def test_backoff_is_capped_and_jittered():
+    b = Backoff(base_s=0.1, cap_s=2.0)
+    rng = random.Random(0)
+    delays = [b.delay(n, rng) for n in range(12)]
+    assert all(0.05 <= d <= 2.0 for d in delays)
+    assert max(delays[6:]) <= 2.0 and min(delays[6:]) >= 1.0
+    assert len({round(b.delay(5, rng), 6) for _ in range(10)}) > 1
+
+
+# -- task runner ---------------------------------------------------------------------------------
+class _Echo(Operator):
+    keyed = "item"
+
+    def __init__(self, config, seen, delay=0.0):
+        super().__init__(config)
+        self.seen, self.delay = seen, delay
+
+    def process(self, items):
+        time.sleep(self.delay)
+        self.seen.append([i.frame for i in items])
+        return [i.derive("echo", meta={"n": len(items)}) for i in items]
+
+
+class _Ordered(_Echo):
+    keyed = "stream"
+
+
+def _runner(task: Task, op_cls, seen, **kw):
+    out: list[Item] = []
+    lock = threading.Lock()
+
+    def emit(name, items):
+        with lock:
+            out.extend(items)
+
+    runner = TaskRunner(task, "hub", lambda i: op_cls(OperatorConfig(task.operator, task.variant), seen,
+                                                       kw.pop("delay", 0.0)),
+                        emit, AgentTelemetry("a", "hub"), **kw)
+    return runner.start(), out
+
+
+def _wait(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_duplicates_are_dropped_and_counted():
+    seen: list = []
+    runner, out = _runner(Task(operator="op", variant="v", runtime="x"), _Echo, seen)
+    now = time.time()
+    for f in (1, 2, 2, 3, 1):
+        runner.offer(Item("s", f, now), 10)
+    assert _wait(lambda: len(out) == 3)
+    time.sleep(0.1)
+    runner.stop()
+    assert sorted(i.frame for i in out) == [1, 2, 3]
+    snap = runner.telemetry.snapshot(1.0, 0)
+    assert snap.operators[0].duplicates == 2 and snap.operators[0].items_in == 5
+
+
+def test_batches_fill_up_to_the_plan_batch_within_the_window():
+    seen: list = []
+    task = Task(operator="op", variant="v", runtime="x", batch=4, max_batch_latency_ms=300)
+    runner, out = _runner(task, _Echo, seen)
+    now = time.time()
+    for f in range(1, 9):
+        runner.offer(Item("s", f, now), 1)
+    assert _wait(lambda: len(out) == 8)
+    runner.stop()
+    assert max(len(b) for b in seen) == 4 and sum(len(b) for b in seen) == 8
+
+
+def test_late_items_become_counted_tombstones_not_processed():
+    seen: list = []
+    runner, out = _runner(Task(operator="op", variant="v", runtime="x"), _Echo, seen, drop_after_ms=500)
+    runner.offer(Item("s", 1, time.time() - 10), 1)   # captured 10 s ago
+    runner.offer(Item("s", 2, time.time()), 1)
+    assert _wait(lambda: len(out) == 2)
+    runner.stop()
+    by_frame = {i.frame: i for i in out}
+    assert by_frame[1].dropped and "late" in by_frame[1].dropped and by_frame[2].dropped is None
+    assert [f for b in seen for f in b] == [2]
+    assert runner.telemetry.snapshot(1.0, 0).operators[0].dropped == 1
+
+
+def test_stream_keyed_operators_see_frames_in_order_and_skip_a_lost_frame():
+    seen: list = []
+    runner, out = _runner(Task(operator="track", variant="v", runtime="x", keyed="stream"), _Ordered, seen,
+                          hold_s=0.4)
+    now = time.time()
+    for f in (3, 1, 2, 5, 6):   # 4 never comes
+        runner.offer(Item("s", f, now), 1)
+    assert _wait(lambda: len(out) == 5, timeout=5)
+    runner.stop()
+    order = [f for b in seen for f in b]
+    assert order == [1, 2, 3, 5, 6]
+    # A frame older than the ones already released is dropped (and passed on as a tombstone).
+    seen2: list = []
+    runner2, out2 = _runner(Task(operator="track", variant="v", runtime="x", keyed="stream"), _Ordered, seen2,
+                            hold_s=0.2)
+    runner2.offer(Item("s", 5, now), 1)
+    assert _wait(lambda: len(out2) == 1)
+    runner2.offer(Item("s", 4, now), 1)
+    assert _wait(lambda: len(out2) == 2)
+    runner2.stop()
+    assert out2[1].frame == 4 and "out of order" in out2[1].dropped
+
+
+def test_a_failing_operator_drops_its_batch_and_keeps_running():
+    class Flaky(_Echo):
+        def process(self, items):
+            if any(i.frame == 2 for i in items):
+                raise ValueError("boom")
+            return super().process(items)
+
+    seen: list = []
+    runner, out = _runner(Task(operator="op", variant="v", runtime="x"), Flaky, seen)
+    now = time.time()
+    for f in (1, 2, 3):
+        runner.offer(Item("s", f, now), 1)
+        time.sleep(0.05)
+    assert _wait(lambda: len(out) == 3)
+    runner.stop()
+    status = {i.frame: i.dropped for i in out}
+    assert status[1] is None and status[3] is None and "failed" in status[2]
+    assert "boom" in runner.error
+
+
+def test_a_missing_frame_is_skipped_after_the_hold_even_while_frames_keep_arriving():
+    seen: list = []
+    runner, out = _runner(Task(operator="track", variant="v", runtime="x", keyed="stream"), _Ordered, seen,
+                          hold_s=0.3)
+    now = time.time()
+    runner.offer(Item("s", 1, now), 1)
+    assert _wait(lambda: len(out) == 1)
+    started = time.monotonic()
+    for f in range(3, 40):          # frame 2 is lost; the others keep coming every 20 ms
+        runner.offer(Item("s", f, now), 1)
+        time.sleep(0.02)
+        if len(out) > 1:
+            break
+    released_after = time.monotonic() - started
+    assert _wait(lambda: len(out) >= 3)
+    runner.stop()
+    assert released_after < 0.6, f"the line waited {released_after:.2f} s for a lost frame (hold 0.3 s)"
+    assert [i.frame for i in out[:3]] == [1, 3, 4]
