@@ -13,7 +13,7 @@
 Users and what they may do (Mosquitto denies every topic not listed):
 
     controller   readwrite jb/v1/#
-    replay       write jb/v1/data/#, read jb/v1/sink/#, read jb/v1/routes
+    replay       write jb/v1/data/#, read jb/v1/sink/#, read jb/v1/routes, read jb/v1/agents/+/metrics
     agent NAME   readwrite jb/v1/agents/NAME/#, read its assignment and model chunks, read
                  jb/v1/routes, read jb/v1/data/SITE/#, write jb/v1/data/S/# for each S it may
                  forward to, write jb/v1/sink/#
@@ -126,8 +126,9 @@ def user_rules(agents: Mapping[str, AgentGrant],
     """Every user's ACL rules: the controller, replay, each agent, then any extra users."""
     rules: dict[str, tuple[Rule, ...]] = {
         CONTROLLER: (Rule("readwrite", f"{topics.ROOT}/#"),),
+        # Replay reads the agents' metrics for the bytes they sent over each link (its report).
         REPLAY: (Rule("write", f"{topics.ROOT}/data/#"), Rule("read", topics.sink("#")),
-                 Rule("read", topics.ROUTES)),
+                 Rule("read", topics.ROUTES), Rule("read", topics.metrics("+"))),
     }
     for name, grant in agents.items():
         rules[name] = agent_rules(name, grant)

@@ -183,6 +183,7 @@ def up(
     scenario: Annotated[Optional[str], typer.Option("--scenario", help="Scenario to replay (default: the first).")] = None,
     speed: Annotated[float, typer.Option("--speed", help="Replay speed-up.")] = 1.0,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write the replay's HTML report here.")] = None,
+    submission: Annotated[Optional[Path], typer.Option("--submission", help="Write the replay's AI City submission file.")] = None,
     time_limit: Annotated[float, typer.Option("--time-limit", help="Planner time limit, s.")] = 30.0,
     duration: Annotated[Optional[float], typer.Option("--for", help="Without --replay: stop after this many seconds.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -224,7 +225,7 @@ def up(
             scen = open_scenario(replay, scenario)
             with _replay_progress(quiet) as cb:
                 data = BrokerReplay(broker.url, speed=speed, progress=cb).run(scen)
-            finish_replay(data, scen, plan, report=report, json_out=False, submission=None)
+            finish_replay(data, scen, plan, report=report, json_out=False, submission=submission)
             return
         err.print(f"replay into it with: jellybean replay DATASET --broker {broker.url}   (Ctrl-C stops)")
         end = time.monotonic() + duration if duration else None
