@@ -133,3 +133,25 @@ def test_agent_survives_a_broker_restart_and_resumes(tmp_path):
             watcher.stop()
         agent.stop()
         broker.stop()
+
+
+def test_agent_and_controller_over_tls_with_their_own_credentials(secure_broker, deployment):
+    cfg = secure_broker
+    agent = Agent(AgentOptions(name="edge-1", hardware="jetson-orin-nano-8gb", broker=cfg.url_for("edge-1"),
+                               ca=cfg.ca, heartbeat_s=0.3)).start()
+    ctl = Controller(deployment, cfg.url_for("controller"), ca=cfg.ca, heartbeat_s=0.3)
+    try:
+        ctl.connect()
+        assert _wait(lambda: "edge-1" in ctl.agents and ctl.agents["edge-1"].heartbeat is not None)
+        # Another agent's identity is not this one's: hub-1's password does not open edge-1's topics,
+        # so an impostor publishing as edge-1 with hub-1's credentials is never heard.
+        impostor = MqttLink(cfg.url_for("hub-1"), "impostor", ca=cfg.ca, clean=True).start()
+        impostor.wait_connected()
+        from jellybean.agents.messages import Status
+        impostor.publish(topics.status("edge-1"), Status(agent="edge-1", state="offline").to_bytes())
+        time.sleep(1.0)
+        assert ctl.agents["edge-1"].online
+        impostor.stop()
+    finally:
+        ctl.stop()
+        agent.stop()
