@@ -138,3 +138,36 @@ def tiny_cnn(path: Path, batch: int | str = "batch", seed: int = 0) -> Path:
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+# -- brokers ---------------------------------------------------------------------------------------
+# Broker tests run against a real Mosquitto (DESIGN.md); a missing one fails them, it does not skip
+# them, because `make test` (and so CI) installs it.
+from jellybean.agents.broker import BrokerConfig, MosquittoBroker, find_mosquitto, free_port, write_broker_config  # noqa: E402
+
+SECURE_AGENTS = ["edge-1", "hub-1"]
+
+
+def _require_mosquitto() -> str:
+    executable = find_mosquitto()
+    if executable is None:
+        pytest.fail("mosquitto is not installed (not on PATH nor in /usr/sbin): broker tests need the real broker; "
+                    ".ci/run installs it (apt-get install mosquitto)", pytrace=False)
+    return executable
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path):
+    """A plain, anonymous Mosquitto on a free loopback port; yields its URL mqtt://127.0.0.1:PORT."""
+    with MosquittoBroker(None, free_port(), workdir=tmp_path / "mosquitto", executable=_require_mosquitto()) as broker:
+        yield broker.url
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path):
+    """Mosquitto on the TLS, password and ACL configuration that write_broker_config writes for
+    agents edge-1 and hub-1; yields the BrokerConfig (url, ca, credentials, url_for(user))."""
+    executable = _require_mosquitto()
+    config: BrokerConfig = write_broker_config(tmp_path / "broker", agents=SECURE_AGENTS, port=free_port())
+    with MosquittoBroker(config.conf, workdir=tmp_path / "broker-run", executable=executable):
+        yield config

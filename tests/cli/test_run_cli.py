@@ -1,0 +1,55 @@
+"""`jellybean deploy`, `agent` and `up` through the real app: clear errors, no tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from jellybean.cli.main import app
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "aicity"
+runner = CliRunner()
+
+
+def _plan(tmp_path: Path) -> Path:
+    out = tmp_path / "plan.yaml"
+    result = runner.invoke(app, ["plan", "-w", str(EXAMPLE / "workflow.yaml"), "-z", str(EXAMPLE / "zoo.yaml"),
+                                 "-i", str(EXAMPLE / "infrastructure.yaml"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_deploy_names_the_sites_without_an_agent(mosquitto, tmp_path):
+    result = runner.invoke(app, ["deploy", str(_plan(tmp_path)), "--broker", mosquitto, "--wait", "1", "--quiet"])
+    assert result.exit_code == 1
+    for site in ("crossing", "hub", "cloud"):
+        assert site in result.output
+    assert "jellybean agent" in result.output and "Traceback" not in result.output
+
+
+def test_deploy_without_a_broker_says_so(tmp_path):
+    from jellybean.agents.broker import free_port
+
+    result = runner.invoke(app, ["deploy", str(_plan(tmp_path)), "--broker", f"mqtt://127.0.0.1:{free_port()}",
+                                 "--quiet"])
+    assert result.exit_code == 1 and "could not connect to the broker" in result.output
+
+
+def test_deploy_finds_a_missing_input_file(tmp_path):
+    plan = _plan(tmp_path)
+    text = plan.read_text().replace(str(EXAMPLE / "zoo.yaml"), "gone/zoo.yaml")
+    plan.write_text(text)
+    result = runner.invoke(app, ["deploy", str(plan), "--broker", "mqtt://127.0.0.1:1", "--quiet"])
+    assert result.exit_code == 2 and "inputs.zoo" in result.output and "--zoo" in result.output
+
+
+def test_agent_rejects_a_name_that_is_not_a_topic_level():
+    result = runner.invoke(app, ["agent", "--name", "edge/1", "--hardware", "x", "--broker", "mqtt://127.0.0.1:1"])
+    assert result.exit_code == 1 and "edge/1" in result.output and "topic level" in result.output
+
+
+def test_up_needs_an_example_directory(tmp_path):
+    result = runner.invoke(app, ["up", str(tmp_path)])
+    assert result.exit_code == 2 and "workflow.yaml" in result.output
