@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -71,6 +72,9 @@ class MqttLink:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        # Only the network thread writes to the socket: without this, paho lets a worker's publish
+        # write while the loop writes too, and Mosquitto drops the garbled connection under load.
+        self._client.on_socket_register_write = lambda *args: None
         self._subs: dict[str, tuple[int, Handler]] = {}
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -150,6 +154,13 @@ class MqttLink:
             log.error("%s", self.last_error)
             return
         self.connects += 1
+        sock = client.socket()
+        if sock is not None and hasattr(sock, "setsockopt"):
+            # Small messages (heartbeats, detections) must not wait ~40 ms for a delayed ACK.
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
         with self._lock:
             subs = [(t, q) for t, (q, _) in self._subs.items()]
         if subs:
