@@ -30,6 +30,8 @@ WIRE_VERSION = 1
 _PREFIX = struct.Struct(">3sBI")
 # Item kinds in the order the AI City workflow produces them. An operator may add its own kind.
 KINDS = ("frame", "detections", "features", "tracks", "identities")
+# Meta keys that describe the frame rather than one stage's output; every stage carries them on.
+STICKY_META = ("skipped",)
 _DTYPES = {"float32", "float16", "float64", "int64", "int32", "uint8", "int16", "uint16", "bool"}
 
 
@@ -69,7 +71,8 @@ class Item:
     def derive(self, kind: str, *, meta: dict[str, Any] | None = None,
                arrays: dict[str, np.ndarray] | None = None, blobs: list[bytes] | None = None) -> "Item":
         """The output item of an operator for this input: same stream, frame, capture time, trace."""
-        return replace(self, kind=kind, meta=dict(meta or {}), arrays=dict(arrays or {}),
+        carried = {k: self.meta[k] for k in STICKY_META if k in self.meta}
+        return replace(self, kind=kind, meta={**carried, **(meta or {})}, arrays=dict(arrays or {}),
                        blobs=list(blobs or []), trace=[list(t) for t in self.trace])
 
     def tombstone(self, reason: str) -> "Item":

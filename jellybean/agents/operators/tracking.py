@@ -246,6 +246,11 @@ class KalmanTracker(Operator):
 
     def _one(self, item: Item) -> Item:
         state = self.streams.setdefault(item.stream, StreamState())
+        if item.meta.get("skipped"):
+            # A strided detector did not look at this frame: no evidence either way, so tracks
+            # neither move nor miss; the next looked-at frame predicts across the gap.
+            return item.derive("tracks", meta={"boxes": [], "ids": [], "size": item.meta.get("size"), "skipped": True},
+                               arrays={"embeddings": np.zeros((0, state.dim or 0), np.float16)})
         first = state.last_frame is None
         self._advance(state, item.frame)
         if item.dropped:
@@ -275,8 +280,12 @@ class KalmanTracker(Operator):
         for _ in range(max(steps, 0)):
             for t in state.tracks:
                 t.kf.predict()
+        # One miss per frame handled (a dropped frame's tombstone is handled too, a skipped one is
+        # not): frames a strided detector never looked at do not age tracks.
+        if steps > 0:
+            for t in state.tracks:
                 t.misses += 1
-                if t.misses > 1:   # a frame went by without a match
+                if t.misses > 1:   # a handled frame went by without a match
                     t.streak = 0
         state.last_frame = frame if state.last_frame is None else max(frame, state.last_frame)
         # Only age here: a tentative track that missed this frame may still match in it.
