@@ -155,3 +155,50 @@ def test_agent_and_controller_over_tls_with_their_own_credentials(secure_broker,
     finally:
         ctl.stop()
         agent.stop()
+
+
+def test_prometheus_endpoint_and_the_embedded_broker(tmp_path, deployment):
+    """The one-machine fallback: agents and controller on the embedded broker; metrics on HTTP."""
+    import urllib.request
+
+    from jellybean.agents.broker import start_local_broker
+
+    broker = start_local_broker(tmp_path, prefer="embedded")
+    agents = [Agent(AgentOptions(name=site, hardware=hw, broker=broker.url, model_dirs=(EXAMPLE,), threads=1,
+                                 heartbeat_s=0.3, metrics_s=0.6, metrics_port=0)).start()
+              for site, hw in (("crossing", "jetson-orin-nano-8gb"), ("hub", "hub-x86-minipc"),
+                               ("cloud", "c6i.xlarge"))]
+    ctl = Controller(deployment, broker.url, heartbeat_s=0.3)
+    feeder = MqttLink(broker.url, "feeder", clean=True).start()
+    try:
+        ctl.connect()
+        feeder.wait_connected()
+        assert ctl.wait_for_agents(10) == []
+        ctl.publish()
+        assert ctl.wait_ready(30), ctl.errors()
+        frame = encode_item(Item("cam", 1, time.time(), "frame", blobs=[_jpeg()]))
+        feeder.publish(topics.data("crossing", "detect"), frame)
+        feeder.publish(topics.data("crossing", "detect"), frame)   # a duplicate, as QoS 1 may deliver
+        crossing = agents[0]
+        assert _wait(lambda: crossing.telemetry.snapshot(1, 0).operators
+                     and crossing.telemetry.snapshot(1, 0).operators[0].items_out == 1)
+        text = urllib.request.urlopen(crossing.telemetry.url, timeout=5).read().decode()
+        assert 'jellybean_items_in_total{operator="detect"} 2.0' in text
+        assert 'jellybean_duplicates_total{operator="detect"} 1.0' in text
+        assert "jellybean_processing_latency_ms_bucket" in text and "jellybean_bytes_out_total" in text
+        # The controller reads the same figures from the metrics topic.
+        assert _wait(lambda: "crossing" in ctl.metrics() and ctl.metrics()["crossing"].operators)
+    finally:
+        feeder.stop()
+        ctl.stop()
+        for a in agents:
+            a.stop()
+        broker.stop()
+
+
+def _jpeg() -> bytes:
+    import cv2
+    import numpy as np
+
+    ok, data = cv2.imencode(".jpg", np.full((360, 640, 3), 120, np.uint8))
+    return data.tobytes()
