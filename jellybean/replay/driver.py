@@ -30,6 +30,7 @@ from jellybean.replay.sink import SinkCollector
 
 log = logging.getLogger(__name__)
 JPEG_QUALITY = 90
+QUIET_S = 6.0
 
 
 @dataclass
@@ -206,9 +207,16 @@ class BrokerReplay:
                 if self.progress:
                     self.progress(sent, total)
             keys = {(s, f) for s, fs in data.published.items() for f in fs}
+            # Wait for the last results until all are in, the drain time is up, or nothing has come
+            # for QUIET_S (longer than an agent holds an item before dropping it as late).
             deadline = time.monotonic() + self.drain_s
+            last_count, last_change = data.sink.count(), time.monotonic()
             while time.monotonic() < deadline and not data.sink.wait_for(keys, 1.0):
                 data.timeline.append((time.time() - t0, data.sink.count()))
+                if data.sink.count() != last_count:
+                    last_count, last_change = data.sink.count(), time.monotonic()
+                elif time.monotonic() - last_change > QUIET_S:
+                    break
             data.timeline.append((time.time() - t0, data.sink.count()))
             time.sleep(min(2.5, self.drain_s))  # one more metrics round from the agents
             data.seconds = time.time() - t0
