@@ -147,17 +147,20 @@ def deploy(
         controller.stop()
 
 
-def spawn_agents(dep, broker_url: str, workdir: Path, threads: int = 1) -> dict[str, subprocess.Popen]:
-    """One agent process per site the plan uses (named after the site), logs in workdir."""
+def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: int = 1,
+                 ca: Path | None = None) -> dict[str, subprocess.Popen]:
+    """One agent process per site the plan uses (named after the site), logs in workdir.
+    `broker_url` may map each site to its own URL (with that agent's credentials)."""
     from jellybean.agents.deployment import sites_needed
 
     procs = {}
     for site, hardware in sorted(sites_needed(dep.plan).items()):
+        url = broker_url[site] if isinstance(broker_url, dict) else broker_url
         log = open(workdir / f"agent-{site}.log", "w")
         procs[site] = subprocess.Popen(
-            [sys.executable, "-m", "jellybean", "agent", "--name", site, "--hardware", hardware, "--broker", broker_url,
+            [sys.executable, "-m", "jellybean", "agent", "--name", site, "--hardware", hardware, "--broker", url,
              "--zoo", str(dep.zoo_dir), "--threads", str(threads), "--metrics-port", "0",
-             "--cache", str(workdir / "models")],
+             "--cache", str(workdir / "models"), *(["--ca", str(ca)] if ca else [])],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return procs
 
