@@ -202,3 +202,32 @@ def _jpeg() -> bytes:
 
     ok, data = cv2.imencode(".jpg", np.full((360, 640, 3), 120, np.uint8))
     return data.tobytes()
+
+
+def test_controller_replans_when_an_agent_dies_and_again_when_it_returns(mosquitto, tmp_path, deployment):
+    agents = {site: _agent(mosquitto, site, tmp_path, hw) for site, hw in
+              (("crossing", "jetson-orin-nano-8gb"), ("hub", "hub-x86-minipc"), ("cloud", "c6i.xlarge"))}
+    ctl = Controller(deployment, mosquitto, heartbeat_s=0.3)
+    stop = [False]
+    import threading
+    watcher = threading.Thread(target=ctl.run, kwargs={"until": lambda: stop[0]}, daemon=True)
+    try:
+        ctl.connect()
+        assert ctl.wait_for_agents(10) == []
+        first = ctl.publish()
+        assert ctl.wait_ready(30), ctl.errors()
+        watcher.start()
+        agents["hub"].stop(graceful=False)            # a crash: the broker sends its last will
+        assert _wait(lambda: ctl.lost == {"hub"} and ctl.version > first, timeout=15)
+        assert "hub" not in {w.location for w in ctl.current.plan.workers}
+        assert _wait(lambda: agents["cloud"].assignment.version == ctl.version)
+        assert "reid" in agents["cloud"].tasks
+        agents["hub"] = _agent(mosquitto, "hub", tmp_path / "again", "hub-x86-minipc")
+        assert _wait(lambda: ctl.lost == set(), timeout=15)
+        assert ctl.current is ctl.original
+        assert _wait(lambda: "reid" in agents["hub"].tasks and "reid" not in agents["cloud"].tasks)
+    finally:
+        stop[0] = True
+        ctl.stop()
+        for a in agents.values():
+            a.stop()
