@@ -60,18 +60,39 @@ class GtRow:
     height: float
 
 
-def _parse_int(text: str) -> int:
+def parse_int(text: str) -> int:
+    """An integer written as "12" or "12.0"; ValueError otherwise."""
     value = float(text)
     if not value.is_integer():
         raise ValueError(text)
     return int(value)
 
 
+class LineProblems:
+    """Problems of a line-oriented file, `file: line N: what`, the first MAX_LINE_PROBLEMS in full."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.listed: list[str] = []
+        self.extra = 0
+
+    def add(self, line: int, problem: str | None) -> None:
+        if problem is None:
+            return
+        if len(self.listed) < MAX_LINE_PROBLEMS:
+            self.listed.append(f"{self.path}: line {line}: {problem}")
+        else:
+            self.extra += 1
+
+    @property
+    def problems(self) -> list[str]:
+        return self.listed + ([f"{self.path}: {self.extra} more bad lines"] if self.extra else [])
+
+
 def parse_gt(path: Path, frame_count: int | None = None) -> tuple[list[GtRow], list[str]]:
     """Rows of a MOT-format gt file and the problems found (`file: line N: what is wrong`)."""
     rows: list[GtRow] = []
-    problems: list[str] = []
-    extra = 0
+    found = LineProblems(path)
     try:
         text = path.read_text()
     except OSError as exc:
@@ -86,7 +107,7 @@ def parse_gt(path: Path, frame_count: int | None = None) -> tuple[list[GtRow], l
             problem = f"expected 10 comma-separated fields ({GT_FIELDS}), got {len(parts)}: '{line}'"
         else:
             try:
-                frame, ident = _parse_int(parts[0]), _parse_int(parts[1])
+                frame, ident = parse_int(parts[0]), parse_int(parts[1])
                 left, top, width, height = (float(p) for p in parts[2:6])
                 float(parts[6]), float(parts[7]), float(parts[8]), float(parts[9])
             except ValueError:
@@ -102,14 +123,8 @@ def parse_gt(path: Path, frame_count: int | None = None) -> tuple[list[GtRow], l
                     problem = f"box {width}x{height}: width and height must be greater than 0"
                 else:
                     rows.append(GtRow(frame, ident, left, top, width, height))
-        if problem is not None:
-            if len(problems) < MAX_LINE_PROBLEMS:
-                problems.append(f"{path}: line {n}: {problem}")
-            else:
-                extra += 1
-    if extra:
-        problems.append(f"{path}: {extra} more bad lines")
-    return rows, problems
+        found.add(n, problem)
+    return rows, found.problems
 
 
 def parse_homography(path: Path) -> np.ndarray:
@@ -373,7 +388,7 @@ def open_dataset(root: Path | str, *, strict: bool = False, load_gt: bool = True
             ts_path = root / "cam_timestamp" / f"{sdir.name}.txt"
             fn_path = root / "cam_framenum" / f"{sdir.name}.txt"
             offsets, p1 = _read_table(ts_path, float, "start offset seconds", "timestamp", where)
-            counts, p2 = _read_table(fn_path, _parse_int, "number of frames", "framenum", where)
+            counts, p2 = _read_table(fn_path, parse_int, "number of frames", "framenum", where)
             cam_dirs = sorted(p for p in sdir.iterdir() if p.is_dir() and re.fullmatch(r"c\d+", p.name))
             problems = p1 + p2
             if not cam_dirs:

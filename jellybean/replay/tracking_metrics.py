@@ -46,7 +46,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from jellybean.errors import JellyBeanError, SpecError
 from jellybean.replay import cityflow
 
-MAX_LINE_PROBLEMS = 5
 
 
 @dataclass(frozen=True)
@@ -325,12 +324,6 @@ def evaluate_mtmc(scenario: cityflow.Scenario, predictions: Iterable[Prediction]
 # --- submission file ------------------------------------------------------------------------------
 
 
-def _parse_int(text: str) -> int:
-    value = float(text)
-    if not value.is_integer():
-        raise ValueError(text)
-    return int(value)
-
 
 def _num(value: float) -> str:
     return format(float(value), ".10g")
@@ -396,8 +389,7 @@ def read_submission(path: Path | str, *, scenario: cityflow.Scenario | str | Non
     except OSError as exc:
         raise SpecError([f"{path}: cannot be read ({exc.strerror or exc})"]) from None
     out: list[Prediction] = []
-    problems: list[str] = []
-    extra = 0
+    found = cityflow.LineProblems(path)
     for n, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
@@ -408,7 +400,7 @@ def read_submission(path: Path | str, *, scenario: cityflow.Scenario | str | Non
             problem = f"expected 9 fields ({SUBMISSION_FIELDS}), got {len(parts)}: '{line}'"
         else:
             try:
-                cam, ident, frame = (_parse_int(v) for v in parts[:3])
+                cam, ident, frame = (cityflow.parse_int(v) for v in parts[:3])
                 left, top, width, height = (float(v) for v in parts[3:7])
                 [float(v) for v in parts[7:]]
             except ValueError:
@@ -423,13 +415,7 @@ def read_submission(path: Path | str, *, scenario: cityflow.Scenario | str | Non
                     problem = f"box {width:g}x{height:g}: width and height must be greater than 0"
                 else:
                     out.append(Prediction(f"{prefix}c{cam:03d}", frame, ident, left, top, width, height))
-        if problem is not None:
-            if len(problems) < MAX_LINE_PROBLEMS:
-                problems.append(f"{path}: line {n}: {problem}")
-            else:
-                extra += 1
-    if extra:
-        problems.append(f"{path}: {extra} more bad lines")
-    if problems:
-        raise SpecError(problems)
+        found.add(n, problem)
+    if found.problems:
+        raise SpecError(found.problems)
     return out
