@@ -59,6 +59,7 @@ class Controller:
 
     def __init__(self, deployment: Deployment, broker: str, *, ca: Path | None = None, heartbeat_s: float = 1.0,
                  missed_heartbeats: int = 3, drop_after_ms: float = 5000.0, replan_time_limit: float = 20.0,
+                 load_tolerance: float | None = None, load_sustain_s: float = 10.0,
                  on_event: Callable[[str], None] | None = None) -> None:
         self.original = deployment
         self.current = deployment
@@ -70,6 +71,12 @@ class Controller:
         self.agents: dict[str, AgentState] = {}
         self.site_agents: dict[str, str] = {}
         self.lost: set[str] = set()              # sites whose agent died
+        # Re-planning for load (off when None): when the load the agents measure differs from the
+        # current plan's by more than `load_tolerance` (relative) for `load_sustain_s`.
+        self.load_tolerance = load_tolerance
+        self.load_sustain_s = load_sustain_s
+        self.load: dict[str, float] = {}         # operator -> measured / original plan's rate
+        self._load_since: float | None = None
         self.version = 0
         self.events: list[Event] = []
         self.replans = 0
@@ -221,8 +228,8 @@ class Controller:
 
     # -- watching --------------------------------------------------------------------------------
     def check(self) -> bool:
-        """Mark agents that missed heartbeats as lost; re-plan if the set of usable sites changed.
-        Returns True when it published a new assignment."""
+        """Mark agents that missed heartbeats as lost; re-plan if the set of usable sites changed,
+        or if the measured load has left the plan's for long enough. True when it re-planned."""
         now = time.monotonic()
         with self._lock:
             for name, s in self.agents.items():
@@ -230,31 +237,70 @@ class Controller:
                     s.online = False
                     self._event(f"agent {name} missed {self.missed} heartbeats")
                     self._changed.set()
-            if not self._changed.is_set():
-                return False
-            self._changed.clear()
-            online_sites = {s.announce.site for s in self.agents.values() if s.online}
-            lost = {site for site in _planned_sites(self.original) if site not in online_sites}
-        if lost == self.lost:
-            return False
-        return self._replan(lost)
+            if self._changed.is_set():
+                self._changed.clear()
+                online_sites = {s.announce.site for s in self.agents.values() if s.online}
+                lost = {site for site in _planned_sites(self.original) if site not in online_sites}
+                if lost != self.lost:
+                    return self._replan(lost, self.load)
+        return self._check_load(now)
 
-    def _replan(self, lost: set[str]) -> bool:
+    def measured_load(self) -> dict[str, float]:
+        """Operator -> items/s arriving at the agents that run the current assignment."""
+        total: dict[str, float] = {}
+        with self._lock:
+            for s in self.agents.values():
+                m = s.metrics
+                if not s.online or m is None or m.assignment_version != self.version:
+                    continue
+                if time.time() - m.sent_at > 3 * m.interval_s:
+                    continue
+                for o in m.operators:
+                    total[o.operator] = total.get(o.operator, 0.0) + o.arrivals_per_s
+        return total
+
+    def _check_load(self, now: float) -> bool:
+        if self.load_tolerance is None:
+            return False
+        planned = self.current.plan.predicted.throughput
+        measured = self.measured_load()
+        ratios = {op: measured.get(op, 0.0) / rate for op, rate in planned.items() if rate > 0}
+        # No traffic at all is an idle deployment, not a load to plan for.
+        if not ratios or max(ratios.values()) <= 0 or all(abs(r - 1) <= self.load_tolerance for r in ratios.values()):
+            self._load_since = None
+            return False
+        if self._load_since is None:
+            self._load_since = now
+            return False
+        if now - self._load_since < self.load_sustain_s:
+            return False
+        self._load_since = None
+        load = {op: max(0.05, r) * self.load.get(op, 1.0) for op, r in ratios.items()}
+        self._event("measured load differs from the plan for "
+                    f"{self.load_sustain_s:.0f} s: " + ", ".join(f"{op} {r:.2f}x" for op, r in sorted(ratios.items())))
+        return self._replan(self.lost, load)
+
+    def _replan(self, lost: set[str], load: dict[str, float]) -> bool:
         started = time.perf_counter()
+        what = f"without {', '.join(sorted(lost))}" if lost else "with every site"
+        if load:
+            what += " for the measured load"
         try:
-            deployment = replan(self.original, lost, self.replan_time_limit) if lost else self.original
+            deployment = replan(self.original, lost, self.replan_time_limit, load=load) \
+                if (lost or load) else self.original
         except JellyBeanError as exc:
-            self._event(f"re-plan without {', '.join(sorted(lost))} failed: {exc}")
+            self._event(f"re-plan {what} failed, the current plan stays: {exc}")
             return False
         self.lost = lost
+        self.load = load
         self.current = deployment
         self.replans += 1
         for agent_name, s in list(self.agents.items()):
             if not s.online:
                 # A dead agent must not pick up stale work when it returns; it gets a fresh one.
                 self.link.publish(topics.assignment(agent_name), b"", retain=True)
-        self._event(f"re-planned without {', '.join(sorted(lost)) or 'nothing'} in "
-                    f"{time.perf_counter() - started:.2f} s: {deployment.plan.cost.total:.4f} $/h")
+        self._event(f"re-planned {what} in {time.perf_counter() - started:.2f} s: "
+                    f"{deployment.plan.cost.total:.4f} $/h")
         self.publish()
         return True
 

@@ -18,6 +18,7 @@ from jellybean.errors import JellyBeanError, SpecError
 from jellybean.planner.build import Inputs, build_problem, load_inputs
 from jellybean.planner.strategies import make_plan
 from jellybean.spec.plan import Plan
+from jellybean.spec.workflow import Edge as WorkflowEdge
 
 log = logging.getLogger(__name__)
 
@@ -226,12 +227,52 @@ def assign_cameras(routes: Routes, cameras: list[str], source: str | None = None
     return {cam: slots[i] for i, cam in enumerate(sorted(cameras))}
 
 
-def replan(dep: Deployment, lost_sites: set[str], time_limit: float = 20.0) -> Deployment:
-    """The optimal plan without the workers of `lost_sites` (their links and cameras stay)."""
-    problem = build_problem(dep.inputs)
+def scale_for_load(inputs: Inputs, factors: dict[str, float]) -> Inputs:
+    """The inputs with the workload the agents measure: `factors[op]` = measured / planned rate of
+    every operator. Sources scale by their consumers' factor, each edge's ratio by f(to) / f(from),
+    so that every operator's planned rate becomes its measured one (rates are linear in these)."""
+    wf = inputs.workflow
+    _, feeds, _ = _downstream(inputs)
+    source_factor = {}
+    for src, ops in feeds.items():
+        known = [factors[o] for o in ops if o in factors]
+        source_factor[src] = sum(known) / len(known) if known else 1.0
+    sources = tuple(s.model_copy(update={"rate": s.rate * source_factor[s.name]}) for s in wf.sources)
+    edges = {(e.from_, e.to): e for e in wf.edges}
+    new_edges = []
+    for o in wf.operators:
+        for u in o.inputs:
+            f_u = factors.get(u, source_factor.get(u, 1.0))
+            f_v = factors.get(o.name, f_u)
+            scale = f_v / f_u if f_u > 0 else 1.0
+            edge = edges.get((u, o.name))
+            if edge is None:
+                if abs(scale - 1.0) < 1e-9:
+                    continue
+                edge = WorkflowEdge.model_validate({"from": u, "to": o.name})
+            new_edges.append(edge.model_copy(update={"ratio": edge.ratio * scale}))
+    workflow = wf.model_copy(update={"sources": sources, "edges": tuple(new_edges)})
+    sites = []
+    for site in inputs.infrastructure.sites:
+        streams = {}
+        for name, v in site.sources.items():
+            if not isinstance(v, int) and v.rate is not None:
+                v = v.model_copy(update={"rate": v.rate * source_factor.get(name, 1.0)})
+            streams[name] = v
+        sites.append(site.model_copy(update={"sources": streams}))
+    infra = inputs.infrastructure.model_copy(update={"sites": tuple(sites)})
+    return dataclasses.replace(inputs, workflow=workflow, infrastructure=infra)
+
+
+def replan(dep: Deployment, lost_sites: set[str], time_limit: float = 20.0,
+           load: dict[str, float] | None = None) -> Deployment:
+    """The optimal plan without the workers of `lost_sites` (their links and cameras stay), for the
+    measured `load` (operator -> measured / planned rate of the original plan) when given."""
+    inputs = scale_for_load(dep.inputs, load) if load else dep.inputs
+    problem = build_problem(inputs)
     pools = tuple(p for p in problem.pools if p.location not in lost_sites)
     if not pools:
         raise JellyBeanError("no workers are left to run anything")
     problem = dataclasses.replace(problem, pools=pools)
     plan = make_plan(problem, "optimal", time_limit=time_limit, inputs=dict(dep.plan.inputs))
-    return dataclasses.replace(dep, plan=plan)
+    return dataclasses.replace(dep, plan=plan, inputs=inputs)

@@ -68,6 +68,15 @@ class Item:
     def key(self) -> tuple[str, int]:
         return (self.stream, self.frame)
 
+    @property
+    def units(self) -> int:
+        """How many of the plan's items this message carries: one per box where there are boxes
+        (crops, detections, tracks), else one (a frame); none for a tombstone."""
+        if self.dropped is not None:
+            return 0
+        boxes = self.meta.get("boxes")
+        return len(boxes) if isinstance(boxes, list) else 1
+
     def derive(self, kind: str, *, meta: dict[str, Any] | None = None,
                arrays: dict[str, np.ndarray] | None = None, blobs: list[bytes] | None = None) -> "Item":
         """The output item of an operator for this input: same stream, frame, capture time, trace."""

@@ -137,6 +137,8 @@ class OperatorMetrics(BaseModel):
     duplicates: int = 0
     queue_depth: int = 0
     items_per_s: float = 0.0
+    arrivals_per_s: float = Field(0.0, description="the plan's items (frames, crops) received per second, "
+                                  "duplicates excluded: the load the controller compares with the plan")
     latency_ms: dict[str, float] = Field(default_factory=dict, description="processing p50/p95/p99")
     batches: int = 0
 

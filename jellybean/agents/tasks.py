@@ -172,7 +172,7 @@ class TaskRunner:
     # -- input -----------------------------------------------------------------------------------
     def offer(self, item: Item, nbytes: int) -> None:
         op = self.task.operator
-        self.telemetry.received(op, nbytes)
+        self.telemetry.received(op, nbytes, item.units)
         if not self._seen.add(item.key):
             self.telemetry.duplicate(op)
             return

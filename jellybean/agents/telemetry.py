@@ -20,6 +20,7 @@ class _Window:
     def __init__(self, size: int = 2000) -> None:
         self.latencies: deque[float] = deque(maxlen=size)
         self.done: deque[float] = deque(maxlen=size)
+        self.arrived: deque[tuple[float, int]] = deque(maxlen=size * 4)   # (time, plan items)
 
 
 class AgentTelemetry:
@@ -63,17 +64,22 @@ class AgentTelemetry:
         self._variants[operator] = variant
         self._queue.labels(operator).set_function(depth)
 
-    def received(self, operator: str, nbytes: int) -> None:
+    def received(self, operator: str, nbytes: int, units: int = 1) -> None:
         self._items_in.labels(operator).inc()
         self._bytes_in.inc(nbytes)
         with self._lock:
             self._counts[operator]["in"] += 1
             self.bytes_in += nbytes
+            self._arrival(operator, units)
 
     def duplicate(self, operator: str) -> None:
         self._duplicates.labels(operator).inc()
         with self._lock:
             self._counts[operator]["duplicates"] += 1
+            self._windows[operator].arrived.pop()   # `received` counted it as an arrival
+
+    def _arrival(self, operator: str, units: int) -> None:
+        self._windows[operator].arrived.append((time.monotonic(), units))
 
     def dropped(self, operator: str, reason: str, n: int = 1) -> None:
         self._dropped.labels(operator, reason).inc(n)
@@ -112,13 +118,15 @@ class AgentTelemetry:
                 c = self._counts[op]
                 w = self._windows[op]
                 recent = [t for t in w.done if now - t <= interval_s]
+                arrived = sum(n for t, n in w.arrived if now - t <= interval_s)
                 lat = np.asarray(w.latencies, float)
                 pct = ({f"p{q}": float(np.percentile(lat, q)) for q in (50, 95, 99)} if lat.size else {})
                 depth = self._queues.get(op)
                 ops.append(OperatorMetrics(
                     operator=op, variant=self._variants.get(op, ""), items_in=c["in"], items_out=c["out"],
                     dropped=c["dropped"], duplicates=c["duplicates"], queue_depth=int(depth()) if depth else 0,
-                    items_per_s=len(recent) / interval_s if interval_s > 0 else 0.0, latency_ms=pct,
+                    items_per_s=len(recent) / interval_s if interval_s > 0 else 0.0,
+                    arrivals_per_s=arrived / interval_s if interval_s > 0 else 0.0, latency_ms=pct,
                     batches=c["batches"]))
             return Metrics(agent=self.agent, site=self.site, assignment_version=assignment_version,
                            interval_s=interval_s, operators=ops, bytes_out=dict(self.bytes_out),

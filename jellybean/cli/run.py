@@ -83,12 +83,13 @@ def _metrics_table(controller) -> Table:
     return table
 
 
-def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_after_ms: float, quiet: bool):
+def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_after_ms: float, quiet: bool,
+                     load_tolerance: Optional[float] = None):
     """Connect, wait for agents (with a progress bar), publish, wait until they run it."""
     from jellybean.agents.controller import Controller
     from jellybean.errors import JellyBeanError
 
-    controller = Controller(dep, broker, ca=ca, drop_after_ms=drop_after_ms,
+    controller = Controller(dep, broker, ca=ca, drop_after_ms=drop_after_ms, load_tolerance=load_tolerance,
                             on_event=None if quiet else (lambda e: err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {e}")))
     controller.connect()
     progress = Progress(TextColumn("[bold]agents online"), BarColumn(), MofNCompleteColumn(),
@@ -124,12 +125,15 @@ def deploy(
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the agents the plan needs.")] = 60.0,
     drop_after_ms: Annotated[float, typer.Option("--drop-after-ms", help="Items older than this are dropped, and counted.")] = 5000.0,
     duration: Annotated[Optional[float], typer.Option("--for", help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+    replan_on_load: Annotated[Optional[float], typer.Option(
+        "--replan-on-load", help="Also re-plan when the measured load differs from the plan's by more than this "
+                                 "fraction (e.g. 0.3) for 10 s.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """The controller: publish assignments, watch the agents, re-plan when one stops."""
+    """The controller: publish assignments, watch the agents, re-plan when one stops (or the load shifts)."""
     _logging("warning")
     dep = _deployment(plan, workflow, zoo, infrastructure)
-    controller = start_controller(dep, broker, ca, wait, drop_after_ms, quiet)
+    controller = start_controller(dep, broker, ca, wait, drop_after_ms, quiet, replan_on_load)
     end = time.monotonic() + duration if duration else None
     last = [0.0]
 
@@ -189,6 +193,8 @@ def up(
     submission: Annotated[Optional[Path], typer.Option("--submission", help="Write the replay's AI City submission file.")] = None,
     time_limit: Annotated[float, typer.Option("--time-limit", help="Planner time limit, s.")] = 30.0,
     duration: Annotated[Optional[float], typer.Option("--for", help="Without --replay: stop after this many seconds.")] = None,
+    replan_on_load: Annotated[Optional[float], typer.Option(
+        "--replan-on-load", help="Also re-plan when the measured load differs from the plan's by this fraction.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Everything on one machine: plan, a broker, one agent process per planned site, the controller."""
@@ -220,7 +226,7 @@ def up(
         err.print(f"broker: {broker.kind} at [bold]{broker.url}[/]")
         procs = spawn_agents(dep, broker.url, workdir)
         err.print(f"agents: {', '.join(procs)} (logs in {workdir})")
-        controller = start_controller(dep, broker.url, None, 60.0, 5000.0, quiet)
+        controller = start_controller(dep, broker.url, None, 60.0, 5000.0, quiet, replan_on_load)
         if replay is not None:
             from jellybean.cli.replay import finish_replay, open_scenario
             from jellybean.replay.driver import BrokerReplay

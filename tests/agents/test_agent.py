@@ -231,3 +231,41 @@ def test_controller_replans_when_an_agent_dies_and_again_when_it_returns(mosquit
         ctl.stop()
         for a in agents.values():
             a.stop()
+
+
+def test_controller_replans_for_a_sustained_load_shift(mosquitto, tmp_path, deployment):
+    """Frames arrive at 1.5 times the planned rate: the controller measures it and re-plans for it."""
+    from jellybean.replay.cityflow import open_dataset
+    from jellybean.replay.driver import BrokerReplay
+    from jellybean.replay.scene import SceneConfig, write_scene
+
+    import threading
+
+    agents = [_agent(mosquitto, site, tmp_path, hw) for site, hw in
+              (("crossing", "jetson-orin-nano-8gb"), ("hub", "hub-x86-minipc"), ("cloud", "c6i.xlarge"))]
+    ctl = Controller(deployment, mosquitto, heartbeat_s=0.3, load_tolerance=0.3, load_sustain_s=2.0)
+    stop = [False]
+    watcher = threading.Thread(target=ctl.run, kwargs={"until": lambda: stop[0]}, daemon=True)
+    write_scene(tmp_path / "scene", SceneConfig(cameras=4, seconds=12, seed=2))
+    scenario = open_dataset(tmp_path / "scene").scenarios[0]
+    try:
+        ctl.connect()
+        assert ctl.wait_for_agents(10) == []
+        ctl.publish()
+        assert ctl.wait_ready(30), ctl.errors()
+        planned = ctl.current.plan.predicted.throughput["detect"]
+        watcher.start()
+        BrokerReplay(mosquitto, speed=1.5, drain_s=5).run(scenario)     # 4 cameras x 10 fps, 1.5 x as fast
+        events = [e.what for e in ctl.events]
+        assert any("measured load differs" in e for e in events), events
+        assert any("for the measured load" in e for e in events), events
+        assert 1.3 < ctl.load["detect"] < 1.7
+        replanned = ctl.current.plan.predicted.throughput["detect"]
+        print(f"\nplanned detect {planned:.1f} items/s; measured x{ctl.load['detect']:.2f}; re-planned for "
+              f"{replanned:.1f} items/s at {ctl.current.plan.cost.total:.4f} $/h")
+        assert replanned > 1.3 * planned
+    finally:
+        stop[0] = True
+        ctl.stop()
+        for a in agents:
+            a.stop()
