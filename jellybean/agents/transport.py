@@ -11,7 +11,6 @@ import logging
 import random
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
