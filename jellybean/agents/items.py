@@ -30,8 +30,10 @@ WIRE_VERSION = 1
 _PREFIX = struct.Struct(">3sBI")
 # Item kinds in the order the AI City workflow produces them. An operator may add its own kind.
 KINDS = ("frame", "detections", "features", "tracks", "identities")
-# Meta keys that describe the frame rather than one stage's output; every stage carries them on.
-STICKY_META = ("skipped",)
+# Meta keys that describe the frame rather than one stage's output; every stage carries them on:
+# "skipped" (a strided detector did not look), "t" (when the frame was taken, seconds on the
+# scenario's clock), "calibration" (the camera's world -> image homography, 3x3).
+STICKY_META = ("skipped", "t", "calibration")
 _DTYPES = {"float32", "float16", "float64", "int64", "int32", "uint8", "int16", "uint16", "bool"}
 
 

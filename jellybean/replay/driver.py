@@ -12,6 +12,7 @@ import heapq
 import logging
 import threading
 import time
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from jellybean.agents import topics
 from jellybean.agents.items import Item, MessageError, decode_item, encode_item
 from jellybean.agents.messages import Metrics, Routes, parse_message
 from jellybean.agents.routing import Router
-from jellybean.errors import JellyBeanError
+from jellybean.errors import JellyBeanError, SpecError
 from jellybean.replay.cityflow import Camera, Scenario
 from jellybean.replay.sink import SinkCollector
 
@@ -101,11 +102,46 @@ def playable_cameras(scenario: Scenario, problems: list[str]) -> list[Camera]:
     return cams
 
 
+# Each camera's calibration as frame meta (or None without a usable calibration.txt), read once.
+_CALIBRATIONS: "weakref.WeakKeyDictionary[Camera, list[list[float]] | None]" = weakref.WeakKeyDictionary()
+
+
+def camera_calibration(camera: Camera) -> list[list[float]] | None:
+    """The camera's homography (world ground plane -> image pixels) as a 3x3 nested list, or None
+    when it has no calibration.txt or an unusable one (malformed, singular; logged once). Read once
+    per camera."""
+    if camera not in _CALIBRATIONS:
+        h = None
+        if camera.calibration_path.is_file():
+            try:
+                h = camera.homography()
+                if not np.all(np.isfinite(h)) or np.linalg.cond(h) * np.finfo(float).eps >= 1:
+                    log.warning("%s: singular homography; the camera's frames go without calibration",
+                                camera.calibration_path)
+                    h = None
+            except SpecError as exc:
+                log.warning("%s; the camera's frames go without calibration", exc)
+        _CALIBRATIONS[camera] = None if h is None else [[float(v) for v in row] for row in h]
+    return _CALIBRATIONS[camera]
+
+
 def encode_frame(camera: Camera, frame: int, image: np.ndarray, capture_ts: float) -> Item:
+    """A frame item. Its meta says what the camera knows about the frame, for every stage to carry
+    on (both are `STICKY_META`): "t", when the frame was taken in seconds on the scenario's clock
+    (shared by its cameras, unlike `capture_ts`, the time replay published it, which `--speed`
+    scales), and "calibration", the camera's homography (world ground plane -> image, 3x3), when
+    it has a calibration.txt."""
     ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise JellyBeanError(f"{camera.video_path}: frame {frame} could not be JPEG-encoded")
-    return Item(stream=camera.key, frame=frame, capture_ts=capture_ts, kind="frame", blobs=[jpeg.tobytes()])
+    meta: dict = {}
+    if camera.offset_s is not None and camera.fps:
+        meta["t"] = round(camera.timestamp(frame), 6)
+    calibration = camera_calibration(camera)
+    if calibration is not None:
+        meta["calibration"] = calibration
+    return Item(stream=camera.key, frame=frame, capture_ts=capture_ts, kind="frame", meta=meta,
+                blobs=[jpeg.tobytes()])
 
 
 def _pace(t0: float, t_rel: float, speed: float, stop: threading.Event | None = None) -> None:

@@ -23,6 +23,7 @@ from jellybean.agents.operators.models import chunks
 from jellybean.agents.operators.tracking import KalmanBox
 from jellybean.errors import JellyBeanError, NotSupportedError
 from jellybean.replay.cityflow import open_dataset
+from jellybean.replay.driver import encode_frame
 from jellybean.replay.scene import SceneConfig, write_scene
 from jellybean.zoo.evaluators import crop
 from jellybean.zoo.yolo import box_iou, fit_image
@@ -40,18 +41,21 @@ GtBox = tuple[int, float, float, float, float]      # id, left, top, width, heig
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> dict:
-    """{"frames": {stream: [frame items in order]}, "gt": {stream: {frame: [GtBox]}}}."""
+    """{"frames": {stream: [frame items in order]}, "gt": {stream: {frame: [GtBox]}},
+    "cameras": {stream: Camera}}. The frame items carry no calibration (see `calibrated`)."""
     root = tmp_path_factory.mktemp("operators_scene")
     write_scene(root, SceneConfig(cameras=3, seconds=6, seed=1, width=640, height=360))
     frames: dict[str, list[Item]] = {}
     gt: dict[str, dict[int, list[GtBox]]] = {}
+    cameras = {}
     for cam in open_dataset(root, strict=True).cameras():
         stream = f"{cam.scenario}/{cam.name}"
+        cameras[stream] = cam
         frames[stream] = [frame_item(stream, k, cam.timestamp(k), image) for k, image in cam.frames()]
         gt[stream] = defaultdict(list)
         for r in cam.gt():
             gt[stream][r.frame].append((r.id, r.left, r.top, r.width, r.height))
-    return {"frames": frames, "gt": gt}
+    return {"frames": frames, "gt": gt, "cameras": cameras}
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +119,44 @@ def run_pipeline(camera_frames: dict[str, list[Item]], detector, embedder, track
             for op in (detector, embedder, track, associate):
                 batch = wire(op.process(wire(batch)))
                 out[op.produces].extend(batch)
+    return out
+
+
+def calibrated(items: list[Item], cameras: dict) -> list[Item]:
+    """The items with their camera's calibration and frame time in meta, as replay sends them."""
+    return [replace(i, meta={**i.meta, "t": cameras[i.stream].timestamp(i.frame),
+                             "calibration": cameras[i.stream].homography().tolist()}) for i in items]
+
+
+def association_figures(scene: dict, identities: list[Item]) -> tuple[int, int, int, int]:
+    """(camera pairs of one vehicle that share its global id, such pairs, global ids that stand for
+    more than one vehicle, global ids) over the outputs of an associator; a vehicle's global id in
+    a camera is the one most of its matched boxes there carry."""
+    majority: dict[tuple[int, str], Counter] = defaultdict(Counter)
+    for item in identities:
+        ids = item.meta["ids"]
+        assert len(set(ids)) == len(ids), f"{item.stream} frame {item.frame}: a global id twice: {ids}"
+        gt = scene["gt"][item.stream].get(item.frame, [])
+        for g, k in match_gt(gt, item.meta["boxes"]):
+            majority[(gt[g][0], item.stream)][ids[k]] += 1
+    global_id = {key: c.most_common(1)[0][0] for key, c in majority.items()}
+    by_vehicle: dict[int, dict[str, int]] = defaultdict(dict)
+    for (vehicle, stream), gid in global_id.items():
+        by_vehicle[vehicle][stream] = gid
+    pairs = [(cams[a], cams[b]) for cams in by_vehicle.values() for a, b in itertools.combinations(sorted(cams), 2)]
+    vehicles_of: dict[int, set[int]] = defaultdict(set)
+    for (vehicle, _), gid in global_id.items():
+        vehicles_of[gid].add(vehicle)
+    return (sum(a == b for a, b in pairs), len(pairs), sum(len(v) > 1 for v in vehicles_of.values()),
+            len(vehicles_of))
+
+
+def associate(items: list[Item], **params) -> list[Item]:
+    """One associator over `items` in order, `BATCH` at a time, through the wire format."""
+    out: list[Item] = []
+    with create("mtmc-associator", config("associate", **params)) as op:
+        for start in range(0, len(items), BATCH):
+            out.extend(wire(op.process(wire(items[start:start + BATCH]))))
     return out
 
 
@@ -344,26 +386,26 @@ def test_tracker_on_detector_output(scene, pipeline):
 
 
 def test_association_links_cameras_and_never_doubles_an_id_in_a_frame(scene, pipeline):
-    majority: dict[tuple[int, str], Counter] = defaultdict(Counter)
-    for item in pipeline["identities"]:
-        ids = item.meta["ids"]
-        assert len(set(ids)) == len(ids), f"{item.stream} frame {item.frame}: a global id twice: {ids}"
-        gt = scene["gt"][item.stream].get(item.frame, [])
-        for g, k in match_gt(gt, item.meta["boxes"]):
-            majority[(gt[g][0], item.stream)][ids[k]] += 1
-    global_id = {key: c.most_common(1)[0][0] for key, c in majority.items()}
-    by_vehicle: dict[int, dict[str, int]] = defaultdict(dict)
-    for (vehicle, stream), gid in global_id.items():
-        by_vehicle[vehicle][stream] = gid
-    pairs = [(cams[a], cams[b]) for cams in by_vehicle.values() for a, b in itertools.combinations(sorted(cams), 2)]
-    same = sum(a == b for a, b in pairs)
-    assert len(pairs) >= 10
-    assert same / len(pairs) > 0.5, f"{same} of {len(pairs)} camera pairs of one vehicle share its global id"
+    same, pairs, merged, gids = association_figures(scene, pipeline["identities"])
+    assert pairs >= 10
+    assert same / pairs > 0.5, f"{same} of {pairs} camera pairs of one vehicle share its global id"
     # and global ids are not one big merge: most stand for one vehicle
-    vehicles_of: dict[int, set[int]] = defaultdict(set)
-    for (vehicle, _), gid in global_id.items():
-        vehicles_of[gid].add(vehicle)
-    assert sum(len(v) > 1 for v in vehicles_of.values()) <= 0.2 * len(vehicles_of)
+    assert merged <= 0.2 * gids
+
+
+def test_calibration_links_more_vehicles_across_cameras_and_merges_fewer(scene, pipeline):
+    """The same tracks associated twice: by appearance alone, and with each camera's calibration
+    and frame times in meta, as replay sends them."""
+    tracks = pipeline["tracks"]
+    same0, pairs0, merged0, gids0 = association_figures(scene, associate(tracks))
+    same1, pairs1, merged1, gids1 = association_figures(scene, associate(calibrated(tracks, scene["cameras"])))
+    print(f"\nwithout calibration: {same0}/{pairs0} = {same0 / pairs0:.2f} of a vehicle's camera pairs share its "
+          f"global id; {merged0} of {gids0} global ids merge vehicles")
+    print(f"with calibration:    {same1}/{pairs1} = {same1 / pairs1:.2f} of a vehicle's camera pairs share its "
+          f"global id; {merged1} of {gids1} global ids merge vehicles")
+    assert pairs0 == pairs1 >= 10
+    assert same1 > same0 and same1 / pairs1 >= 0.9
+    assert merged1 < merged0
 
 
 def test_associator_relinks_only_young_tracklets():
@@ -387,3 +429,85 @@ def test_associator_relinks_only_young_tracklets():
         assert frozen.meta["ids"] == [1, 2]                              # frozen ids, never one id twice
         dropped = Item("S01/c001", 5, 5.0, kind="tracks", dropped="lost")
         assert op.process([dropped]) == [dropped]
+
+
+# --- association with calibration: synthetic boxes on a known ground plane ------------------------------
+
+# Two cameras of one straight road (world metres, y across the road): image = 20 px per metre, A
+# sees x from 0 to 32 m, B from 20 to 52 m (they share x = 20-32 m). Calibrations map world -> image.
+CAM_A = np.array([[20.0, 0.0, 0.0], [0.0, -20.0, 200.0], [0.0, 0.0, 1.0]])
+CAM_B = np.array([[20.0, 0.0, -400.0], [0.0, -20.0, 200.0], [0.0, 0.0, 1.0]])
+LAT0, LON0 = 42.4977, -90.6744                  # a GPS origin, for calibrations in degrees
+
+
+def gps_calibration(h: np.ndarray) -> np.ndarray:
+    """`h` for a world in degrees (latitude, longitude) instead of metres (x east, y north)."""
+    m = 111_320.0
+    to_metres = np.array([[0.0, m * np.cos(np.radians(LAT0)), -LON0 * m * np.cos(np.radians(LAT0))],
+                          [m, 0.0, -LAT0 * m], [0.0, 0.0, 1.0]])
+    return h @ to_metres
+
+
+def ground_tracks(stream: str, frame: int, h: np.ndarray, vehicles: list[tuple[int, float, float, np.ndarray]],
+                  calibration: np.ndarray | None) -> Item:
+    """A tracks item of vehicles (local id, x, y, embedding) 4.5 m long and 1.8 m wide, seen from
+    the south (the box's bottom is the vehicle's south edge), at 10 fps."""
+    boxes = []
+    for _, x, y, _ in vehicles:
+        corners = h @ np.array([[x - 2.25, x + 2.25], [y - 0.9, y - 0.9], [1.0, 1.0]])
+        (u0, u1), (v, _) = corners[:2] / corners[2]
+        boxes.append([float(u0), float(v) - 40.0, float(u1 - u0), 40.0])
+    meta = {"boxes": boxes, "ids": [v[0] for v in vehicles], "size": [640, 360], "t": frame / 10}
+    if calibration is not None:
+        meta["calibration"] = calibration.tolist()
+    return Item(stream, frame, frame / 10, kind="tracks", meta=meta,
+                arrays={"embeddings": np.array([v[3] for v in vehicles], np.float32).reshape(len(vehicles), -1)})
+
+
+@pytest.mark.parametrize("world", ["metres", "degrees"])
+def test_with_calibration_place_keeps_lookalikes_apart_and_links_what_looks_different(world):
+    """Camera A sees a car at x = 5 m while B sees its twin (the same embedding) at x = 40 m: by
+    appearance one vehicle, by place two. Both cameras see a third car at x = 24 m whose
+    embeddings in the two differ (cosine 0.4): by appearance two vehicles, by place one."""
+    rng = np.random.default_rng(5)
+    twin, a, noise = (v / np.linalg.norm(v) for v in rng.normal(size=(3, 16)))
+    b = 0.4 * a + np.sqrt(1 - 0.4 ** 2) * (noise - (noise @ a) * a) / np.linalg.norm(noise - (noise @ a) * a)
+    assert abs(float(a @ b) - 0.4) < 1e-6
+
+    def run(calibrate: bool) -> tuple[list[int], list[int]]:
+        cal_a = cal_b = None
+        if calibrate:
+            cal_a, cal_b = (gps_calibration(h) if world == "degrees" else h for h in (CAM_A, CAM_B))
+        items = []
+        for f in range(1, 11):
+            x = 0.5 * f
+            items.append(ground_tracks("S01/c001", f, CAM_A, [(1, 5 + x, -1.75, twin), (2, 24 + x, 1.75, a)], cal_a))
+            items.append(ground_tracks("S01/c002", f, CAM_B, [(1, 40 + x, -1.75, twin), (2, 24 + x, 1.75, b)], cal_b))
+        out = associate(items)
+        return out[-2].meta["ids"], out[-1].meta["ids"]
+
+    (twin_a, third_a), (twin_b, third_b) = run(calibrate=False)
+    assert twin_a == twin_b and third_a != third_b                      # appearance alone: wrong twice
+    (twin_a, third_a), (twin_b, third_b) = run(calibrate=True)
+    assert twin_a != twin_b and third_a == third_b                      # with place: right twice
+
+
+def test_frame_meta_from_replay_survives_every_stage(scene, detector, embedder):
+    """encode_frame puts the frame's time and its camera's calibration in meta; detect, re-ID,
+    track and associate carry them on."""
+    cam = scene["cameras"]["S01/c001"]
+    frames = [encode_frame(cam, k, image, 1000.0 + k) for k, image in cam.frames(1, 6)]
+    h = cam.homography()
+    for k, item in enumerate(frames, start=1):
+        assert item.meta["t"] == pytest.approx(cam.timestamp(k))
+        assert np.allclose(item.meta["calibration"], h) and np.shape(item.meta["calibration"]) == (3, 3)
+    items = wire(frames)
+    with create("sort-tracker", config("track")) as track, \
+            create("mtmc-associator", config("associate")) as association:
+        for op in (detector, embedder, track, association):
+            items = wire(op.process(items))
+            for k, item in enumerate(items, start=1):
+                assert item.kind == op.produces and item.meta["t"] == pytest.approx(cam.timestamp(k))
+                assert np.allclose(item.meta["calibration"], h)
+    assert any(item.meta["ids"] for item in items)
+
