@@ -154,20 +154,23 @@ class EmbeddedProcess:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _terminate(self.proc)
         self._log.close()
 
 
+def _terminate(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Client:
-    """The benchmark's own MQTT client: plain paho driven by `loop_start()`, whose `publish` from
-    another thread only queues (jellybean's MqttLink drives paho with `loop()` from its own thread,
-    and paho then writes from the publishing thread too; see benchmarks/README.md)."""
+    """The benchmark's own MQTT client: plain paho driven by `loop_start()`, independent of the
+    transport under test (jellybean's MqttLink), whose publishes it measures."""
 
     def __init__(self, url: str, client_id: str) -> None:
         address = parse_broker_url(url)
@@ -404,13 +407,7 @@ class AgentUnderTest:
         if self.agent is not None:
             self.agent.stop()
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+            _terminate(self.proc)
             self._log.close()
 
 
