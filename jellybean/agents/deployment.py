@@ -214,7 +214,8 @@ def build_routes(dep: Deployment, version: int) -> Routes:
         slots[s.source].extend([s.location] * s.count)
     return Routes(version=version, plan=plan.name, workflow=dep.workflow, sources=sources,
                   stream_sites=dict(slots), routing=routing_table(plan), placements=placements(plan),
-                  keyed=keyed_map(plan, dep.inputs), sink_topic=topics.sink(dep.workflow))
+                  keyed=keyed_map(plan, dep.inputs), sink_topic=topics.sink(dep.workflow),
+                  plan_doc=plan.model_dump(mode="json", by_alias=True))
 
 
 def assign_cameras(routes: Routes, cameras: list[str], source: str | None = None) -> dict[str, str]:

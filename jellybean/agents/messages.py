@@ -125,6 +125,8 @@ class Routes(Message):
     placements: dict[str, dict[str, float]] = Field(default_factory=dict)
     keyed: dict[str, Keyed] = Field(default_factory=dict)
     sink_topic: str = ""
+    plan_doc: dict[str, Any] | None = Field(None, description="the plan running now, as `plan -o` writes it, "
+                                                                "for reports beside the measurements")
 
 
 class OperatorMetrics(BaseModel):

@@ -84,4 +84,18 @@ def replay(
             from jellybean.replay.driver import BrokerReplay
 
             data = BrokerReplay(broker, ca=ca, speed=speed, drain_s=drain, limit_s=seconds, progress=cb).run(scen)
-    finish_replay(data, scen, dep.plan if dep else None, report=report, json_out=json_out, submission=submission)
+    plan_used = dep.plan if dep else running_plan(data)
+    finish_replay(data, scen, plan_used, report=report, json_out=json_out, submission=submission)
+
+
+def running_plan(data):
+    """The plan the deployment announced with its routes (None from an older controller)."""
+    from jellybean.spec.plan import Plan
+
+    if data.plan_doc is None:
+        return None
+    try:
+        return Plan.model_validate(data.plan_doc)
+    except ValueError:
+        err.print("[yellow]the deployment's plan could not be read; the report goes without it[/]")
+        return None

@@ -49,6 +49,7 @@ class RunData:
     problems: list[str] = field(default_factory=list)
     sink: SinkCollector = field(default_factory=SinkCollector)
     camera_sites: dict[str, str] = field(default_factory=dict)
+    plan_doc: dict | None = None    # the plan the deployment ran (from its routes), for the report
     agent_metrics: dict[str, Metrics] = field(default_factory=dict)
 
 
@@ -215,6 +216,7 @@ class BrokerReplay:
                 raise JellyBeanError(f"no routes on {topics.ROUTES} within {self.routes_timeout:.0f} s; is "
                                      "`jellybean deploy` (or `jellybean up`) running against this broker?")
             routes = self._routes
+            data.plan_doc = routes.plan_doc
             self.link.subscribe(routes.sink_topic, self._on_sink)
             self.link.subscribe(f"{topics.ROOT}/agents/+/metrics", self._on_metrics, qos=0)
             time.sleep(0.3)  # let the subscriptions land before the first frame

@@ -83,6 +83,12 @@ def test_plan_up_frames_in_tracked_output_out(running, scene):
     assert {(l.from_, l.to) for l in result.links} >= {(l.from_, l.to) for l in dep.plan.links if l.kb_per_s > 1}
     # The agents' metrics reached the controller.
     assert set(controller.metrics()) == set(procs)
+    # Replay learned the running plan from the deployment's routes: no --plan needed for $/h.
+    from jellybean.cli.replay import running_plan
+
+    announced = running_plan(data)
+    assert announced is not None and announced.cost.total == pytest.approx(dep.plan.cost.total)
+    assert build_result(data, scene, announced, evaluate=False).plan_cost_per_hour == pytest.approx(dep.plan.cost.total)
 
 
 def test_killing_an_agent_mid_stream_replans_and_the_stream_goes_on(running, scene):
