@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from jellybean.cli.main import app
 
@@ -69,17 +71,18 @@ def _deployment(plan_path: Path, workflow: Optional[Path], zoo: Optional[Path], 
 
 def _metrics_table(controller) -> Table:
     table = Table(title="agents", title_justify="left")
-    for col in ("agent", "site", "state", "operator", "items/s", "queue", "p50 ms", "p99 ms", "in", "out", "dropped", "dup"):
-        table.add_column(col, justify="left" if col in ("agent", "site", "state", "operator") else "right")
+    for col in ("agent", "state", "operator", "items/s", "queue", "p50 ms", "p99 ms", "in", "out", "dropped"):
+        table.add_column(col, justify="left" if col in ("agent", "state", "operator") else "right")
     for name, s in sorted(controller.agents.items()):
+        who = name if s.announce.site == name else f"{name}@{s.announce.site}"
         state = "online" if s.online else "[red]offline[/]"
         ops = s.metrics.operators if s.metrics else []
         if not ops:
-            table.add_row(name, s.announce.site, state, "-", "", "", "", "", "", "", "", "")
+            table.add_row(who, state, "-", "", "", "", "", "", "", "")
         for o in ops:
-            table.add_row(name, s.announce.site, state, f"{o.operator}={o.variant}", f"{o.items_per_s:.1f}",
-                          str(o.queue_depth), f"{o.latency_ms.get('p50', 0):.1f}", f"{o.latency_ms.get('p99', 0):.1f}",
-                          str(o.items_in), str(o.items_out), str(o.dropped), str(o.duplicates))
+            table.add_row(who, state, f"{o.operator}={o.variant}", f"{o.items_per_s:.1f}", str(o.queue_depth),
+                          f"{o.latency_ms.get('p50', 0):.1f}", f"{o.latency_ms.get('p99', 0):.1f}",
+                          str(o.items_in), str(o.items_out), str(o.dropped + o.duplicates))
     return table
 
 
@@ -89,8 +92,7 @@ def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_aft
     from jellybean.agents.controller import Controller
     from jellybean.errors import JellyBeanError
 
-    controller = Controller(dep, broker, ca=ca, drop_after_ms=drop_after_ms, load_tolerance=load_tolerance,
-                            on_event=None if quiet else (lambda e: err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {e}")))
+    controller = Controller(dep, broker, ca=ca, drop_after_ms=drop_after_ms, load_tolerance=load_tolerance)
     controller.connect()
     progress = Progress(TextColumn("[bold]agents online"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.description}"), console=err, transient=True, disable=quiet)
@@ -104,6 +106,8 @@ def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_aft
         raise JellyBeanError(f"no agent came online for site(s) {', '.join(missing)} within {wait:.0f} s; start "
                              f"`jellybean agent --name SITE --hardware HW --broker {broker}` there")
     controller.publish()
+    if not quiet:
+        err.print(f"[dim]{controller.events[-1].what}[/]")
     if not controller.wait_ready(max(wait, 30.0)):
         errors = controller.errors()
         controller.stop()
@@ -135,20 +139,32 @@ def deploy(
     dep = _deployment(plan, workflow, zoo, infrastructure)
     controller = start_controller(dep, broker, ca, wait, drop_after_ms, quiet, replan_on_load)
     end = time.monotonic() + duration if duration else None
-    last = [0.0]
-
-    def tick() -> None:
-        if not quiet and time.monotonic() - last[0] > 10:
-            last[0] = time.monotonic()
-            console.print(_metrics_table(controller))
-
     _stop_on_sigterm(controller.stop)
     try:
-        controller.run(until=(lambda: time.monotonic() > end) if end else None, tick=tick)
+        watch(controller, until=(lambda: time.monotonic() > end) if end else None, quiet=quiet)
     except KeyboardInterrupt:
         pass
     finally:
         controller.stop()
+
+
+def _dashboard(controller) -> Group:
+    plan = controller.current.plan
+    head = Text.assemble(("plan ", "bold"), f"{plan.name}: {plan.cost.total:.4f} $/h, version {controller.version}, ",
+                         f"{controller.replans} re-plan(s)",
+                         (f", lost: {', '.join(sorted(controller.lost))}" if controller.lost else "", "red"))
+    events = [Text(f"{time.strftime('%H:%M:%S', time.localtime(e.at))} {e.what}", style="dim")
+              for e in controller.events[-5:]]
+    return Group(head, _metrics_table(controller), *events)
+
+
+def watch(controller, until=None, quiet: bool = False) -> None:
+    """Run the controller; unless quiet, a live table of the agents (refreshed every second)."""
+    if quiet:
+        controller.run(until=until)
+        return
+    with Live(_dashboard(controller), console=err, refresh_per_second=1, transient=False) as live:
+        controller.run(until=until, tick=lambda: live.update(_dashboard(controller)))
 
 
 def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: int = 1,
@@ -240,7 +256,7 @@ def up(
         end = time.monotonic() + duration if duration else None
         _stop_on_sigterm(controller.stop)
         try:
-            controller.run(until=(lambda: time.monotonic() > end) if end else None)
+            watch(controller, until=(lambda: time.monotonic() > end) if end else None, quiet=quiet)
         except KeyboardInterrupt:
             pass
     finally:
