@@ -120,7 +120,8 @@ class Agent:
         self.link.on_connect(self._announce)
         self.link.subscribe(topics.assignment(self.name), self._on_assignment)
         self.link.subscribe(f"{topics.ROOT}/models/{self.name}/+", self._on_chunk)
-        self.link.subscribe(f"{topics.ROOT}/data/{self.site}/+", self._on_data)
+        self._data_subs: set[str] = set()
+        self._subscribe_data(shared=False, operators=[])
         self.link.start()
         for target, name in ((self._apply_loop, "assign"), (self._heartbeat_loop, "heartbeat")):
             t = threading.Thread(target=target, name=f"{name}-{self.name}", daemon=True)
@@ -215,6 +216,20 @@ class Agent:
             except Exception:  # noqa: BLE001 - a bad assignment must not kill the agent
                 log.exception("could not apply assignment version %d", message.version)
 
+    def _subscribe_data(self, shared: bool, operators: list[str]) -> None:
+        """Alone at its site, the agent takes every item for the site (and re-homes what it does not
+        run); with peers, each operator's items through a shared subscription, so the broker hands
+        each item to one of the agents that run it."""
+        if shared:
+            wanted = {f"$share/{self.site}/{topics.data(self.site, op)}" for op in operators}
+        else:
+            wanted = {topics.data(self.site, "+")}
+        for topic in self._data_subs - wanted:
+            self.link.unsubscribe(topic)
+        for topic in wanted - self._data_subs:
+            self.link.subscribe(topic, self._on_data)
+        self._data_subs = wanted
+
     def apply(self, a: Assignment) -> None:
         log.info("applying assignment version %d: %s", a.version,
                  ", ".join(f"{t.operator}={t.variant}x{t.workers}" for t in a.tasks) or "nothing")
@@ -244,6 +259,7 @@ class Agent:
             with self._tasks_lock:
                 self.tasks[op] = runner
                 self.errors.pop(op, None)
+        self._subscribe_data(a.shared, sorted(self.tasks))
         for op, item in rehome:
             self._send(op, item, rehome=True)
 

@@ -69,7 +69,7 @@ class Controller:
         self.replan_time_limit = replan_time_limit
         self.link = MqttLink(broker, "jb-controller", ca=ca, clean=True)
         self.agents: dict[str, AgentState] = {}
-        self.site_agents: dict[str, str] = {}
+        self.site_agents: dict[str, list[str]] = {}
         self.lost: set[str] = set()              # sites whose agent died
         # Re-planning for load (off when None): when the load the agents measure differs from the
         # current plan's by more than `load_tolerance` (relative) for `load_sustain_s`.
@@ -192,7 +192,8 @@ class Controller:
             chosen, missing = match_agents(self.current.plan, online)
             if missing:
                 raise JellyBeanError(f"no agent is online for site(s) {', '.join(missing)}")
-            idle = [n for n in online if n not in chosen.values()]
+            serving = {n for names in chosen.values() for n in names}
+            idle = [n for n in online if n not in serving]
             version = self._next_version()
             assignments = build_assignments(self.current, chosen, version, drop_after_ms=self.drop_after_ms,
                                             idle_agents=idle)
@@ -207,7 +208,7 @@ class Controller:
     def ready(self) -> bool:
         """Every assigned agent reports the current version and no task errors."""
         with self._lock:
-            for agent in self.site_agents.values():
+            for agent in (n for names in self.site_agents.values() for n in names):
                 s = self.agents.get(agent)
                 hb = s.heartbeat if s else None
                 if hb is None or hb.assignment_version != self.version or hb.errors:

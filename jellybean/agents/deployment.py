@@ -147,8 +147,8 @@ def sites_needed(plan: Plan) -> dict[str, str]:
     return need
 
 
-def match_agents(plan: Plan, agents: dict[str, Announce]) -> tuple[dict[str, str], list[str]]:
-    """Site -> the agent that serves it (one per site; the lowest name wins), and the sites with none."""
+def match_agents(plan: Plan, agents: dict[str, Announce]) -> tuple[dict[str, list[str]], list[str]]:
+    """Site -> the agents that serve it (each agent is one device), and the sites with none."""
     by_site: dict[str, list[str]] = defaultdict(list)
     for name, a in agents.items():
         by_site[a.site].append(name)
@@ -158,16 +158,40 @@ def match_agents(plan: Plan, agents: dict[str, Announce]) -> tuple[dict[str, str
         if not names:
             missing.append(site)
             continue
-        if len(names) > 1:
-            log.warning("site %s has agents %s; %s serves it, the others stay idle", site, names, names[0])
-        if agents[names[0]].hardware != hardware:
-            log.warning("agent %s at %s is %s, the plan expects %s", names[0], site, agents[names[0]].hardware,
-                        hardware)
-        chosen[site] = names[0]
+        for name in names:
+            if agents[name].hardware != hardware:
+                log.warning("agent %s at %s is %s, the plan expects %s", name, site, agents[name].hardware, hardware)
+        chosen[site] = names
     return chosen, missing
 
 
-def build_assignments(dep: Deployment, site_agents: dict[str, str], version: int, *,
+def _site_tasks(tasks: list[Task], agents: list[str]) -> dict[str, list[Task]]:
+    """A site's tasks spread over its agents, one worker per device where there are enough:
+    stateless operators' workers round-robin over the agents (the broker balances their items
+    between them); a keyed operator (tracker, association) stays whole on one agent, since its
+    state must see every item of a stream."""
+    out: dict[str, list[Task]] = {a: [] for a in agents}
+    if len(agents) == 1:
+        out[agents[0]] = list(tasks)
+        return out
+    load = {a: 0 for a in agents}
+    for task in sorted(tasks, key=lambda t: (t.keyed != "item", -t.workers, t.operator)):
+        if task.keyed != "item":
+            target = min(agents, key=lambda a: (load[a], a))
+            out[target].append(task)
+            load[target] += task.workers
+            continue
+        share: dict[str, int] = defaultdict(int)
+        for _ in range(task.workers):
+            target = min(agents, key=lambda a: (load[a], a))
+            share[target] += 1
+            load[target] += 1
+        for agent, n in share.items():
+            out[agent].append(task.model_copy(update={"workers": n}))
+    return out
+
+
+def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], version: int, *,
                       drop_after_ms: float = 5000.0, idle_agents: list[str] = ()) -> dict[str, Assignment]:
     plan, inputs = dep.plan, dep.inputs
     down, _, sinks = _downstream(inputs)
@@ -199,8 +223,10 @@ def build_assignments(dep: Deployment, site_agents: dict[str, str], version: int
     common = dict(version=version, plan=plan.name, workflow=dep.workflow, routing=routing, placements=place,
                   downstream=down, keyed=keyed, sinks=sinks, sink_topic=topics.sink(dep.workflow),
                   drop_after_ms=drop_after_ms)
-    out = {agent: Assignment(agent=agent, site=site, tasks=tasks.get(site, []), **common)
-           for site, agent in site_agents.items()}
+    out = {}
+    for site, agents in site_agents.items():
+        for agent, agent_tasks in _site_tasks(tasks.get(site, []), agents).items():
+            out[agent] = Assignment(agent=agent, site=site, tasks=agent_tasks, shared=len(agents) > 1, **common)
     for agent in idle_agents:
         out.setdefault(agent, Assignment(agent=agent, site=agent, tasks=[], **common))
     return out

@@ -106,6 +106,8 @@ class Assignment(Message):
     sinks: list[str] = Field(default_factory=list)
     sink_topic: str = ""
     drop_after_ms: float = Field(5000.0, gt=0)
+    shared: bool = Field(False, description="other agents serve this site too: take items through the "
+                                            "broker's shared subscriptions, one per operator run here")
 
 
 class Routes(Message):

@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str, bytes], None]
 
 
+def _unshared(topic_filter: str) -> str:
+    """`$share/GROUP/a/b` -> `a/b`: messages of a shared subscription arrive on the plain topic."""
+    if topic_filter.startswith("$share/"):
+        return topic_filter.split("/", 2)[2]
+    return topic_filter
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Capped exponential backoff with full jitter in [½·d, d]: reconnecting clients spread out."""
@@ -176,7 +183,8 @@ class MqttLink:
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         with self._lock:
-            handlers = [h for f, (_, h) in self._subs.items() if mqtt.topic_matches_sub(f, message.topic)]
+            handlers = [h for f, (_, h) in self._subs.items()
+                        if mqtt.topic_matches_sub(_unshared(f), message.topic)]
         for handler in handlers:
             try:
                 handler(message.topic, message.payload)

@@ -269,3 +269,90 @@ def test_controller_replans_for_a_sustained_load_shift(mosquitto, tmp_path, depl
         ctl.stop()
         for a in agents:
             a.stop()
+
+
+def test_site_tasks_spread_over_the_devices_of_a_site():
+    from jellybean.agents.deployment import _site_tasks
+    from jellybean.agents.messages import Task
+
+    tasks = [Task(operator="detect", variant="d", runtime="yolov8-detector", workers=3),
+             Task(operator="track", variant="t", runtime="sort-tracker", keyed="stream"),
+             Task(operator="reid", variant="r", runtime="reid-embedder", workers=1)]
+    spread = _site_tasks(tasks, ["a", "b"])
+    workers = {a: {t.operator: t.workers for t in ts} for a, ts in spread.items()}
+    assert sum(w.get("detect", 0) for w in workers.values()) == 3
+    assert sum("track" in w for w in workers.values()) == 1          # keyed: whole, on one device
+    assert sum(sum(w.values()) for w in workers.values()) == 5
+    assert abs(sum(workers["a"].values()) - sum(workers["b"].values())) <= 1
+    assert _site_tasks(tasks, ["solo"]) == {"solo": tasks}
+
+
+def test_two_agents_at_one_site_share_its_items_through_the_broker(mosquitto, tmp_path):
+    """Each frame for the site's detector is processed by exactly one of its two devices."""
+    from jellybean.agents.messages import Assignment, Task
+
+    sink = topics.sink("w")
+    got: list[Item] = []
+    a = Agent(AgentOptions(name="hub-a", site="hub", hardware="hub-x86-minipc", broker=mosquitto,
+                           model_dirs=(REPO / "model_zoo" / "aicity",), threads=1, heartbeat_s=0.3)).start()
+    b = Agent(AgentOptions(name="hub-b", site="hub", hardware="hub-x86-minipc", broker=mosquitto,
+                           model_dirs=(REPO / "model_zoo" / "aicity",), threads=1, heartbeat_s=0.3)).start()
+    link = MqttLink(mosquitto, "test-feeder", clean=True)
+    from jellybean.agents.items import decode_item
+    link.subscribe(sink, lambda t, p: got.append(decode_item(p, t)))
+    link.start()
+    try:
+        link.wait_connected()
+        task = Task(operator="detect", variant="w050", runtime="yolov8-detector", model="detector_w050.onnx")
+        for agent in ("hub-a", "hub-b"):
+            link.publish(topics.assignment(agent), Assignment(
+                agent=agent, site="hub", version=1, plan="p", workflow="w", tasks=[task],
+                downstream={"detect": []}, sinks=["detect"], sink_topic=sink, shared=True).to_bytes(), retain=True)
+        assert _wait(lambda: "detect" in a.tasks and "detect" in b.tasks)
+        time.sleep(0.5)   # let the shared subscriptions land
+        for k in range(1, 41):
+            link.publish(topics.data("hub", "detect"), encode_item(Item("cam", k, time.time(), "frame",
+                                                                        blobs=[_jpeg()])))
+        assert _wait(lambda: len(got) >= 40, timeout=20)
+        time.sleep(0.5)
+        frames = sorted(i.frame for i in got)
+        assert frames == list(range(1, 41)), "every frame exactly once"
+        by_agent = {ag.name: ag.telemetry.snapshot(1, 0).operators[0].items_out for ag in (a, b)}
+        print(f"\nitems per device: {by_agent}")
+        assert all(n > 0 for n in by_agent.values()) and sum(by_agent.values()) == 40
+    finally:
+        link.publish(topics.assignment("hub-a"), b"", retain=True)
+        link.publish(topics.assignment("hub-b"), b"", retain=True)
+        link.stop()
+        a.stop()
+        b.stop()
+
+
+def test_controller_spreads_a_site_over_its_agents_and_the_pipeline_runs(mosquitto, tmp_path, deployment):
+    from jellybean.replay.cityflow import open_dataset
+    from jellybean.replay.driver import BrokerReplay
+    from jellybean.replay.outcome import build_result
+    from jellybean.replay.scene import SceneConfig, write_scene
+
+    agents = [Agent(AgentOptions(name=n, site=s, hardware=h, broker=mosquitto, model_dirs=(EXAMPLE,), threads=1,
+                                 heartbeat_s=0.3)).start()
+              for n, s, h in (("crossing", "crossing", "jetson-orin-nano-8gb"), ("hub", "hub", "hub-x86-minipc"),
+                              ("cloud-a", "cloud", "c6i.xlarge"), ("cloud-b", "cloud", "c6i.xlarge"))]
+    ctl = Controller(deployment, mosquitto, heartbeat_s=0.3)
+    write_scene(tmp_path / "scene", SceneConfig(cameras=4, seconds=4, seed=4))
+    scenario = open_dataset(tmp_path / "scene").scenarios[0]
+    try:
+        ctl.connect()
+        assert ctl.wait_for_agents(10) == []
+        ctl.publish()
+        assert ctl.wait_ready(30), ctl.errors()
+        cloud = {a.name: sorted(a.tasks) for a in agents if a.site == "cloud"}
+        assert sorted(op for ops in cloud.values() for op in ops) == ["associate", "track"]
+        assert all(len(ops) == 1 for ops in cloud.values()), cloud
+        data = BrokerReplay(mosquitto, speed=2.0, drain_s=10).run(scenario)
+        result = build_result(data, scenario, deployment.plan)
+        assert all(c.frames_out == c.frames_in for c in result.cameras.values())
+    finally:
+        ctl.stop()
+        for a in agents:
+            a.stop()
