@@ -53,7 +53,8 @@ def config(
     infrastructure: Annotated[Optional[Path], typer.Option(
         "--infrastructure", "-i", help="The plan's infrastructure YAML (default: the path the plan records).")] = None,
     agents: Annotated[Optional[list[str]], typer.Option(
-        "--agent", help="An agent (repeatable) serving the site of its own name.")] = None,
+        "--agent", help="An agent (repeatable): NAME serves the site of its name, NAME@SITE another "
+                        "device at SITE.")] = None,
     host: Annotated[str, typer.Option("--host", help="The name or address clients connect to (in the certificate).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TLS listener port.")] = 8883,
     bind: Annotated[Optional[str], typer.Option("--bind", help="Address to listen on (default: --host; 0.0.0.0 for all).")] = None,
@@ -75,10 +76,15 @@ def config(
         grants = grants_from_plan(plan, infra)
     elif infrastructure is not None:
         raise JellyBeanError("--infrastructure is read only with --plan; give --plan PLAN.yaml too")
-    for name in agents or []:
+    by_site = {g.site: g for g in grants.values()}
+    for spec in agents or []:
+        # NAME, or NAME@SITE for another device at a site: it may forward where that site's agent may.
+        name, _, site = spec.partition("@")
+        site = site or name
         if name in grants:
-            raise JellyBeanError(f"--agent {name}: the plan already has an agent of that name")
-        grants[name] = AgentGrant(site=name)
+            raise JellyBeanError(f"--agent {spec}: the plan already has an agent named '{name}'")
+        peer = by_site.get(site)
+        grants[name] = AgentGrant(site=site, publish_sites=peer.publish_sites if peer else ())
     if not grants:
         raise JellyBeanError("no agents: give --agent NAME (repeatable) or --plan PLAN.yaml")
 

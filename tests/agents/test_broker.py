@@ -512,3 +512,17 @@ def test_cli_broker_run_serves_the_config_until_interrupted(tmp_path, probes):
             proc.wait()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", cfg.port), timeout=1).close()
+
+
+def test_broker_config_cli_takes_a_second_device_at_a_site(tmp_path):
+    from typer.testing import CliRunner
+
+    from jellybean.agents.broker import load_broker_config
+    from jellybean.cli.main import app
+
+    result = CliRunner().invoke(app, ["broker", "config", str(tmp_path / "b"), "--agent", "hub",
+                                      "--agent", "hub-2@hub", "--port", "18883"])
+    assert result.exit_code == 0, result.output
+    cfg = load_broker_config(tmp_path / "b")
+    rules = {r.topic: r.access for r in cfg.rules["hub-2"]}
+    assert rules.get("jb/v1/data/hub/#") == "readwrite" and "jb/v1/agents/hub-2/#" in rules
