@@ -138,12 +138,8 @@ def deploy(
     _logging("warning")
     dep = _deployment(plan, workflow, zoo, infrastructure)
     controller = start_controller(dep, broker, ca, wait, drop_after_ms, quiet, replan_on_load)
-    end = time.monotonic() + duration if duration else None
-    _stop_on_sigterm(controller.stop)
     try:
-        watch(controller, until=(lambda: time.monotonic() > end) if end else None, quiet=quiet)
-    except KeyboardInterrupt:
-        pass
+        watch(controller, duration, quiet)
     finally:
         controller.stop()
 
@@ -158,13 +154,20 @@ def _dashboard(controller) -> Group:
     return Group(head, _metrics_table(controller), *events)
 
 
-def watch(controller, until=None, quiet: bool = False) -> None:
-    """Run the controller; unless quiet, a live table of the agents (refreshed every second)."""
-    if quiet:
-        controller.run(until=until)
-        return
-    with Live(_dashboard(controller), console=err, refresh_per_second=1, transient=False) as live:
-        controller.run(until=until, tick=lambda: live.update(_dashboard(controller)))
+def watch(controller, duration: Optional[float] = None, quiet: bool = False) -> None:
+    """Run the controller for `duration` seconds (None: until Ctrl-C or SIGTERM); unless quiet, with
+    a live table of the agents refreshed every second."""
+    end = time.monotonic() + duration if duration else None
+    until = (lambda: time.monotonic() > end) if end else None
+    _stop_on_sigterm(controller.stop)
+    try:
+        if quiet:
+            controller.run(until=until)
+            return
+        with Live(_dashboard(controller), console=err, refresh_per_second=1, transient=False) as live:
+            controller.run(until=until, tick=lambda: live.update(_dashboard(controller)))
+    except KeyboardInterrupt:
+        pass
 
 
 def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: int = 1,
@@ -253,12 +256,7 @@ def up(
             finish_replay(data, scen, plan, report=report, json_out=False, submission=submission)
             return
         err.print(f"replay into it with: jellybean replay DATASET --broker {broker.url}   (Ctrl-C stops)")
-        end = time.monotonic() + duration if duration else None
-        _stop_on_sigterm(controller.stop)
-        try:
-            watch(controller, until=(lambda: time.monotonic() > end) if end else None, quiet=quiet)
-        except KeyboardInterrupt:
-            pass
+        watch(controller, duration, quiet)
     finally:
         if controller is not None:
             controller.stop()
