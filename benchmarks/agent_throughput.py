@@ -48,6 +48,7 @@ from jellybean.agents.broker import MosquittoBroker, find_mosquitto, free_port, 
 from jellybean.agents.items import Item, decode_item, encode_item
 from jellybean.agents.messages import Assignment, Heartbeat, Task, parse_message
 from jellybean.agents.operators.base import OperatorConfig, create
+from jellybean.agents.processes import stop_process
 from jellybean.replay.driver import JPEG_QUALITY
 from jellybean.replay.scene import SceneConfig, write_scene
 from jellybean.zoo.yolo import preprocess
@@ -154,18 +155,8 @@ class EmbeddedProcess:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        _terminate(self.proc)
+        stop_process(self.proc)
         self._log.close()
-
-
-def _terminate(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class Client:
@@ -407,7 +398,7 @@ class AgentUnderTest:
         if self.agent is not None:
             self.agent.stop()
         if self.proc is not None:
-            _terminate(self.proc)
+            stop_process(self.proc)
             self._log.close()
 
 

@@ -51,6 +51,7 @@ from urllib.parse import quote, unquote, urlsplit
 import yaml
 
 from jellybean.agents import topics
+from jellybean.agents.processes import stop_process
 from jellybean.errors import JellyBeanError
 
 if TYPE_CHECKING:
@@ -736,13 +737,8 @@ class MosquittoBroker(LocalBroker):
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_process(proc, timeout=5)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from jellybean.agents.processes import stop_processes
 from jellybean.cli.main import app
 
 console = Console()
@@ -188,17 +189,6 @@ def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: 
     return procs
 
 
-def stop_processes(procs: dict[str, subprocess.Popen]) -> None:
-    for p in procs.values():
-        if p.poll() is None:
-            p.terminate()
-    for p in procs.values():
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
 @app.command()
 def up(
     example: Annotated[Path, typer.Argument(help="A directory with workflow.yaml, zoo.yaml and infrastructure.yaml.")],
@@ -260,7 +250,7 @@ def up(
     finally:
         if controller is not None:
             controller.stop()
-        stop_processes(procs)
+        stop_processes(procs.values())
         broker.stop()
 
 

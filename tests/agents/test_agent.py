@@ -38,6 +38,18 @@ def _wait(pred, timeout=10.0):
     return False
 
 
+def _deploy(ctl: Controller) -> int:
+    """Connect, wait for every planned site's agent, publish, wait until they run it; the version."""
+    ctl.connect()
+    assert ctl.wait_for_agents(10) == []
+    version = ctl.publish()
+    assert ctl.wait_ready(30), ctl.errors()
+    return version
+
+
+SITES = (("crossing", "jetson-orin-nano-8gb"), ("hub", "hub-x86-minipc"), ("cloud", "c6i.xlarge"))
+
+
 def _agent(url, name, tmp_path, hardware="c6i.xlarge", zoo=(EXAMPLE,)):
     return Agent(AgentOptions(name=name, hardware=hardware, broker=url, model_dirs=tuple(zoo),
                               cache_dir=tmp_path / f"cache-{name}", threads=1, heartbeat_s=0.3, metrics_s=0.6)).start()
@@ -92,10 +104,7 @@ def test_model_reaches_an_agent_over_the_broker_in_checksummed_chunks(mosquitto,
               _agent(mosquitto, "hub", tmp_path, "hub-x86-minipc"), _agent(mosquitto, "cloud", tmp_path)]
     ctl = Controller(deployment, mosquitto, heartbeat_s=0.3)
     try:
-        ctl.connect()
-        assert ctl.wait_for_agents(10) == []
-        ctl.publish()
-        assert ctl.wait_ready(30), ctl.errors()
+        _deploy(ctl)
         crossing = agents[0]
         task = crossing.tasks["detect"].task
         cached = tmp_path / "cache-crossing" / f"{task.sha256}.onnx"
@@ -166,16 +175,12 @@ def test_prometheus_endpoint_and_the_embedded_broker(tmp_path, deployment):
     broker = start_local_broker(tmp_path, prefer="embedded")
     agents = [Agent(AgentOptions(name=site, hardware=hw, broker=broker.url, model_dirs=(EXAMPLE,), threads=1,
                                  heartbeat_s=0.3, metrics_s=0.6, metrics_port=0)).start()
-              for site, hw in (("crossing", "jetson-orin-nano-8gb"), ("hub", "hub-x86-minipc"),
-                               ("cloud", "c6i.xlarge"))]
+              for site, hw in SITES]
     ctl = Controller(deployment, broker.url, heartbeat_s=0.3)
     feeder = MqttLink(broker.url, "feeder", clean=True).start()
     try:
-        ctl.connect()
+        _deploy(ctl)
         feeder.wait_connected()
-        assert ctl.wait_for_agents(10) == []
-        ctl.publish()
-        assert ctl.wait_ready(30), ctl.errors()
         frame = encode_item(Item("cam", 1, time.time(), "frame", blobs=[_jpeg()]))
         feeder.publish(topics.data("crossing", "detect"), frame)
         feeder.publish(topics.data("crossing", "detect"), frame)   # a duplicate, as QoS 1 may deliver
@@ -205,17 +210,13 @@ def _jpeg() -> bytes:
 
 
 def test_controller_replans_when_an_agent_dies_and_again_when_it_returns(mosquitto, tmp_path, deployment):
-    agents = {site: _agent(mosquitto, site, tmp_path, hw) for site, hw in
-              (("crossing", "jetson-orin-nano-8gb"), ("hub", "hub-x86-minipc"), ("cloud", "c6i.xlarge"))}
+    agents = {site: _agent(mosquitto, site, tmp_path, hw) for site, hw in SITES}
     ctl = Controller(deployment, mosquitto, heartbeat_s=0.3)
     stop = [False]
     import threading
     watcher = threading.Thread(target=ctl.run, kwargs={"until": lambda: stop[0]}, daemon=True)
     try:
-        ctl.connect()
-        assert ctl.wait_for_agents(10) == []
-        first = ctl.publish()
-        assert ctl.wait_ready(30), ctl.errors()
+        first = _deploy(ctl)
         watcher.start()
         agents["hub"].stop(graceful=False)            # a crash: the broker sends its last will
         assert _wait(lambda: ctl.lost == {"hub"} and ctl.version > first, timeout=15)
@@ -241,18 +242,14 @@ def test_controller_replans_for_a_sustained_load_shift(mosquitto, tmp_path, depl
 
     import threading
 
-    agents = [_agent(mosquitto, site, tmp_path, hw) for site, hw in
-              (("crossing", "jetson-orin-nano-8gb"), ("hub", "hub-x86-minipc"), ("cloud", "c6i.xlarge"))]
+    agents = [_agent(mosquitto, site, tmp_path, hw) for site, hw in SITES]
     ctl = Controller(deployment, mosquitto, heartbeat_s=0.3, load_tolerance=0.3, load_sustain_s=2.0)
     stop = [False]
     watcher = threading.Thread(target=ctl.run, kwargs={"until": lambda: stop[0]}, daemon=True)
     write_scene(tmp_path / "scene", SceneConfig(cameras=4, seconds=12, seed=2))
     scenario = open_dataset(tmp_path / "scene").scenarios[0]
     try:
-        ctl.connect()
-        assert ctl.wait_for_agents(10) == []
-        ctl.publish()
-        assert ctl.wait_ready(30), ctl.errors()
+        _deploy(ctl)
         planned = ctl.current.plan.predicted.throughput["detect"]
         watcher.start()
         BrokerReplay(mosquitto, speed=1.5, drain_s=5).run(scenario)     # 4 cameras x 10 fps, 1.5 x as fast
@@ -342,10 +339,7 @@ def test_controller_spreads_a_site_over_its_agents_and_the_pipeline_runs(mosquit
     write_scene(tmp_path / "scene", SceneConfig(cameras=4, seconds=4, seed=4))
     scenario = open_dataset(tmp_path / "scene").scenarios[0]
     try:
-        ctl.connect()
-        assert ctl.wait_for_agents(10) == []
-        ctl.publish()
-        assert ctl.wait_ready(30), ctl.errors()
+        _deploy(ctl)
         cloud = {a.name: sorted(a.tasks) for a in agents if a.site == "cloud"}
         assert sorted(op for ops in cloud.values() for op in ops) == ["associate", "track"]
         assert all(len(ops) == 1 for ops in cloud.values()), cloud

@@ -15,7 +15,8 @@ import pytest
 
 from jellybean.agents.broker import MosquittoBroker, find_mosquitto
 from jellybean.agents.deployment import Deployment
-from jellybean.cli.run import spawn_agents, start_controller, stop_processes
+from jellybean.agents.processes import stop_processes
+from jellybean.cli.run import spawn_agents, start_controller
 from jellybean.planner.build import build_problem, load_inputs
 from jellybean.planner.strategies import make_plan
 from jellybean.replay.cityflow import open_dataset
@@ -52,7 +53,7 @@ def running(tmp_path):
     finally:
         if controller is not None:
             controller.stop()
-        stop_processes(procs)
+        stop_processes(procs.values())
         broker.stop()
         for log in tmp_path.glob("agent-*.log"):
             text = log.read_text()
@@ -162,5 +163,5 @@ def test_the_pipeline_runs_under_tls_passwords_and_the_generated_acl(tmp_path, s
     finally:
         if controller is not None:
             controller.stop()
-        stop_processes(procs)
+        stop_processes(procs.values())
         broker.stop()
