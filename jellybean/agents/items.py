@@ -28,8 +28,6 @@ from jellybean.errors import JellyBeanError
 MAGIC = b"JBD"
 WIRE_VERSION = 1
 _PREFIX = struct.Struct(">3sBI")
-# Item kinds in the order the AI City workflow produces them. An operator may add its own kind.
-KINDS = ("frame", "detections", "features", "tracks", "identities")
 # Meta keys that describe the frame rather than one stage's output; every stage carries them on:
 # "skipped" (a strided detector did not look), "t" (when the frame was taken, seconds on the
 # scenario's clock), "calibration" (the camera's world -> image homography, 3x3).
@@ -147,7 +145,7 @@ def decode_item(payload: bytes, topic: str = "?") -> Item:
     try:
         header = ItemHeader.model_validate(json.loads(payload[start:start + head_len]))
     except (ValueError, ValidationError) as exc:
-        raise MessageError(f"{topic}: bad data header: {_first_error(exc)}") from None
+        raise MessageError(f"{topic}: bad data header: {first_error(exc)}") from None
     body = memoryview(payload)[start + head_len:]
     need = sum(header.blobs)
     sizes = {}
@@ -174,7 +172,7 @@ def decode_item(payload: bytes, topic: str = "?") -> Item:
                 trace=[list(t) for t in header.trace])
 
 
-def _first_error(exc: Exception) -> str:
+def first_error(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "(root)"

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from jellybean.agents.items import MessageError, _first_error
+from jellybean.agents.items import MessageError, first_error
 
 SCHEMA_VERSION = 1
 Keyed = Literal["item", "stream", "global"]
@@ -113,15 +113,15 @@ class Assignment(Message):
 class Routes(Message):
     """Where sources send their items, retained for replay and cameras.
 
-    `cameras[camera]` = site the camera is attached to; `routing[edge][site]` = {to_site: weight}
-    for every source edge; `entry[source]` = the operators a source feeds; `keyed` as in Assignment."""
+    `stream_sites[source]` = the site of each of the plan's streams (cameras fill them in order);
+    `routing[edge][site]` = {to_site: weight} for every source edge; `sources[source]` = the
+    operators a source feeds; `keyed` as in Assignment."""
 
     kind: Literal["routes"] = "routes"
     version: int = Field(ge=1)
     plan: str
     workflow: str
     sources: dict[str, list[str]] = Field(default_factory=dict)
-    cameras: dict[str, str] = Field(default_factory=dict)
     stream_sites: dict[str, list[str]] = Field(default_factory=dict, description="source -> site per stream slot")
     routing: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
     placements: dict[str, dict[str, float]] = Field(default_factory=dict)
@@ -184,7 +184,7 @@ def parse_message(payload: bytes, topic: str, expect: type[Message] | None = Non
     try:
         message = _ADAPTER.validate_python(raw)
     except ValidationError as exc:
-        raise MessageError(f"{topic}: {_first_error(exc)}") from None
+        raise MessageError(f"{topic}: {first_error(exc)}") from None
     if expect is not None and not isinstance(message, expect):
         raise MessageError(f"{topic}: expected a {expect.__name__} message, got '{message.kind}'")
     return message
@@ -222,7 +222,7 @@ def decode_chunk(payload: bytes, topic: str) -> tuple[ChunkHeader, bytes]:
     try:
         header = ChunkHeader.model_validate_json(payload[_CHUNK.size:_CHUNK.size + n])
     except ValidationError as exc:
-        raise MessageError(f"{topic}: bad chunk header: {_first_error(exc)}") from None
+        raise MessageError(f"{topic}: bad chunk header: {first_error(exc)}") from None
     data = payload[_CHUNK.size + n:]
     if hashlib.sha256(data).hexdigest() != header.chunk_sha256:
         raise MessageError(f"{topic}: chunk {header.index} of {header.name} fails its checksum; it is dropped "

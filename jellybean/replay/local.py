@@ -7,7 +7,6 @@ hop would carry are measured from the encoded items and booked on the link it wo
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Callable
 
 from jellybean.agents.deployment import Deployment, _downstream, assign_cameras, build_routes, keyed_map
@@ -85,6 +84,3 @@ def run_local(dep: Deployment, scenario: Scenario, *, speed: float = 1.0, limit_
         pipeline.close()
     return data
 
-
-def zoo_dir_of(zoo_path: str | Path) -> Path:
-    return Path(zoo_path).resolve().parent
