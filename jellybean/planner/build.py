@@ -27,6 +27,9 @@ from jellybean.spec.workflow import Workflow
 from jellybean.spec.zoo import Profile, Variant, Zoo
 
 MBPS_TO_KBPS = 1e6 / 8 / 1024
+# Items/s any one node of the workflow may handle, all streams together. Every field is bounded on
+# its own (jellybean.spec.base); these bound what they multiply to, so the model stays finite.
+MIN_NODE_RATE, MAX_NODE_RATE = 1e-9, 1e9
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,18 @@ def check_references(inputs: Inputs) -> None:
             )
         if wf.slo.accuracy <= 0 and has_factor:
             problems.append(f"{wpath}: slo.accuracy: must be > 0 when accuracies compose by product")
+        table = zoo.accuracy_table
+        target = wf.slo.accuracy
+        if target > 1 and (table is None or not table.in_percent):
+            problems.append(
+                f"{wpath}: slo.accuracy: {target:g} is above 1, but the accuracies of the zoo {zpath} are fractions; "
+                f"write the target as a fraction (e.g. {min(target / 100, 1):g} for {target:g} %)"
+            )
+        elif table is not None and table.in_percent and 0 < target <= 1:
+            problems.append(
+                f"{wpath}: slo.accuracy: {target:g} reads as a fraction, but the accuracy_table of the zoo {zpath} is in "
+                f"percent; write the target in percent (e.g. {target * 100:g})"
+            )
     if problems:
         raise SpecError(problems)
 
@@ -155,6 +170,35 @@ def _rates(wf: Workflow, source_rates: dict[str, float]) -> tuple[dict[str, floa
     return node_rate, edge_rate
 
 
+def check_node_rates(wf: Workflow, node_rate: dict[str, float], wpath: str, ipath: str) -> None:
+    """Refuse rates that the sources' streams and the edge ratios multiply out of any real range."""
+    problems: list[str] = []
+    fed = {inp for op in wf.operators for inp in op.inputs}
+    for i, s in enumerate(wf.sources):
+        if node_rate[s.name] == 0 and s.name in fed:
+            problems.append(
+                f"{ipath}: sites: no site has streams of the workflow's source '{s.name}' ({wpath} sources[{i}]); "
+                f"attach some with `sources: {{{s.name}: N}}` at a site, or remove the source from the workflow"
+            )
+        elif node_rate[s.name] > MAX_NODE_RATE:
+            problems.append(
+                f"{ipath}: sites: the streams of source '{s.name}' emit {node_rate[s.name]:g} items/s in all, more "
+                f"than {MAX_NODE_RATE:g}; lower their counts or rates (workflow {wpath} sources[{i}].rate)"
+            )
+    if problems:
+        raise SpecError(problems)
+    for i, op in enumerate(wf.operators):
+        rate = node_rate[op.name]
+        if not math.isfinite(rate) or not MIN_NODE_RATE <= rate <= MAX_NODE_RATE:
+            problems.append(
+                f"{wpath}: operators[{i}]: '{op.name}' would handle {rate:g} items/s (the sources' rates times the "
+                f"ratios of the edges on the way), outside {MIN_NODE_RATE:g}..{MAX_NODE_RATE:g}; check those rates "
+                "and edges[].ratio"
+            )
+    if problems:
+        raise SpecError(problems)
+
+
 def build_problem(inputs: Inputs) -> Problem:
     wf, zoo, infra, hardware = inputs.workflow, inputs.zoo, inputs.infrastructure, inputs.hardware
     zpath, wpath = inputs.paths["zoo"], inputs.paths["workflow"]
@@ -181,6 +225,7 @@ def build_problem(inputs: Inputs) -> Problem:
     )
     source_rates = {s.name: sum(st.rate for st in streams if st.source == s.name) for s in wf.sources}
     node_rate, edge_rate = _rates(wf, source_rates)
+    check_node_rates(wf, node_rate, wpath, inputs.paths["infrastructure"])
 
     used_hw = {p.hardware for p in pools}
     capabilities: dict[tuple[str, str, str], Capability] = {}

@@ -17,6 +17,23 @@ from jellybean.errors import SpecError
 
 M = TypeVar("M", bound=BaseModel)
 
+# Limits far beyond any real deployment. A value past one is a slip (a unit mix-up, a run of extra
+# zeros) and would carry the planner's products past what floats and MIP solvers hold (SCIP takes
+# 1e20 as infinity), so validation refuses it rather than the solver choking on it later.
+MAX_RATE = 1e6  # items/s of one stream
+MAX_RATIO = 1e4  # items on an edge per item of its upstream node
+MAX_COUNT = 1_000_000  # workers or streams at one site
+MAX_KB = 1e8  # KB per item (100 GB)
+MAX_PRICE = 1e6  # $/h of one worker, $ per GB over a link
+MIN_MS, MAX_MS = 1e-6, 1e9  # latencies and time windows, ms (1 ns .. 11 days)
+MAX_MEMORY_MB = 1e9
+MAX_THROUGHPUT = 1e9  # items/s of one worker
+MAX_BANDWIDTH_MBPS = 1e9
+MAX_PERCENT = 100.0  # accuracies are fractions in [0, 1], or percent in [0, 100] (MAX_PERCENT)
+# Spec files are a few levels deep; a deeper or larger document is malformed or hostile.
+MAX_DEPTH = 64
+MAX_NODES = 1_000_000  # values after YAML aliases are expanded
+
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
     """A " did you mean 'x'?" hint, or "" when nothing is close."""
@@ -48,7 +65,8 @@ def unknown_name(kind: str, name: str, known: list[str] | tuple[str, ...] | set[
 class StrictModel(BaseModel):
     """Frozen model whose unknown keys are errors with a "did you mean" hint."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # NaN and infinity are never valid input: every float field must be a finite number.
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -70,12 +88,17 @@ class StrictModel(BaseModel):
         return data
 
 
+# Tags of the branches of a union that a callable Discriminator picks between (see
+# infrastructure.Site); pydantic puts the chosen tag in an error's location.
+BRANCH_TAGS = ("<number>", "<mapping>")
+
+
 def format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(part, str) and part.startswith(("function-", "tagged-union", "union")):
+        elif isinstance(part, str) and (part in BRANCH_TAGS or part.startswith(("function-", "tagged-union", "union"))):
             continue
         else:
             out += f".{part}" if out else str(part)
@@ -94,6 +117,9 @@ _FIXES = {
     "int_parsing": "write a whole number",
     "int_type": "write a whole number",
     "int_from_float": "write a whole number",
+    "int_parsing_size": "write a smaller whole number",
+    "finite_number": "write a finite number (NaN and infinity are not allowed)",
+    "recursion_loop": "write the value out without YAML aliases that refer to themselves",
     "string_type": "write a string",
     "list_type": "write a list (YAML `- item` lines)",
     "dict_type": "write a mapping (YAML `key: value` lines)",
@@ -128,7 +154,7 @@ def format_validation_error(source: str, err: ValidationError) -> list[str]:
             msg = e["msg"]
             msg = msg[0].lower() + msg[1:] if msg else msg
             if kind not in ("missing", "unknown_key") and "input" in e and not isinstance(e["input"], (dict, list)):
-                msg += f" (got {e['input']!r})"
+                msg += f" (got {_short_repr(e['input'])})"
             fix = _FIXES.get(kind)
             line = f"{source}: {format_loc(loc)}: {msg}" + (f"; {fix}" if fix and kind != "unknown_key" else "")
             if kind == "unknown_key":
@@ -139,6 +165,55 @@ def format_validation_error(source: str, err: ValidationError) -> list[str]:
     return problems
 
 
+def _short_repr(value: Any, limit: int = 80) -> str:
+    """repr(value), cut to ``limit`` characters so that one problem stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """What is wrong with a file that is not UTF-8, e.g. "not UTF-8 text (byte 0xff at offset 3)"."""
+    bad = exc.object[exc.start : exc.start + 1]
+    return f"not UTF-8 text (byte 0x{bad.hex() or '??'} at offset {exc.start})"
+
+
+def check_shape(data: Any, source: str) -> None:
+    """Refuse a document nested deeper than MAX_DEPTH, or with more than MAX_NODES values once YAML
+    aliases are expanded (a "billion laughs" file), or that contains itself: validation walks every
+    value, so such a document would exhaust the stack, the memory or the time."""
+    depth: dict[int, int] = {}
+    size: dict[int, int] = {}
+    open_: set[int] = set()
+    # Iterative post-order walk; a node shared through aliases is measured once.
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        node, done = stack.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        key = id(node)
+        children = list(node.keys()) + list(node.values()) if isinstance(node, dict) else node
+        if done:
+            open_.discard(key)
+            kids = [c for c in children if isinstance(c, (dict, list))]
+            depth[key] = 1 + max((depth[id(c)] for c in kids), default=0)
+            size[key] = 1 + len(children) + sum(size[id(c)] - 1 for c in kids)
+            if depth[key] > MAX_DEPTH:
+                raise SpecError([f"{source}: (top level): nested more than {MAX_DEPTH} levels deep; spec files are "
+                                 "a few levels deep, fix the structure"])
+            if size[key] > MAX_NODES:
+                raise SpecError([f"{source}: (top level): holds more than {MAX_NODES:,} values once its YAML "
+                                 "aliases are expanded; write the spec out plainly"])
+            continue
+        if key in depth:
+            continue
+        if key in open_:
+            raise SpecError([f"{source}: (top level): a YAML alias refers to a value that contains it; "
+                             "write the value out without the self-reference"])
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if isinstance(c, (dict, list)))
+
+
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file, turning I/O and syntax errors into a SpecError naming the line."""
     try:
@@ -147,8 +222,10 @@ def read_yaml(path: Path) -> Any:
         raise SpecError([f"{path}: file not found; check the path"]) from None
     except IsADirectoryError:
         raise SpecError([f"{path}: is a directory; give a YAML file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([f"{path}: cannot be read ({exc}); give a readable UTF-8 YAML file"]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError([f"{path}: (file): {not_utf8(exc)}; save it as UTF-8 text"]) from None
+    except OSError as exc:
+        raise SpecError([f"{path}: cannot be read ({exc.strerror or exc}); give a readable UTF-8 YAML file"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -159,6 +236,12 @@ def read_yaml(path: Path) -> Any:
         if context and cmark:
             problem = f"{context} at line {cmark.line + 1}, column {cmark.column + 1}: {problem}"
         raise SpecError([f"{path}: {where}: invalid YAML ({problem}); fix the syntax there"]) from None
+    except RecursionError:
+        raise SpecError([f"{path}: (top level): nested too deeply to parse; spec files are a few levels deep, "
+                         "fix the structure"]) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise SpecError([f"{path}: (file): a value cannot be read ({exc}); write an ordinary number there"]) from None
+    check_shape(data, str(path))
     if data is None:
         raise SpecError([f"{path}: (top level): the file is empty; write the spec as a YAML mapping"])
     return data

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from jellybean.errors import SpecError
-from jellybean.spec.base import StrictModel, require_unique_names
+from jellybean.spec.base import MAX_MEMORY_MB, MAX_PRICE, StrictModel, require_unique_names
 
 # Tiers in the order data normally flows: from cameras towards the cloud.
 TIERS: tuple[str, ...] = ("edge", "hub", "edge-dc", "cloud")
@@ -22,8 +22,8 @@ def tier_rank(tier: str) -> int:
 class Hardware(StrictModel):
     name: str = Field(min_length=1)
     tier: Tier
-    price_per_hour: float = Field(ge=0, description="$/h for one worker; amortised for owned devices")
-    memory_mb: float = Field(gt=0, description="memory available to models on one worker")
+    price_per_hour: float = Field(ge=0, le=MAX_PRICE, description="$/h for one worker; amortised for owned devices")
+    memory_mb: float = Field(gt=0, le=MAX_MEMORY_MB, description="memory available to models on one worker")
     execution_providers: tuple[str, ...] = ("CPUExecutionProvider",)
     description: str = ""
     price_source: str = ""

@@ -2,29 +2,59 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
-from jellybean.spec.base import StrictModel, spec_error, unknown_name
+from jellybean.spec.base import (
+    BRANCH_TAGS,
+    MAX_BANDWIDTH_MBPS,
+    MAX_COUNT,
+    MAX_MS,
+    MAX_PRICE,
+    MAX_RATE,
+    StrictModel,
+    spec_error,
+    unknown_name,
+)
 from jellybean.spec.hardware import Tier
+
+_NUMBER, _MAPPING = BRANCH_TAGS
 
 
 class HardwareAtSite(StrictModel):
-    count: int = Field(ge=0, description="workers available (for an elastic cloud: the limit)")
-    price_per_hour: float | None = Field(None, ge=0, description="overrides the hardware profile's price here")
+    count: int = Field(ge=0, le=MAX_COUNT, description="workers available (for an elastic cloud: the limit)")
+    price_per_hour: float | None = Field(
+        None, ge=0, le=MAX_PRICE, description="overrides the hardware profile's price here"
+    )
 
 
 class StreamsAtSite(StrictModel):
-    count: int = Field(ge=1)
-    rate: float | None = Field(None, gt=0, description="overrides the source's rate for these streams")
+    count: int = Field(ge=1, le=MAX_COUNT)
+    rate: float | None = Field(None, gt=0, le=MAX_RATE, description="overrides the source's rate for these streams")
+
+
+def _count_or_mapping(value: Any) -> str:
+    return _MAPPING if isinstance(value, (dict, StrictModel)) else _NUMBER
+
+
+# `name: N` or `name: {count: N, ...}`; the discriminator validates only the branch the value is
+# written as, so a bad count gets one error (not one per branch of the union).
+HardwareCount = Annotated[
+    Union[Annotated[Annotated[int, Field(ge=0, le=MAX_COUNT)], Tag(_NUMBER)], Annotated[HardwareAtSite, Tag(_MAPPING)]],
+    Discriminator(_count_or_mapping),
+]
+StreamCount = Annotated[
+    Union[Annotated[Annotated[int, Field(ge=1, le=MAX_COUNT)], Tag(_NUMBER)], Annotated[StreamsAtSite, Tag(_MAPPING)]],
+    Discriminator(_count_or_mapping),
+]
 
 
 class Site(StrictModel):
     name: str = Field(min_length=1)
     tier: Tier
-    hardware: dict[str, int | HardwareAtSite] = Field(default_factory=dict)
-    sources: dict[str, int | StreamsAtSite] = Field(default_factory=dict)
+    hardware: dict[str, HardwareCount] = Field(default_factory=dict)
+    sources: dict[str, StreamCount] = Field(default_factory=dict)
     description: str = ""
 
     def hardware_at(self) -> dict[str, HardwareAtSite]:
@@ -37,9 +67,9 @@ class Site(StrictModel):
 class Link(StrictModel):
     from_: str = Field(alias="from")
     to: str
-    bandwidth_mbps: float | None = Field(None, gt=0, description="none: unlimited")
-    latency_ms: float = Field(0.0, ge=0)
-    cost_per_gb: float = Field(0.0, ge=0, description="$ per GB (2^30 bytes) sent over the link")
+    bandwidth_mbps: float | None = Field(None, gt=0, le=MAX_BANDWIDTH_MBPS, description="none: unlimited")
+    latency_ms: float = Field(0.0, ge=0, le=MAX_MS)
+    cost_per_gb: float = Field(0.0, ge=0, le=MAX_PRICE, description="$ per GB (2^30 bytes) sent over the link")
     both_ways: bool = Field(False, description="allow data to flow back towards the lower tier too")
     description: str = ""
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from jellybean.spec.base import StrictModel
 
@@ -17,6 +18,14 @@ class SolverInfo(StrictModel):
     seconds: float = 0.0
     backend: str = ""
     best_bound: float | None = None
+
+    @field_validator("gap", "best_bound", mode="before")
+    @classmethod
+    def _unknown_is_none(cls, value: Any) -> Any:
+        # Solvers report "no bound yet" as an infinite bound, hence an infinite gap: both are unknown.
+        if isinstance(value, float) and math.isinf(value):
+            return None
+        return value
 
 
 class WorkerGroup(StrictModel):

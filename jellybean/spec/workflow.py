@@ -7,20 +7,29 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from jellybean.spec.base import StrictModel, spec_error, unknown_name
+from jellybean.spec.base import (
+    MAX_KB,
+    MAX_MS,
+    MAX_PERCENT,
+    MAX_RATE,
+    MAX_RATIO,
+    StrictModel,
+    spec_error,
+    unknown_name,
+)
 
 
 class Source(StrictModel):
     """A kind of stream (e.g. a traffic camera); the infrastructure says how many sit where."""
 
     name: str = Field(min_length=1)
-    rate: float = Field(gt=0, description="items per second each stream emits (fps for a camera)")
-    item_kb: float = Field(gt=0, description="size of one item in KB (a JPEG frame)")
+    rate: float = Field(gt=0, le=MAX_RATE, description="items per second each stream emits (fps for a camera)")
+    item_kb: float = Field(gt=0, le=MAX_KB, description="size of one item in KB (a JPEG frame)")
     description: str = ""
 
 
 class Batching(StrictModel):
-    max_batch_latency_ms: float = Field(gt=0, description="largest batch whose latency fits is used")
+    max_batch_latency_ms: float = Field(gt=0, le=MAX_MS, description="largest batch whose latency fits is used")
 
 
 class Operator(StrictModel):
@@ -40,13 +49,17 @@ class Edge(StrictModel):
 
     from_: str = Field(alias="from")
     to: str
-    ratio: float = Field(1.0, gt=0, description="items on this edge per item of `from` (e.g. crops per frame)")
-    item_kb: float | None = Field(None, gt=0, description="KB per item on this edge")
+    ratio: float = Field(1.0, gt=0, le=MAX_RATIO, description="items on this edge per item of `from` (e.g. crops per frame)")
+    item_kb: float | None = Field(None, gt=0, le=MAX_KB, description="KB per item on this edge")
 
 
 class Slo(StrictModel):
-    accuracy: float | None = Field(None, description="end-to-end accuracy the plan must reach")
-    latency_ms: float | None = Field(None, gt=0, description="bound on compute + link latency along any route")
+    accuracy: float | None = Field(
+        None, ge=0, le=MAX_PERCENT,
+        description="end-to-end accuracy the plan must reach: a fraction, or percent when the zoo's accuracy "
+        "table is in percent",
+    )
+    latency_ms: float | None = Field(None, gt=0, le=MAX_MS, description="bound on compute + link latency along any route")
 
 
 class Workflow(StrictModel):

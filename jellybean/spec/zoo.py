@@ -6,19 +6,30 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from jellybean.spec.base import StrictModel, require_unique_names, spec_error, unknown_name
+from jellybean.spec.base import (
+    MAX_KB,
+    MAX_MEMORY_MB,
+    MAX_MS,
+    MAX_PERCENT,
+    MAX_THROUGHPUT,
+    MIN_MS,
+    StrictModel,
+    require_unique_names,
+    spec_error,
+    unknown_name,
+)
 
 
 class Profile(StrictModel):
     """What one variant does on one kind of hardware, as measured by `jellybean zoo profile`."""
 
-    latency_ms: float = Field(gt=0, description="batch-1 latency (p50)")
-    p90_ms: float | None = Field(None, gt=0)
-    p99_ms: float | None = Field(None, gt=0)
+    latency_ms: float = Field(ge=MIN_MS, le=MAX_MS, description="batch-1 latency (p50)")
+    p90_ms: float | None = Field(None, ge=MIN_MS, le=MAX_MS)
+    p99_ms: float | None = Field(None, ge=MIN_MS, le=MAX_MS)
     throughput: dict[int, float] = Field(
         default_factory=dict, description="items/s at each batch size measured"
     )
-    peak_memory_mb: float | None = Field(None, gt=0)
+    peak_memory_mb: float | None = Field(None, gt=0, le=MAX_MEMORY_MB)
     execution_provider: str | None = None
     measured_at: str | None = None
 
@@ -30,6 +41,9 @@ class Profile(StrictModel):
                 raise spec_error(f"{batch}", "batch sizes start at 1; remove this entry")
             if rate <= 0:
                 raise spec_error(f"{batch}", f"throughput must be > 0 items/s (got {rate}); measure it again")
+            if rate > MAX_THROUGHPUT:
+                raise spec_error(f"{batch}", f"throughput must be at most {MAX_THROUGHPUT:g} items/s (got {rate:g}); "
+                                             "measure it again")
         return value
 
 
@@ -37,10 +51,10 @@ class Variant(StrictModel):
     name: str = Field(min_length=1)
     model: str | None = Field(None, description="ONNX file relative to the manifest; none for built-in operators")
     accuracy: float | None = Field(
-        None, gt=0, description="per-variant factor; factors of all operators compose by product"
+        None, gt=0, le=1, description="per-variant factor in (0, 1]; factors of all operators compose by product"
     )
-    memory_mb: float = Field(0.0, ge=0, description="memory the loaded variant needs on a worker")
-    output_kb: float | None = Field(None, gt=0, description="KB per output item, overrides the workflow edge")
+    memory_mb: float = Field(0.0, ge=0, le=MAX_MEMORY_MB, description="memory the loaded variant needs on a worker")
+    output_kb: float | None = Field(None, gt=0, le=MAX_KB, description="KB per output item, overrides the workflow edge")
     precision: str | None = None
     profiles: dict[str, Profile] = Field(default_factory=dict, description="per hardware name")
     metrics: dict[str, float] = Field(default_factory=dict, description="evaluator results, for reference")
@@ -70,13 +84,14 @@ class ZooOperator(StrictModel):
 
 class AccuracyRow(StrictModel):
     variants: tuple[str, ...] = Field(min_length=1)
-    accuracy: float
+    accuracy: float = Field(ge=0, le=MAX_PERCENT, description="a fraction in [0, 1], or percent in [0, 100]")
 
 
 class AccuracyTable(StrictModel):
     """Measured end-to-end accuracy for combinations of variants of ``operators``.
 
-    Combinations missing from the table are not allowed in a plan."""
+    Combinations missing from the table are not allowed in a plan. Accuracies are fractions, or
+    percent when any exceeds 1 (the prototype's profiles are in percent); then every one must be."""
 
     operators: tuple[str, ...] = Field(min_length=1)
     rows: tuple[AccuracyRow, ...] = Field(min_length=1)
@@ -96,7 +111,26 @@ class AccuracyTable(StrictModel):
             if row.variants in seen:
                 raise spec_error(f"rows[{i}].variants", "this combination is listed twice; keep one")
             seen.add(row.variants)
+        if self.in_percent:
+            example = max(self.rows, key=lambda r: r.accuracy).accuracy
+            for i, row in enumerate(self.rows):
+                if 0 < row.accuracy <= 1:
+                    raise spec_error(
+                        f"rows[{i}].accuracy",
+                        f"{row.accuracy:g} reads as a fraction while other rows are in percent (e.g. {example:g}); "
+                        "write every accuracy of the table in the same unit",
+                    )
         return self
+
+    @property
+    def in_percent(self) -> bool:
+        """Whether the accuracies are in percent (some exceeds 1) rather than fractions."""
+        return any(row.accuracy > 1 for row in self.rows)
+
+    @property
+    def scale(self) -> float:
+        """The largest accuracy the table's unit allows: 100 in percent, else 1."""
+        return MAX_PERCENT if self.in_percent else 1.0
 
 
 class Zoo(StrictModel):

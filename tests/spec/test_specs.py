@@ -414,7 +414,7 @@ def test_negative_latency_in_zoo_profile_names_the_field(tmp_path: Path) -> None
     )
     assert problems(Zoo, f, text) == [
         f"{f}: operators[0].variants[0].profiles.g4dn.xlarge.latency_ms: "
-        "input should be greater than 0 (got -3); use a larger value"
+        "input should be greater than or equal to 0.000001 (got -3); use a larger value"
     ]
 
 
