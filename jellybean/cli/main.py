@@ -6,15 +6,44 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from jellybean.errors import JellyBeanError, SpecError
 
 err_console = Console(stderr=True)
 
+DEBUG_FLAG = "--debug"
+_MAX_INTERNAL_MESSAGE = 300  # characters of an unexpected exception's message shown without --debug
+
+
+def hoist_debug(args: list[str]) -> list[str]:
+    """``jellybean plan ... --debug`` as ``jellybean --debug plan ...``: the flag belongs to the group,
+    but users put it after the command. Arguments after ``--`` are left alone."""
+    end = args.index("--") if "--" in args else len(args)
+    if DEBUG_FLAG not in args[1:end]:
+        return args
+    return [DEBUG_FLAG, *(a for a in args[:end] if a != DEBUG_FLAG), *args[end:]]
+
+
+def internal_error_line(exc: BaseException) -> str:
+    """One line for an exception that is not a JellyBeanError: a bug, or an input nothing checked."""
+    message = " ".join(str(exc).split())
+    if len(message) > _MAX_INTERNAL_MESSAGE:
+        message = message[: _MAX_INTERNAL_MESSAGE - 3] + "..."
+    what = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return f"internal error: {what}; rerun with {DEBUG_FLAG} for the traceback"
+
 
 class _Group(TyperGroup):
-    """Turns a JellyBeanError into one clear message and a non-zero exit (tracebacks with --debug)."""
+    """Turns a JellyBeanError into one clear message and a non-zero exit, and any other exception
+    into one "internal error" line and exit 1 (tracebacks only with --debug)."""
+
+    def parse_args(self, ctx, args):
+        if ctx.parent is None:
+            args = hoist_debug(list(args))
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         try:
@@ -23,8 +52,16 @@ class _Group(TyperGroup):
             if ctx.params.get("debug"):
                 raise
             for line in str(exc).splitlines() or [type(exc).__name__]:
-                err_console.print(f"[bold red]error:[/] {line}", highlight=False, markup=True, soft_wrap=True)
+                err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(2 if isinstance(exc, SpecError) else 1) from None
+        except (TyperException, typer.Exit, typer.Abort):
+            raise  # usage errors, --help, explicit exits: typer reports them itself
+        except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into one line
+            if ctx.params.get("debug"):
+                raise
+            err_console.print(f"[bold red]{escape(internal_error_line(exc))}[/]", highlight=False, markup=True,
+                              soft_wrap=True)
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(

@@ -5,7 +5,8 @@ DESIGN.md, "The JellyBean-format importer"): headerless CSV files, two JSON file
 profile pickle and an optional ``config.yaml``. The semantics mirror the prototype's:
 
 - capacity of a worker for a variant = 1000 / (latency_ms × ``LATENCY_OVERESTIMATE_RATIO``);
-  an empty or ``nan`` latency means the worker cannot run that variant;
+  an empty latency (what pandas writes for NaN) means the worker cannot run that variant; a written
+  ``nan`` or ``inf`` is refused, as is every other non-finite number;
 - an operator's rate is the least over its inputs of the upstream rate × the edge's ratio
   (ratio 1 where ``throughput_normalization_ratios.csv`` has no row or does not exist);
 - the KB per item on ``u -> v`` for variants ``(a, b)`` is the first of the rows
@@ -14,7 +15,12 @@ profile pickle and an optional ``config.yaml``. The semantics mirror the prototy
   ``COMM_COST_SCALING_FACTOR``; a pair missing from the link csv costs 0; traffic inside a tier
   is free; traffic to a lower tier is not allowed; sources sit in tier 0;
 - an operator the accuracy profiles do not mention always runs its ``default`` variant, and an
-  operator they mention only runs the variants they list.
+  operator they mention only runs the variants they list;
+- accuracies (the profiles and the threshold) are fractions, or percent when a profile exceeds 1,
+  as the shipped VQA profiles are (56.59).
+
+Every number is checked as the YAML specs' are (jellybean.spec.base): finite, within a range far
+beyond any real deployment, so that nothing overflows or divides by zero in the planner.
 
 Identical workers (same tier, price, execution profile and link costs) are interchangeable, so
 each class of them becomes one location holding one pool; that keeps the model small for
@@ -39,6 +45,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import yaml
 
 from jellybean.errors import SpecError
+from jellybean.planner.build import MAX_NODE_RATE, MIN_NODE_RATE
 from jellybean.planner.problem import (
     Accuracy,
     AccuracyTable,
@@ -51,7 +58,18 @@ from jellybean.planner.problem import (
     Problem,
     Stream,
 )
-from jellybean.spec.base import did_you_mean
+from jellybean.spec.base import (
+    MAX_KB,
+    MAX_MS,
+    MAX_PERCENT,
+    MAX_PRICE,
+    MAX_RATE,
+    MAX_RATIO,
+    MIN_MS,
+    check_shape,
+    did_you_mean,
+    not_utf8,
+)
 
 if TYPE_CHECKING:
     from jellybean.spec.plan import Plan
@@ -77,10 +95,20 @@ CONFIG = "config.yaml"
 
 # The prototype's defaults (optimizer/config.py) when config.yaml does not set them.
 CONFIG_DEFAULTS = {"LATENCY_OVERESTIMATE_RATIO": 1.0, "COMM_COST_SCALING_FACTOR": 1.0}
+# The range each may take: latencies and costs are scaled by them.
+CONFIG_RANGES = {"LATENCY_OVERESTIMATE_RATIO": (0.01, 100.0), "COMM_COST_SCALING_FACTOR": (1e-9, 1e6)}
+# Workers of one type in workers_numbers.csv; the prototype lists workers one by one.
+MAX_WORKERS_PER_TYPE = 10_000
 # Sections the prototype's config knows; only INPUT matters to the problem.
 CONFIG_SECTIONS = ("INPUT", "BEAM_SEARCH", "WORKER_ASSIGNMENT", "WORKER_PARTITION")
 
 _MAX_PROBLEMS = 50
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr(value), cut so that a message stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,30 +161,48 @@ class _Csv:
             return None
         return value
 
-    def number(self, row: _Row, index: int, *, positive: bool = False, missing_ok: bool = False) -> float | None:
-        """The number in field ``index``; None (after reporting) when it is not one.
+    def number(
+        self,
+        row: _Row,
+        index: int,
+        *,
+        maximum: float,
+        positive: bool = False,
+        minimum: float = 0.0,
+        missing_ok: bool = False,
+    ) -> float | None:
+        """The number in field ``index``; None (after reporting) when it is not one, is not finite,
+        or lies outside [``minimum``, ``maximum``] (above 0 with ``positive``).
 
-        With ``missing_ok`` an empty field or ``nan`` gives NaN (the prototype's pandas reads both
-        as NaN and treats them as "not available").
+        With ``missing_ok`` an empty field gives NaN: the prototype's pandas writes NaN as an
+        empty field and reads it as "not available". A written ``nan`` is refused like ``inf``.
         """
         text = row.fields[index]
         column = self.columns[index]
-        if missing_ok and (not text or text.lower() == "nan"):
+        if missing_ok and not text:
             return math.nan
         try:
             value = float(text)
         except ValueError:
             hint = " (these files have no header row; remove it)" if row.line == 1 else ""
-            self.add(row, f"{column} {text!r} is not a number; write a number{hint}")
+            self.add(row, f"{column} {_short(text)} is not a number; write a number{hint}")
             return None
         if not math.isfinite(value):
-            self.add(row, f"{column} {text!r} is not a finite number; write a finite number")
+            hint = ", or leave the field empty where there is none" if missing_ok else ""
+            self.add(row, f"{column} {_short(text)} is not a finite number; write a finite number{hint}")
             return None
         if positive and value <= 0:
             self.add(row, f"{column} {text} must be greater than 0; write a positive number")
             return None
         if value < 0:
             self.add(row, f"{column} {text} is negative; write a number >= 0")
+            return None
+        if value < minimum:
+            self.add(row, f"{column} {text} is below {minimum:g}; write a number of at least {minimum:g}")
+            return None
+        if value > maximum:
+            self.add(row, f"{column} {_short(text)} is above {maximum:g}, beyond any real deployment; write a smaller "
+                          f"number (check the unit)")
             return None
         return value
 
@@ -168,8 +214,10 @@ def _read_text(path: Path, problems: _Problems, *, what: str) -> str | None:
         problems.add(path, "(file)", f"not found; the prototype's input directory needs {what}")
     except IsADirectoryError:
         problems.add(path, "(file)", "is a directory; it must be a file")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.add(path, "(file)", f"cannot be read ({exc}); give a readable UTF-8 file")
+    except UnicodeDecodeError as exc:
+        problems.add(path, "(file)", f"{not_utf8(exc)}; save it as UTF-8 text")
+    except OSError as exc:
+        problems.add(path, "(file)", f"cannot be read ({exc.strerror or exc}); give a readable UTF-8 file")
     return None
 
 
@@ -227,6 +275,17 @@ def _read_json(path: Path, problems: _Problems, *, what: str) -> Any:
     except json.JSONDecodeError as exc:
         problems.add(path, f"line {exc.lineno}, column {exc.colno}", f"invalid JSON ({exc.msg}); fix the syntax there")
         return None
+    except RecursionError:
+        problems.add(path, "(top level)", f"nested too deeply to parse; write {what}")
+        return None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        problems.add(path, "(file)", f"a value cannot be read ({exc}); write an ordinary number there")
+        return None
+    try:
+        check_shape(data, str(path))
+    except SpecError as exc:
+        problems.items.extend(exc.problems)
+        return None
     if data is None:
         problems.add(path, "(top level)", f"holds null; write {what}")
     return data
@@ -242,10 +301,20 @@ def _read_config(path: Path, problems: _Problems) -> dict[str, float]:
         return values
     try:
         data = yaml.safe_load(text)
+        check_shape(data, str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(top level)"
         problems.add(path, where, f"invalid YAML ({getattr(exc, 'problem', None) or exc}); fix the syntax there")
+        return values
+    except RecursionError:
+        problems.add(path, "(top level)", "nested too deeply to parse; the configuration is a few levels deep")
+        return values
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        problems.add(path, "(file)", f"a value cannot be read ({exc}); write an ordinary number there")
+        return values
+    except SpecError as exc:
+        problems.items.extend(exc.problems)
         return values
     if data is None:
         return values
@@ -267,8 +336,12 @@ def _read_config(path: Path, problems: _Problems) -> dict[str, float]:
         if key not in CONFIG_DEFAULTS:
             hint = did_you_mean(str(key), tuple(CONFIG_DEFAULTS)) or f" (known: {', '.join(CONFIG_DEFAULTS)})"
             problems.add(path, f"INPUT.{key}", f"unknown key{hint}; remove it or correct its spelling")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            problems.add(path, f"INPUT.{key}", f"{value!r} is not a positive number; write a number > 0")
+            continue
+        low, high = CONFIG_RANGES[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            problems.add(path, f"INPUT.{key}", f"{_short(value)} is not a positive number; write a number > 0")
+        elif not low <= value <= high:
+            problems.add(path, f"INPUT.{key}", f"{value:g} is outside {low:g}..{high:g}; write a number in that range")
         else:
             values[key] = float(value)
     return values
@@ -359,6 +432,11 @@ class _Profiles:
     rows: dict[tuple[str, ...], float]
     variants: dict[str, tuple[str, ...]]  # per-operator profiles: operator -> variants they list
 
+    @property
+    def in_percent(self) -> bool:
+        """Whether the accuracies are in percent (some exceeds 1), as the shipped VQA profiles are."""
+        return any(v > 1 for v in self.rows.values())
+
 
 def _check_profiles(path: Path, data: Any, problems: _Problems) -> _Profiles | None:
     def bad(where: str, message: str) -> None:
@@ -382,21 +460,30 @@ def _check_profiles(path: Path, data: Any, problems: _Problems) -> _Profiles | N
     operators = getattr(e2e, "operators", None)
     table = getattr(e2e, "acc_profile", None)
     if not isinstance(operators, (list, tuple)) or not operators or not all(isinstance(o, str) for o in operators):
-        bad("end_to_end_profile.operators", f"expected a non-empty list of operator names, got {operators!r}")
+        bad("end_to_end_profile.operators", f"expected a non-empty list of operator names, got {_short(operators)}")
         return None
     if not isinstance(table, dict) or not table:
         bad("end_to_end_profile.acc_profile", "expected a non-empty mapping {(variant, ...): accuracy}")
         return None
     rows: dict[tuple[str, ...], float] = {}
     for key, value in table.items():
-        where = f"end_to_end_profile.acc_profile[{key!r}]"
+        where = f"end_to_end_profile.acc_profile[{_short(key)}]"
         if not isinstance(key, tuple) or len(key) != len(operators) or not all(isinstance(k, str) for k in key):
             bad(where, f"key must be a tuple of {len(operators)} variant names (one per operator "
                        f"{', '.join(operators)})")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            bad(where, f"accuracy {value!r} is not a number")
+            bad(where, f"accuracy {_short(value)} is not a finite number; regenerate the profile")
+        elif not 0 <= value <= MAX_PERCENT:
+            bad(where, f"accuracy {value:g} is outside 0..1 (a fraction) and 0..100 (percent); regenerate the profile")
         else:
             rows[key] = float(value)
+    if any(v > 1 for v in rows.values()):
+        example = max(rows.values())
+        for key, value in rows.items():
+            if 0 < value <= 1:
+                bad(f"end_to_end_profile.acc_profile[{_short(key)}]",
+                    f"accuracy {value:g} reads as a fraction while others are in percent (e.g. {example:g}); "
+                    f"regenerate the profile with every accuracy in one unit")
     variants: dict[str, tuple[str, ...]] = {}
     per_op = data.get("per_operator_profiles", [])
     if not isinstance(per_op, (list, tuple)):
@@ -498,18 +585,28 @@ def _read_profiles(path: Path, problems: _Problems) -> _Profiles | None:
 
 
 def _read_named_numbers(
-    table: _Csv, *, what: str, keep_one: str, refuse: Callable[[str], str | None] = lambda name: None
+    table: _Csv,
+    *,
+    what: str,
+    keep_one: str,
+    maximum: float,
+    positive: bool = False,
+    refuse: Callable[[str], str | None] = lambda name: None,
 ) -> tuple[dict[str, float], dict[str, int]]:
     """The ``NAME,NUMBER`` rows of ``table`` as {name: number} and {name: line}.
 
-    A repeated name, or one ``refuse`` gives a reason for, is reported and skipped.
+    A repeated name, or one ``refuse`` gives a reason for, is reported and skipped. A name whose
+    number is bad (reported) is kept with NaN, so that other files' references to it are not
+    reported too; the loader stops on the reported problem before any number is used.
     """
     values: dict[str, float] = {}
     lines: dict[str, int] = {}
     for row in table.rows:
-        name, value = table.name(row, 0), table.number(row, 1)
-        if name is None or value is None:
+        name, value = table.name(row, 0), table.number(row, 1, positive=positive, maximum=maximum)
+        if name is None:
             continue
+        if value is None:
+            value = math.nan
         if name in values:
             table.add(row, f"{what} '{name}' repeats line {lines[name]}; keep one {keep_one}")
         elif (reason := refuse(name)) is not None:
@@ -606,7 +703,8 @@ def _read_workflow(files: _Files, problems: _Problems) -> _Workflow:
             return None
         return f"{_unknown('node', name, graph.nodes)} in {LOGICAL_GRAPH}; add its edges there or remove the row"
 
-    source_rate, _ = _read_named_numbers(files.rates, what="source", keep_one="rate per source", refuse=off_graph)
+    source_rate, _ = _read_named_numbers(files.rates, what="source", keep_one="rate per source", positive=True,
+                                         maximum=MAX_RATE, refuse=off_graph)
     operators = tuple(n for n in graph.nodes if n not in source_rate)
     inputs: dict[str, list[str]] = {n: [] for n in graph.nodes}
     for u, v in graph.edges:
@@ -640,7 +738,7 @@ def _read_workflow(files: _Files, problems: _Problems) -> _Workflow:
 def _read_ratios(table: _Csv, graph: _Graph) -> dict[tuple[str, str], float]:
     ratio: dict[tuple[str, str], float] = {}
     for row in table.rows:
-        u, v, r = table.name(row, 0), table.name(row, 1), table.number(row, 2)
+        u, v, r = table.name(row, 0), table.name(row, 1), table.number(row, 2, positive=True, maximum=MAX_RATIO)
         if u is None or v is None or r is None:
             continue
         if (u, v) not in graph.edge_line:
@@ -686,7 +784,7 @@ class _Workers:
 def _read_workers(files: _Files, problems: _Problems) -> _Workers:
     by_type = bool(files.numbers.rows)
     kind = "worker type" if by_type else "worker"
-    price, price_line = _read_named_numbers(files.specs, what=kind, keep_one=f"row per {kind}")
+    price, price_line = _read_named_numbers(files.specs, what=kind, keep_one=f"row per {kind}", maximum=MAX_PRICE)
     concrete = {name: (name,) for name in price}
     if by_type:
         counts = _read_counts(files.numbers, price)
@@ -712,10 +810,12 @@ def _read_counts(table: _Csv, price: Mapping[str, float]) -> dict[str, int]:
         try:
             count = int(text)
         except ValueError:
-            table.add(row, f"count {text!r} is not a whole number; write a whole number >= 0")
+            table.add(row, f"count {_short(text)} is not a whole number; write a whole number >= 0")
             continue
         if count < 0:
             table.add(row, f"count {count} is negative; write a whole number >= 0")
+        elif count > MAX_WORKERS_PER_TYPE:
+            table.add(row, f"count {count} is above {MAX_WORKERS_PER_TYPE}; write a smaller whole number")
         elif name not in price:
             table.add(row, f"{_unknown('worker type', name, price)} in {WORKERS_SPECS}; add it there")
         elif name in counts:
@@ -777,9 +877,11 @@ def _read_latencies(files: _Files, workflow: _Workflow, workers: _Workers) -> _L
     seen: dict[tuple[str, str, str], int] = {}
     for row in table.rows:
         op, worker, variant = table.name(row, 0), table.name(row, 1), table.name(row, 2)
-        ms = table.number(row, 3, positive=True, missing_ok=True)
-        if op is None or variant is None or ms is None or not workers.known(table, row, worker):
+        ms = table.number(row, 3, positive=True, minimum=MIN_MS, maximum=MAX_MS, missing_ok=True)
+        if op is None or variant is None or not workers.known(table, row, worker):
             continue
+        if ms is None:
+            ms = math.nan  # reported; kept as "cannot run" so the variant is not also reported as missing
         if op in workflow.source_rate:
             table.add(row, f"'{op}' is a source (it has a rate in {INJECTION_RATES}); sources run on no worker, "
                            f"remove the row")
@@ -805,13 +907,16 @@ def _read_latencies(files: _Files, workflow: _Workflow, workers: _Workers) -> _L
 def _read_accuracy(files: _Files, workflow: _Workflow, problems: _Problems) -> Accuracy:
     """The required end-to-end accuracy over the accuracy profiles' end-to-end table."""
     return Accuracy(
-        target=_read_threshold(files.requirement_path, files.requirement, workflow.operators, problems),
+        target=_read_threshold(files.requirement_path, files.requirement, workflow.operators, files.profiles,
+                               problems),
         tables=(AccuracyTable(operators=files.profiles.operators, rows=dict(files.profiles.rows)),),
     )
 
 
-def _read_threshold(path: Path, requirement: Any, operators: Sequence[str], problems: _Problems) -> float | None:
-    """The least end-to-end accuracy accuracy_requirement.json asks for."""
+def _read_threshold(
+    path: Path, requirement: Any, operators: Sequence[str], profiles: _Profiles, problems: _Problems
+) -> float | None:
+    """The least end-to-end accuracy accuracy_requirement.json asks for, in the profiles' unit."""
     if not isinstance(requirement, dict):
         if requirement is not None:
             problems.add(path, "(top level)", f'expected {{"sink": OPERATOR, "threshold": NUMBER}}, got '
@@ -823,13 +928,27 @@ def _read_threshold(path: Path, requirement: Any, operators: Sequence[str], prob
                                          f"holds only sink and threshold, remove it")
     sink = requirement.get("sink")
     if not isinstance(sink, str):
-        problems.add(path, "sink", f"expected the sink operator's name, got {sink!r}; write "
+        problems.add(path, "sink", f"expected the sink operator's name, got {_short(sink)}; write "
                                    f'"sink": "{operators[-1] if operators else "OPERATOR"}"')
     elif sink not in operators:
         problems.add(path, "sink", f"{_unknown('operator', sink, operators)} in {LOGICAL_GRAPH}")
     value = requirement.get("threshold")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        problems.add(path, "threshold", f"expected a number (the least end-to-end accuracy), got {value!r}")
+        problems.add(path, "threshold", f"expected a finite number (the least end-to-end accuracy), got {_short(value)}")
+        return None
+    if profiles.in_percent:
+        example = max(profiles.rows.values())
+        if not 0 <= value <= MAX_PERCENT:
+            problems.add(path, "threshold", f"{value:g} is outside 0..100; the accuracy profiles are in percent "
+                                            f"(e.g. {example:g}), write the threshold in percent")
+            return None
+        if 0 < value <= 1:
+            problems.add(path, "threshold", f"{value:g} reads as a fraction, but the accuracy profiles are in percent "
+                                            f"(e.g. {example:g}); write the threshold in percent ({value * 100:g})")
+            return None
+    elif not 0 <= value <= 1:
+        problems.add(path, "threshold", f"{value:g} is outside 0..1; the accuracy profiles are fractions, write the "
+                                        f"threshold as one (e.g. {min(abs(value) / 100, 1):g} for {abs(value):g} %)")
         return None
     return float(value)
 
@@ -933,9 +1052,11 @@ def _read_message_sizes(
     seen: dict[tuple[str, str, str, str], int] = {}
     for row in table.rows:
         u, v, a, b = (table.name(row, i) for i in range(4))
-        kb = table.number(row, 4)
-        if None in (u, v, a, b) or kb is None:
+        kb = table.number(row, 4, maximum=MAX_KB)
+        if None in (u, v, a, b):
             continue
+        if kb is None:
+            kb = math.nan  # reported; kept so the edge is not also reported as having no size
         if (u, v) not in workflow.graph.edge_line:
             table.add(row, f"there is no edge {u} -> {v} in {LOGICAL_GRAPH}; remove the row or add the edge")
             continue
@@ -1010,7 +1131,7 @@ def _read_links(
     seen: dict[tuple[str, str], int] = {}
     for row in table.rows:
         a, b = table.name(row, 0), table.name(row, 1)
-        cost = table.number(row, 2)
+        cost = table.number(row, 2, maximum=MAX_PRICE)
         if not known_ends(row, a, b) or cost is None:
             continue
         if (reason := refuse(a, b)) is not None:
@@ -1156,18 +1277,28 @@ def _links(
 # ---------------------------------------------------------------------------------------------
 # Loading, stage 7: the Problem
 # ---------------------------------------------------------------------------------------------
-def _node_rates(workflow: _Workflow) -> dict[str, float]:
-    """Items/s of every node: a source's own rate, an operator's least input rate × the edge's ratio."""
+def _node_rates(workflow: _Workflow, graph_path: Path) -> dict[str, float]:
+    """Items/s of every node: a source's own rate, an operator's least input rate × the edge's ratio.
+
+    Raises SpecError when the ratios multiply a rate out of any real range (MIN_NODE_RATE ..
+    MAX_NODE_RATE), where the model's figures would stop being finite or non-zero."""
     rate = dict(workflow.source_rate)
+    problems = _Problems()
     for n in workflow.order:
         if n not in workflow.source_rate:
             rate[n] = min(rate[u] * workflow.ratio.get((u, n), 1.0) for u in workflow.inputs[n])
+            if not MIN_NODE_RATE <= rate[n] <= MAX_NODE_RATE:
+                problems.add(graph_path, f"line {workflow.graph.node_line[n]}",
+                             f"'{n}' would handle {rate[n]:g} items/s (the rates in {INJECTION_RATES} times the "
+                             f"ratios in {RATIOS} on the way), outside {MIN_NODE_RATE:g}..{MAX_NODE_RATE:g}; check "
+                             f"those rates and ratios")
+    problems.check()
     return rate
 
 
 def _assemble(name: str, workflow: _Workflow, variants: _Variants, accuracy: Accuracy,
-              edge_sizes: Mapping[tuple[str, str], _EdgeSize], placement: _Placement) -> Problem:
-    rate = _node_rates(workflow)
+              edge_sizes: Mapping[tuple[str, str], _EdgeSize], placement: _Placement, graph_path: Path) -> Problem:
+    rate = _node_rates(workflow, graph_path)
     return Problem(
         name=name,
         locations=placement.locations,
@@ -1209,7 +1340,7 @@ def load_jellybean_inputs(directory: Path, *, profile: str = "execution_profile.
     link_costs = _read_link_costs(files, workflow, workers)
     problems.check()
     placement = _place(workflow, workers, latencies, variants, link_costs)
-    return _assemble(directory.resolve().name, workflow, variants, accuracy, edge_sizes, placement)
+    return _assemble(directory.resolve().name, workflow, variants, accuracy, edge_sizes, placement, files.graph.path)
 
 
 # ---------------------------------------------------------------------------------------------
