@@ -6,9 +6,16 @@
     server.crt, server.key    the broker's certificate, signed by the CA, for the host names given
     passwd                    Mosquitto 2's PBKDF2-SHA512 password file (0600)
     acl                       one section per user, generated from jellybean.agents.topics (0600)
-    mosquitto.conf            TLS listener, no anonymous clients, password file, ACL, no persistence
+    mosquitto.conf            TLS listener, no anonymous clients, client id = user name, password
+                              file, ACL, persistence in data/
+    data/                     Mosquitto's persistence database (sessions, retained and queued messages)
     credentials.yaml          user -> password, for the controller, replay and every agent (0600)
+    clients/USER.password     each party's password alone, for --password-file (0600)
+    clients/USER.crt, .key    with client_certs (mutual TLS): each party's certificate, CN = USER
     broker.yaml               what is not secret: host, port, URL, each user's topic rules
+
+Run as root, the files Mosquitto reads after dropping to its own user (server.key, passwd, acl,
+data/) belong to user ``mosquitto``, so ``mosquitto -c DIR/mosquitto.conf`` works as it stands.
 
 Users and what they may do (Mosquitto denies every topic not listed):
 
@@ -16,19 +23,27 @@ Users and what they may do (Mosquitto denies every topic not listed):
     replay       write jb/v1/data/#, read jb/v1/sink/#, read jb/v1/routes, read jb/v1/agents/+/metrics
     agent NAME   readwrite jb/v1/agents/NAME/#, read its assignment and model chunks, read
                  jb/v1/routes, read jb/v1/data/SITE/#, write jb/v1/data/S/# for each S it may
-                 forward to, write jb/v1/sink/#
+                 forward to, and write the workflow's sink topic only when its site can run the
+                 workflow's last operator (``AgentGrant.sink_topics``)
+
+Every client's id is its user name (``use_username_as_clientid``): a party holding one user's
+credentials cannot take over, and so disconnect, another party's session.
 
 Local brokers for tests and the one-machine demo: ``MosquittoBroker`` (the real broker as a child
 process), ``EmbeddedBroker`` (amqtt in a background thread, for machines without Mosquitto), and
 ``start_local_broker`` which picks one. Every client parses its broker URL with
-``parse_broker_url`` and sets credentials and TLS with ``configure_client``.
+``parse_broker_url`` and sets credentials and TLS with ``configure_client``; ``client_url`` adds a
+password from a file or JELLYBEAN_BROKER_PASSWORD and a client certificate; ``redact_url`` is the
+form of a URL fit for logs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime as dt
+import grp
 import hashlib
 import ipaddress
 import logging
@@ -37,6 +52,7 @@ import pwd
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -46,7 +62,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import yaml
 
@@ -59,6 +75,8 @@ if TYPE_CHECKING:
 
     from jellybean.spec.infrastructure import Infrastructure
     from jellybean.spec.plan import Plan
+    from jellybean.spec.workflow import Workflow
+    from jellybean.spec.zoo import Zoo
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +88,12 @@ DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 PBKDF2_ITERATIONS = 101
 _SALT_BYTES = 12  # what mosquitto_passwd uses
 _SECRET_MODE = 0o600
+# The user Mosquitto drops to when started as root without a `user` line (`nobody` when it does not exist).
+MOSQUITTO_USER = "mosquitto"
+# A password from the environment, so that it is neither on a command line nor in a URL.
+PASSWORD_ENV = "JELLYBEAN_BROKER_PASSWORD"
+# Mosquitto saves its database on a clean shutdown and this often (seconds) in between.
+AUTOSAVE_INTERVAL_S = 1
 _INSTALL_HINT = "install it (`apt-get install mosquitto`) or use the embedded broker (--embedded)"
 
 Access = Literal["read", "write", "readwrite"]
@@ -96,10 +120,12 @@ class Rule:
 
 @dataclass(frozen=True)
 class AgentGrant:
-    """Which site an agent serves and to which sites' data topics it may forward items."""
+    """Which site an agent serves, to which sites' data topics it may forward items, and which sink
+    topics it may write (only an agent that can run the workflow's last operator has any)."""
 
     site: str
     publish_sites: tuple[str, ...] = ()
+    sink_topics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # An agent always passes items between operators of its own site.
@@ -108,7 +134,8 @@ class AgentGrant:
 
 
 def agent_rules(name: str, grant: AgentGrant) -> tuple[Rule, ...]:
-    """What agent NAME may do: its own subtree, its assignment and models, its site's data."""
+    """What agent NAME may do: its own subtree, its assignment and models, its site's data, and
+    the sink topics of its grant."""
     rules = [
         Rule("readwrite", topics.agent(name, "#")),
         Rule("read", topics.assignment(name)),
@@ -118,8 +145,15 @@ def agent_rules(name: str, grant: AgentGrant) -> tuple[Rule, ...]:
     for site in grant.publish_sites:
         access: Access = "readwrite" if site == grant.site else "write"
         rules.append(Rule(access, topics.data(site, "#")))
-    rules.append(Rule("write", topics.sink("#")))
+    rules.extend(Rule("write", topic) for topic in grant.sink_topics)
     return tuple(rules)
+
+
+def replay_rules() -> tuple[Rule, ...]:
+    """What replay (or any other source of frames) may do: publish frames, read the sink, the routes
+    and the agents' metrics (for the bytes they sent over each link, in its report)."""
+    return (Rule("write", f"{topics.ROOT}/data/#"), Rule("read", topics.sink("#")),
+            Rule("read", topics.ROUTES), Rule("read", topics.metrics("+")))
 
 
 def user_rules(agents: Mapping[str, AgentGrant],
@@ -127,9 +161,7 @@ def user_rules(agents: Mapping[str, AgentGrant],
     """Every user's ACL rules: the controller, replay, each agent, then any extra users."""
     rules: dict[str, tuple[Rule, ...]] = {
         CONTROLLER: (Rule("readwrite", f"{topics.ROOT}/#"),),
-        # Replay reads the agents' metrics for the bytes they sent over each link (its report).
-        REPLAY: (Rule("write", f"{topics.ROOT}/data/#"), Rule("read", topics.sink("#")),
-                 Rule("read", topics.ROUTES), Rule("read", topics.metrics("+"))),
+        REPLAY: replay_rules(),
     }
     for name, grant in agents.items():
         rules[name] = agent_rules(name, grant)
@@ -156,10 +188,15 @@ def _normalise_agents(agents: Mapping[str, AgentGrant] | Iterable[str]) -> dict[
             raise JellyBeanError(f"agent name '{name}' is reserved for the {name}'s broker user; rename the agent")
         for site in grant.publish_sites:
             topics.check_name(site, "site name")
+        for topic in grant.sink_topics:
+            if not topic.startswith(f"{topics.ROOT}/sink/"):
+                raise JellyBeanError(f"agent '{name}': sink topic '{topic}' is not under {topics.ROOT}/sink/; an "
+                                     "agent may write only the sink's topics besides its own")
     return grants
 
 
-def grants_from_plan(plan: Plan, infrastructure: Infrastructure) -> dict[str, AgentGrant]:
+def grants_from_plan(plan: Plan, infrastructure: Infrastructure, *, workflow: Workflow | None = None,
+                     zoo: Zoo | None = None) -> dict[str, AgentGrant]:
     """One agent per site where the plan runs workers, named after the site.
 
     Each agent may publish to the data topics of its own site and of every site reachable from it
@@ -167,6 +204,11 @@ def grants_from_plan(plan: Plan, infrastructure: Infrastructure) -> dict[str, Ag
     directions). That is a superset of what this plan routes and of what any re-plan on the same
     infrastructure could route, so re-planning never needs a new broker configuration -- unless it
     places workers at a site that has no agent yet.
+
+    Only agents whose site could run one of the workflow's last operators (those feeding no other)
+    may write the sink topic: with the ``workflow`` and ``zoo``, every site with hardware that a
+    variant of such an operator is profiled on (where any re-plan could put it); without them, the
+    sites where this plan runs it (a re-plan that moves it elsewhere then needs a new configuration).
     """
     known = {s.name for s in infrastructure.sites}
     sites = sorted({w.location for w in plan.workers if w.count > 0})
@@ -180,6 +222,8 @@ def grants_from_plan(plan: Plan, infrastructure: Infrastructure) -> dict[str, Ag
         nexts[link.from_].add(link.to)
         if link.both_ways:
             nexts[link.to].add(link.from_)
+    sink_sites = _sink_sites(plan, infrastructure, workflow, zoo)
+    sink = topics.sink(workflow.name if workflow is not None else plan.name)
     grants: dict[str, AgentGrant] = {}
     for site in sites:
         reached, frontier = {site}, [site]
@@ -188,8 +232,25 @@ def grants_from_plan(plan: Plan, infrastructure: Infrastructure) -> dict[str, Ag
                 if nxt not in reached:
                     reached.add(nxt)
                     frontier.append(nxt)
-        grants[site] = AgentGrant(site=site, publish_sites=tuple(sorted(reached - {site})))
+        grants[site] = AgentGrant(site=site, publish_sites=tuple(sorted(reached - {site})),
+                                  sink_topics=(sink,) if site in sink_sites else ())
     return grants
+
+
+def _sink_sites(plan: Plan, infrastructure: Infrastructure, workflow: Workflow | None, zoo: Zoo | None) -> set[str]:
+    """Sites that could run one of the workflow's last operators (see grants_from_plan)."""
+    if workflow is not None and zoo is not None:
+        feeding = {i for op in workflow.operators for i in op.inputs}
+        last = [op.name for op in workflow.operators if op.name not in feeding]
+        able = {hw for name in last for v in (zoo.operator(name).variants if zoo.operator(name) else ())
+                for hw in v.profiles}
+        return {s.name for s in infrastructure.sites
+                if any(at.count > 0 and hw in able for hw, at in s.hardware_at().items())}
+    if workflow is not None or zoo is not None:
+        raise JellyBeanError("grants_from_plan: give both the workflow and the zoo, or neither")
+    feeding = {r.edge.split("->", 1)[0] for r in plan.routes}
+    last = set(plan.variants) - feeding
+    return {w.location for w in plan.workers if w.count > 0 and w.operator in last}
 
 
 # Password file ---------------------------------------------------------------------------------
@@ -298,6 +359,54 @@ def _make_server_cert(ca_key, ca_cert, hosts: Sequence[str]):
     return key, cert
 
 
+def _make_client_cert(ca_key, ca_cert, user: str):
+    """A client certificate for mutual TLS: CN = the broker user (use_identity_as_username)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = _new_key()
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+        .issuer_name(ca_cert.subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=825))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _client_cert_reusable(crt: Path, key: Path, ca_cert, user: str) -> bool:
+    """Whether clients/USER.crt and .key exist, belong together, name USER and chain to the CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+
+    def spki(public) -> bytes:
+        return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    try:
+        cert = x509.load_pem_x509_certificate(crt.read_bytes())
+        private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+        cert.verify_directly_issued_by(ca_cert)
+        same_key = spki(private.public_key()) == spki(cert.public_key())
+    except Exception:  # noqa: BLE001 - missing, unreadable, another CA's: issue a new one
+        return False
+    names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    expires = cert.not_valid_after_utc
+    return names == [user] and same_key and expires > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)
+
+
 def _load_ca(directory: Path):
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -314,17 +423,31 @@ def _load_ca(directory: Path):
 # Writing the configuration ---------------------------------------------------------------------
 
 
-def _write(path: Path, data: str | bytes, *, secret: bool = False) -> None:
+def _write(path: Path, data: str | bytes, *, secret: bool = False, owner: tuple[int, int] | None = None) -> None:
     """Write via a temporary file and rename, so a reader never sees half a file; secrets are 0600
-    from the moment they exist."""
+    from the moment they exist; ``owner`` (uid, gid) is set before the file appears."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _SECRET_MODE if secret else 0o644)
     try:
         os.fchmod(fd, _SECRET_MODE if secret else 0o644)  # O_CREAT's mode does not apply to an existing file
+        if owner is not None:
+            os.fchown(fd, *owner)
         os.write(fd, data.encode("utf-8") if isinstance(data, str) else data)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def _mosquitto_owner() -> tuple[int, int] | None:
+    """(uid, gid) of user `mosquitto` when we are root and it exists: Mosquitto started as root
+    drops to it before it opens its password file, ACL and key, so those must be its own."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pw = pwd.getpwnam(MOSQUITTO_USER)
+    except KeyError:
+        return None
+    return pw.pw_uid, pw.pw_gid
 
 
 def _netloc(host: str, port: int) -> str:
@@ -342,6 +465,7 @@ class BrokerConfig:
     credentials: dict[str, str] = field(repr=False)
     rules: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
     agents: dict[str, AgentGrant] = field(default_factory=dict)
+    client_certs: bool = False
 
     @property
     def url(self) -> str:
@@ -351,12 +475,32 @@ class BrokerConfig:
     def conf(self) -> Path:
         return self.dir / "mosquitto.conf"
 
-    def url_for(self, user: str) -> str:
-        """``mqtts://user:password@host:port`` for a user of this configuration."""
+    def _check_user(self, user: str) -> None:
         if user not in self.credentials:
             raise JellyBeanError(f"{self.dir}: no broker user '{user}' (users: {', '.join(self.credentials)}); "
                                  "add the agent with `jellybean broker config --agent NAME` and restart the broker")
+
+    def url_for(self, user: str) -> str:
+        """``mqtts://user:password@host:port`` for a user of this configuration; with client
+        certificates, ``mqtts://user@host:port?cert=...&key=...`` (the certificate is the identity)."""
+        self._check_user(user)
+        if self.client_certs:
+            cert, key = self.cert_for(user)
+            return format_broker_url(BrokerAddress(self.host, self.port, tls=True, username=user, cert=cert, key=key))
         return f"mqtts://{quote(user, safe='')}:{quote(self.credentials[user], safe='')}@{_netloc(self.host, self.port)}"
+
+    def password_file(self, user: str) -> Path:
+        """clients/USER.password: the user's password alone, for ``--password-file``."""
+        self._check_user(user)
+        return self.dir / "clients" / f"{user}.password"
+
+    def cert_for(self, user: str) -> tuple[Path, Path]:
+        """(clients/USER.crt, clients/USER.key): the user's client certificate and key (mutual TLS)."""
+        self._check_user(user)
+        if not self.client_certs:
+            raise JellyBeanError(f"{self.dir} has no client certificates; write it with "
+                                 "`jellybean broker config --client-certs`")
+        return self.dir / "clients" / f"{user}.crt", self.dir / "clients" / f"{user}.key"
 
 
 def write_broker_config(
@@ -368,14 +512,17 @@ def write_broker_config(
     bind: str | None = None,
     extra_hosts: Sequence[str] = (),
     extra_users: Mapping[str, Sequence[Rule]] | None = None,
+    client_certs: bool = False,
     rotate: bool = False,
 ) -> BrokerConfig:
     """Write a TLS Mosquitto configuration with one password and ACL section per user into DIRECTORY.
 
     ``agents``: names (each serving the site of its own name) or name -> AgentGrant. ``host`` is the
     name clients use (it and ``extra_hosts``, 127.0.0.1 and localhost go in the certificate);
-    ``bind`` the address the listener binds (default: ``host``). Re-running keeps the CA and the
-    passwords of users that remain, so deployed agents keep working; ``rotate`` makes all new.
+    ``bind`` the address the listener binds (default: ``host``). ``client_certs``: mutual TLS, a
+    certificate per user (CN = the user name) that the broker requires and takes as the identity,
+    instead of passwords. Re-running keeps the CA, the passwords and client certificates of users
+    that remain, so deployed agents keep working; ``rotate`` makes all new.
     """
     grants = _normalise_agents(agents)
     rules = user_rules(grants, extra_users)
@@ -383,6 +530,14 @@ def write_broker_config(
         raise JellyBeanError(f"port {port} is not a TCP port; give 1..65535 (8883 is MQTT over TLS)")
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
+    clients = directory / "clients"
+    clients.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(clients, 0o700)
+    data = directory / "data"
+    data.mkdir(mode=0o700, exist_ok=True)
+    mosquitto = _mosquitto_owner()
+    if mosquitto is not None:
+        os.chown(data, *mosquitto)
 
     old: dict[str, str] = {}
     cred_path = directory / "credentials.yaml"
@@ -399,24 +554,54 @@ def write_broker_config(
         _write(directory / "ca.crt", _cert_pem(ca_cert))
     hosts = list(dict.fromkeys([host, *extra_hosts, "127.0.0.1", "localhost"]))
     server_key, server_cert = _make_server_cert(ca_key, ca_cert, hosts)
-    _write(directory / "server.key", _key_pem(server_key), secret=True)
+    # Mosquitto reads its key, password file and ACL after dropping to its own user.
+    _write(directory / "server.key", _key_pem(server_key), secret=True, owner=mosquitto)
     _write(directory / "server.crt", _cert_pem(server_cert))
 
     _write(directory / "passwd",
-           "".join(f"{user}:{mosquitto_password_hash(pw)}\n" for user, pw in credentials.items()), secret=True)
+           "".join(f"{user}:{mosquitto_password_hash(pw)}\n" for user, pw in credentials.items()), secret=True,
+           owner=mosquitto)
 
     acl = ["# Written by `jellybean broker config` from jellybean/agents/topics.py.",
            "# Mosquitto denies every topic a user's section does not list; denied publishes are dropped silently."]
     for user, granted in rules.items():
         acl += ["", f"user {user}", *(f"topic {r.access} {r.topic}" for r in granted)]
-    _write(directory / "acl", "\n".join(acl) + "\n", secret=True)
+    _write(directory / "acl", "\n".join(acl) + "\n", secret=True, owner=mosquitto)
 
+    # Each party's own secrets, to hand to that party alone; those of users that are gone are removed.
+    wanted = set()
+    for user, pw in credentials.items():
+        _write(clients / f"{user}.password", pw + "\n", secret=True)
+        wanted.add(f"{user}.password")
+        if client_certs:
+            crt, key = clients / f"{user}.crt", clients / f"{user}.key"
+            if rotate or not _client_cert_reusable(crt, key, ca_cert, user):
+                c_key, c_cert = _make_client_cert(ca_key, ca_cert, user)
+                _write(key, _key_pem(c_key), secret=True)
+                _write(crt, _cert_pem(c_cert))
+            wanted |= {crt.name, key.name}
+    for stale in clients.iterdir():
+        if stale.name not in wanted and stale.suffix in (".password", ".crt", ".key"):
+            stale.unlink()
+
+    if client_certs:
+        authentication = """\
+# Mutual TLS: a client must present a certificate from our CA; its CN is the user name (no password).
+require_certificate true
+use_identity_as_username true"""
+    else:
+        authentication = f"password_file {directory / 'passwd'}"
     conf = f"""\
 # Written by `jellybean broker config`; run it with `jellybean broker run {directory}`
-# or `mosquitto -c {directory / 'mosquitto.conf'}`. Paths are absolute: Mosquitto resolves
-# relative ones against its working directory, not this file's.
+# or `mosquitto -c {directory / 'mosquitto.conf'}` (as root too: Mosquitto then drops to user
+# mosquitto, which owns the files it reads). Paths are absolute: Mosquitto resolves relative
+# ones against its working directory, not this file's.
 per_listener_settings false
-persistence false
+# Sessions, retained and queued QoS 1 messages survive a restart: saved on a clean shutdown
+# (SIGTERM, SIGINT) and every {AUTOSAVE_INTERVAL_S} s.
+persistence true
+persistence_location {data}/
+autosave_interval {AUTOSAVE_INTERVAL_S}
 # Without it a small message waits for the peer's delayed ACK (~40 ms a hop, measured).
 set_tcp_nodelay true
 log_dest stderr
@@ -430,9 +615,12 @@ cafile {directory / 'ca.crt'}
 certfile {directory / 'server.crt'}
 keyfile {directory / 'server.key'}
 tls_version tlsv1.2
+# A client's id is its user name, whatever id it sends: a party cannot take over (and so
+# disconnect) another's session. Two clients of one user replace each other.
+use_username_as_clientid true
+{authentication}
 
 allow_anonymous false
-password_file {directory / 'passwd'}
 acl_file {directory / 'acl'}
 """
     _write(directory / "mosquitto.conf", conf)
@@ -440,11 +628,13 @@ acl_file {directory / 'acl'}
            + yaml.safe_dump(credentials, sort_keys=False), secret=True)
     _write(directory / "broker.yaml", yaml.safe_dump({
         "host": host, "port": port, "url": f"mqtts://{_netloc(host, port)}", "ca": "ca.crt",
-        "agents": {n: {"site": g.site, "publish_sites": list(g.publish_sites)} for n, g in grants.items()},
+        "client_certs": client_certs,
+        "agents": {n: {"site": g.site, "publish_sites": list(g.publish_sites), "sink_topics": list(g.sink_topics)}
+                   for n, g in grants.items()},
         "users": {u: [f"{r.access} {r.topic}" for r in rs] for u, rs in rules.items()},
     }, sort_keys=False))
     return BrokerConfig(dir=directory, host=host, port=port, ca=directory / "ca.crt", credentials=credentials,
-                        rules=rules, agents=grants)
+                        rules=rules, agents=grants, client_certs=client_certs)
 
 
 def load_broker_config(directory: Path) -> BrokerConfig:
@@ -457,10 +647,78 @@ def load_broker_config(directory: Path) -> BrokerConfig:
         raise JellyBeanError(f"{directory}: not a broker configuration ({exc.strerror}: {exc.filename}); write one "
                              "with `jellybean broker config DIR`") from exc
     rules = {u: tuple(Rule(*line.split(" ", 1)) for line in rs) for u, rs in meta.get("users", {}).items()}
-    agents = {n: AgentGrant(site=g["site"], publish_sites=tuple(g["publish_sites"]))
+    agents = {n: AgentGrant(site=g["site"], publish_sites=tuple(g["publish_sites"]),
+                            sink_topics=tuple(g.get("sink_topics", ())))
               for n, g in meta.get("agents", {}).items()}
     return BrokerConfig(dir=directory, host=meta["host"], port=int(meta["port"]), ca=directory / meta.get("ca", "ca.crt"),
-                        credentials={str(k): str(v) for k, v in credentials.items()}, rules=rules, agents=agents)
+                        credentials={str(k): str(v) for k, v in credentials.items()}, rules=rules, agents=agents,
+                        client_certs=bool(meta.get("client_certs", False)))
+
+
+def stock_mosquitto_problems(conf: Path) -> list[str]:
+    """Why ``mosquitto -c CONF`` started by root would fail once it drops to its own user: files
+    it cannot read, a persistence directory it cannot write (empty when there is no such problem,
+    or when we are not root, or the config names another `user`)."""
+    text = Path(conf).read_text()
+    lines = _conf_lines(text)
+    if os.geteuid() != 0 or any(k == "user" and v != MOSQUITTO_USER for k, v in lines):
+        return []
+    try:
+        pw = pwd.getpwnam(MOSQUITTO_USER)
+    except KeyError:
+        try:
+            pw = pwd.getpwnam("nobody")
+        except KeyError:
+            return []
+    gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if pw.pw_name in g.gr_mem}
+    problems = []
+    for key, value in lines:
+        if key in ("cafile", "certfile", "keyfile", "password_file", "acl_file") and value:
+            why = _access_problem(Path(value), pw.pw_uid, gids, os.R_OK)
+        elif key == "persistence_location" and ("persistence", "true") in lines:
+            why = _access_problem(Path(value), pw.pw_uid, gids, os.W_OK | os.X_OK)
+        else:
+            continue
+        if why:
+            problems.append(f"user {pw.pw_name} (whom Mosquitto runs as when started by root) {why}")
+    return problems
+
+
+def _access_problem(path: Path, uid: int, gids: set[int], want: int) -> str | None:
+    """Why user `uid` cannot access `path` with `want` (os.R_OK...) by its mode bits, or None."""
+    def allowed(st: os.stat_result, bits: int) -> bool:
+        if st.st_uid == uid:
+            have = (st.st_mode >> 6) & 7
+        elif st.st_gid in gids:
+            have = (st.st_mode >> 3) & 7
+        else:
+            have = st.st_mode & 7
+        return have & bits == bits
+
+    path = Path(os.path.abspath(path))
+    for parent in reversed(path.parents):
+        try:
+            st = parent.stat()
+        except OSError:
+            return f"cannot reach {path}: {parent} is missing"
+        if not allowed(st, os.X_OK):
+            return (f"cannot reach {path}: it may not enter {parent} (mode {stat.S_IMODE(st.st_mode):04o}, "
+                    f"owner {_user_name(st.st_uid)})")
+    try:
+        st = path.stat()
+    except OSError:
+        return f"cannot open {path}: it does not exist"
+    if not allowed(st, want):
+        verb = "write to" if want & os.W_OK else "read"
+        return f"cannot {verb} {path} (mode {stat.S_IMODE(st.st_mode):04o}, owner {_user_name(st.st_uid)})"
+    return None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 # Broker URLs and paho clients ------------------------------------------------------------------
@@ -473,6 +731,8 @@ class BrokerAddress:
     tls: bool
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    cert: Path | None = None   # client certificate and key for mutual TLS (?cert=...&key=... in the URL)
+    key: Path | None = None
 
     @property
     def url(self) -> str:
@@ -480,16 +740,30 @@ class BrokerAddress:
         return f"{'mqtts' if self.tls else 'mqtt'}://{_netloc(self.host, self.port)}"
 
 
+def redact_url(url: str) -> str:
+    """URL with its password, if any, replaced by ``***``: ``mqtts://a1:***@host:8883``. Safe on
+    any string (an unparsable URL is redacted too: everything up to the last '@' after the user)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    at = rest.rfind("@")
+    if at < 0 or ":" not in rest[:at]:
+        return url
+    return f"{scheme}://{rest[:at].split(':', 1)[0]}:***@{rest[at + 1:]}"
+
+
+_URL_QUERY_KEYS = ("cert", "key")
+
+
 def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt://[user[:password]@]host[:port]`` (default 1883) or ``mqtts://...`` (TLS, default 8883)."""
-    shown = url
+    """``mqtt://[user[:password]@]host[:port]`` (default 1883) or ``mqtts://...`` (TLS, default 8883);
+    ``mqtts://...?cert=CRT&key=KEY`` presents a client certificate (mutual TLS)."""
+    shown = redact_url(url)
     parts = urlsplit(url.strip())
-    if parts.password:
-        shown = url.replace(f":{parts.password}@", ":***@")
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise JellyBeanError(f"broker URL '{shown}': scheme must be mqtt:// (plain) or mqtts:// (TLS), "
-                             "e.g. mqtts://agent-1:PASSWORD@broker.example:8883")
+                             "e.g. mqtts://agent-1@broker.example:8883")
     if not parts.hostname:
         raise JellyBeanError(f"broker URL '{shown}' has no host; e.g. {scheme}://127.0.0.1:{DEFAULT_PORTS[scheme]}")
     try:
@@ -498,14 +772,101 @@ def parse_broker_url(url: str) -> BrokerAddress:
         raise JellyBeanError(f"broker URL '{shown}': the port is not a number in 1..65535") from None
     if port == 0:
         raise JellyBeanError(f"broker URL '{shown}': the port is not a number in 1..65535")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise JellyBeanError(f"broker URL '{shown}': unexpected path or query; give only "
-                             f"{scheme}://[user:password@]host[:port]")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise JellyBeanError(f"broker URL '{shown}': unexpected path; give only "
+                             f"{scheme}://[user[:password]@]host[:port]")
+    query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False) if parts.query else {}
+    unknown = sorted(set(query) - set(_URL_QUERY_KEYS)) or [k for k, v in query.items() if len(v) != 1 or not v[0]]
+    if unknown or (parts.query and not query):
+        raise JellyBeanError(f"broker URL '{shown}': unexpected query '{unknown[0] if unknown else parts.query}'; "
+                             "only ?cert=CLIENT.crt&key=CLIENT.key (a client certificate) may follow the address")
+    cert = Path(query["cert"][0]) if "cert" in query else None
+    key = Path(query["key"][0]) if "key" in query else None
+    if key is not None and cert is None:
+        raise JellyBeanError(f"broker URL '{shown}': key= without cert=; give the client certificate too")
+    if cert is not None and key is None:
+        key = cert.with_suffix(".key")
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
     if password is not None and not username:
         raise JellyBeanError(f"broker URL '{shown}' has a password but no user name; give user:password@host")
-    return BrokerAddress(host=parts.hostname, port=port, tls=scheme == "mqtts", username=username, password=password)
+    return BrokerAddress(host=parts.hostname, port=port, tls=scheme == "mqtts", username=username, password=password,
+                         cert=cert, key=key)
+
+
+def format_broker_url(address: BrokerAddress) -> str:
+    """The URL of an address, credentials and client certificate included (keep it off logs and argv)."""
+    auth = ""
+    if address.username:
+        auth = quote(address.username, safe="")
+        if address.password is not None:
+            auth += ":" + quote(address.password, safe="")
+        auth += "@"
+    query = ""
+    if address.cert is not None:
+        query = "?" + urlencode({"cert": str(address.cert), "key": str(address.key or address.cert.with_suffix(".key"))})
+    return f"{'mqtts' if address.tls else 'mqtt'}://{auth}{_netloc(address.host, address.port)}{query}"
+
+
+def read_password_file(path: Path) -> str:
+    """The password in PATH: its first line (a trailing newline is not part of it)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise JellyBeanError(f"cannot read the broker password from {path}: {exc.strerror}; give the file "
+                             "`jellybean broker config` wrote (DIR/clients/USER.password)") from exc
+    except UnicodeDecodeError:
+        raise JellyBeanError(f"{path} is not a UTF-8 text file; give the file `jellybean broker config` wrote "
+                             "(DIR/clients/USER.password)") from None
+    password = text.splitlines()[0] if text else ""
+    if not password:
+        raise JellyBeanError(f"{path} is empty; its first line must be the broker password")
+    return password
+
+
+def client_url(url: str, *, password_file: Path | None = None, cert: Path | None = None, key: Path | None = None,
+               environ: Mapping[str, str] | None = None) -> str:
+    """URL with the client's secrets resolved, for a client in this process (never for argv or logs):
+
+    - the password: from the URL, else from ``password_file``, else from $JELLYBEAN_BROKER_PASSWORD
+      when the URL names a user (a password in both the URL and a file is an error);
+    - a client certificate: ``cert`` and ``key`` (default: the certificate's path with .key), else
+      USER.crt and USER.key beside the password file when both are there.
+    """
+    address = parse_broker_url(url)
+    environ = os.environ if environ is None else environ
+    password = address.password
+    if password_file is not None:
+        if password is not None:
+            raise JellyBeanError(f"the broker URL {redact_url(url)} has a password and --password-file gives one too; "
+                                 "give it once, in the file")
+        password = read_password_file(password_file)
+    elif password is None and address.username and environ.get(PASSWORD_ENV):
+        password = environ[PASSWORD_ENV]
+    if password is not None and not address.username:
+        raise JellyBeanError(f"a password was given for {address.url}, which names no user; give the user in the URL: "
+                             f"{'mqtts' if address.tls else 'mqtt'}://USER@{_netloc(address.host, address.port)}")
+    if key is not None and cert is None:
+        raise JellyBeanError("--key without --cert; give the client certificate too")
+    if cert is not None and address.cert is not None:
+        raise JellyBeanError(f"the broker URL {redact_url(url)} names a client certificate and --cert gives one too; "
+                             "give it once")
+    if cert is None and address.cert is None and password_file is not None:
+        beside = Path(password_file).with_suffix(".crt"), Path(password_file).with_suffix(".key")
+        if beside[0].is_file() and beside[1].is_file():
+            cert, key = beside
+    if cert is not None:
+        address = dataclasses.replace(address, cert=Path(cert), key=Path(key) if key else Path(cert).with_suffix(".key"))
+    return format_broker_url(dataclasses.replace(address, password=password))
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """(URL without its password, the password): to start a client process with the password in
+    its environment ($JELLYBEAN_BROKER_PASSWORD) rather than on its command line."""
+    address = parse_broker_url(url)
+    if address.password is None:
+        return url, None
+    return format_broker_url(dataclasses.replace(address, password=None)), address.password
 
 
 def connect_kwargs(address: BrokerAddress, keepalive: int = 30) -> dict[str, Any]:
@@ -513,12 +874,16 @@ def connect_kwargs(address: BrokerAddress, keepalive: int = 30) -> dict[str, Any
     return {"host": address.host, "port": address.port, "keepalive": keepalive}
 
 
-def configure_client(client: mqtt.Client, address: BrokerAddress, ca: Path | None = None) -> mqtt.Client:
+def configure_client(client: mqtt.Client, address: BrokerAddress, ca: Path | None = None,
+                     cert: Path | None = None, key: Path | None = None) -> mqtt.Client:
     """Set credentials and TLS on a paho (v2 callback API) client for ADDRESS.
 
     With TLS the broker's certificate must chain to ``ca`` (the system's CAs when None) and name the
-    host in the URL; nothing here turns that check off.
+    host in the URL; nothing here turns that check off. ``cert``/``key`` (default: the URL's
+    ``?cert=&key=``) are the client certificate presented for mutual TLS.
     """
+    cert = cert if cert is not None else address.cert
+    key = key if key is not None else (address.key if address.cert is not None else None)
     if address.username:
         client.username_pw_set(address.username, address.password)
     if address.tls:
@@ -526,10 +891,25 @@ def configure_client(client: mqtt.Client, address: BrokerAddress, ca: Path | Non
 
         if ca is not None and not Path(ca).is_file():
             raise JellyBeanError(f"CA file {ca} does not exist; give the ca.crt that `jellybean broker config` wrote")
-        client.tls_set(ca_certs=str(ca) if ca is not None else None, cert_reqs=ssl.CERT_REQUIRED)
+        if cert is not None:
+            key = key if key is not None else Path(cert).with_suffix(".key")
+            for what, path in (("client certificate", cert), ("client key", key)):
+                if not Path(path).is_file():
+                    raise JellyBeanError(f"{what} {path} does not exist; give the clients/USER.crt and .key that "
+                                         "`jellybean broker config --client-certs` wrote")
+        try:
+            client.tls_set(ca_certs=str(ca) if ca is not None else None, cert_reqs=ssl.CERT_REQUIRED,
+                           certfile=str(cert) if cert is not None else None,
+                           keyfile=str(key) if cert is not None else None)
+        except (ssl.SSLError, OSError) as exc:
+            raise JellyBeanError(f"cannot load the TLS files (CA {ca}, certificate {cert}, key {key}): {exc}; give the "
+                                 "files `jellybean broker config` wrote, a certificate with its own key") from exc
     elif ca is not None:
         raise JellyBeanError(f"a CA file ({ca}) was given for {address.url}, which is plain MQTT; use an mqtts:// URL "
                              "for a TLS broker, or drop the CA")
+    elif cert is not None:
+        raise JellyBeanError(f"a client certificate ({cert}) was given for {address.url}, which is plain MQTT; use an "
+                             "mqtts:// URL")
     return client
 
 
@@ -600,8 +980,10 @@ class MosquittoBroker(LocalBroker):
 
     With ``config`` (e.g. the one write_broker_config wrote) it runs ``mosquitto -c config`` and takes
     the address from the config's first ``listener`` line; without one it writes a plain anonymous
-    loopback configuration on ``port`` (a free one when None) into ``workdir``. Mosquitto's log goes
-    to ``workdir/mosquitto.log`` (``capture_log=False``: to our stderr).
+    loopback configuration on ``port`` (a free one when None) into ``workdir``, with persistence in
+    ``workdir/data`` (a broker started again on the same workdir, this one or a new one, restores its
+    sessions, retained and queued messages). Mosquitto's log goes to ``workdir/mosquitto.log``
+    (``capture_log=False``: to our stderr).
     """
 
     kind = "mosquitto"
@@ -622,9 +1004,14 @@ class MosquittoBroker(LocalBroker):
             self.port = port or free_port()
             self.host, tls = "127.0.0.1", False
             self.config = self.workdir / "mosquitto-plain.conf"
+            data = self.data_dir
+            data.mkdir(mode=0o700, exist_ok=True)
+            if (owner := _mosquitto_owner()) is not None:
+                os.chown(data, *owner)  # where Mosquitto started by root writes, once it is user mosquitto
             self.config.write_text(
                 "# A plain, anonymous broker on loopback only: for tests and the one-machine demo.\n"
-                f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
+                f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+                f"persistence true\npersistence_location {data}/\nautosave_interval {AUTOSAVE_INTERVAL_S}\n"
                 "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n")
             text = self.config.read_text()
         else:
@@ -652,23 +1039,23 @@ class MosquittoBroker(LocalBroker):
         host = "127.0.0.1" if bind in ("", "0.0.0.0", "::") else bind
         return host, int(listener[0]), any(k == "certfile" for k, _ in lines)
 
+    @property
+    def data_dir(self) -> Path:
+        """Where the plain configuration keeps Mosquitto's persistence database."""
+        return self.workdir / "data"
+
     def _privileges(self, text: str) -> Path:
-        """As root, Mosquitto drops to user `mosquitto`, who cannot read our 0600 password and ACL
-        files; run as their owner instead (root when root wrote them), unless the config says `user`."""
-        lines = _conf_lines(text)
-        if os.geteuid() != 0 or any(k == "user" for k, _ in lines):
-            return self.config
-        secret = next((Path(v) for k, v in lines if k in ("password_file", "acl_file")), None)
-        if secret is None:
-            return self.config
-        try:
-            owner = pwd.getpwuid((secret if secret.exists() else self.config).stat().st_uid).pw_name
-        except (KeyError, OSError):
+        """As root, Mosquitto drops to user `mosquitto` before it opens its files. The configuration
+        runs as it is when that user can read them and write the persistence directory (as
+        `broker config` arranges); when it cannot (a configuration under a directory only root may
+        enter, such as a test's temporary one), Mosquitto runs as root instead, and we say why."""
+        problems = stock_mosquitto_problems(self.config) if self.config.exists() else []
+        if not problems or any(k == "user" for k, _ in _conf_lines(text)):
             return self.config
         run_config = self.workdir / "mosquitto.run.conf"
-        run_config.write_text(f"# {self.config} with the user to run as (written by jellybean).\n{text}\n"
-                              f"user {owner}\n")
-        log.info("running mosquitto as %s, the owner of %s", owner, secret)
+        run_config.write_text(f"# {self.config} run as root (written by jellybean): {problems[0]}.\n{text}\n"
+                              "user root\n")
+        log.info("running mosquitto as root: %s", problems[0])
         return run_config
 
     @staticmethod
@@ -858,13 +1245,16 @@ def __getattr__(name: str) -> Any:
 
 def start_local_broker(workdir: Path | None = None, port: int | None = None,
                        prefer: Literal["mosquitto", "embedded"] = "mosquitto") -> LocalBroker:
-    """A started, ready, plain loopback broker: Mosquitto when installed (and preferred), else amqtt."""
+    """A started, ready, plain loopback broker: Mosquitto when installed (and preferred), else amqtt.
+    It starts empty: a database an earlier run left in ``workdir`` (old retained assignments and
+    sessions) is removed first; restarts of the returned broker keep what it persisted."""
     if prefer not in ("mosquitto", "embedded"):
         raise JellyBeanError(f"unknown broker kind '{prefer}'; use mosquitto or embedded")
     executable = find_mosquitto() if prefer == "mosquitto" else None
     broker: LocalBroker
     if executable:
         broker = MosquittoBroker(None, port, workdir=workdir, executable=executable)
+        (broker.data_dir / "mosquitto.db").unlink(missing_ok=True)
         log.info("local broker: mosquitto (%s)", executable)
     else:
         if prefer == "mosquitto":

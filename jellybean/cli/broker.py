@@ -27,69 +27,81 @@ broker_app = typer.Typer(
 app.add_typer(broker_app, name="broker")
 
 
-def _plan_infrastructure(plan_file: Path, plan, infrastructure: Path | None) -> Path:
-    """The infrastructure the plan was made from: `jellybean plan` records the -i path as given,
-    i.e. relative to the directory it ran in, which we take to be this one."""
-    if infrastructure is not None:
-        return infrastructure
-    recorded = plan.inputs.get("infrastructure")
-    if not recorded:
-        raise JellyBeanError(f"{plan_file}: the plan does not record an infrastructure file (was it made with "
-                             "--jellybean-inputs?); pass --infrastructure INFRA.yaml")
-    path = Path(recorded)
-    if not path.is_file():
-        raise JellyBeanError(f"{plan_file}: its infrastructure '{recorded}' is not found from {Path.cwd()} (the plan "
-                             "records it relative to where `jellybean plan` ran); pass --infrastructure INFRA.yaml")
-    return path
-
-
 @broker_app.command("config")
 def config(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Write the CA, certificates, passwd, acl, "
                                                                   "mosquitto.conf and credentials.yaml here.")],
     plan_file: Annotated[Optional[Path], typer.Option(
         "--plan", help="One agent per site where this plan runs workers, allowed to forward to every site "
-                       "reachable over the infrastructure's links.")] = None,
+                       "reachable over the infrastructure's links; those that can run the workflow's last "
+                       "operator may write its sink.")] = None,
     infrastructure: Annotated[Optional[Path], typer.Option(
         "--infrastructure", "-i", help="The plan's infrastructure YAML (default: the path the plan records).")] = None,
+    workflow: Annotated[Optional[Path], typer.Option(
+        "--workflow", "-w", help="The plan's workflow YAML (default: the path the plan records).")] = None,
+    zoo: Annotated[Optional[Path], typer.Option(
+        "--zoo", "-z", help="The plan's zoo manifest (default: the path the plan records).")] = None,
     agents: Annotated[Optional[list[str]], typer.Option(
         "--agent", help="An agent (repeatable): NAME serves the site of its name, NAME@SITE another "
                         "device at SITE.")] = None,
+    sinks: Annotated[Optional[list[str]], typer.Option(
+        "--sink", help="Agent NAME may publish the workflow's results on the sink topics (repeatable; "
+                       "with --plan, the agents that can run the last operator may already).")] = None,
+    replay_users: Annotated[Optional[list[str]], typer.Option(
+        "--replay-user", help="Another user with replay's rights (repeatable): a client id is its user name, "
+                              "so two replays at once need a user each.")] = None,
+    client_certs: Annotated[bool, typer.Option(
+        "--client-certs", help="Mutual TLS: a client certificate per user (clients/USER.crt, .key), required by "
+                               "the broker and taken as the identity, instead of passwords.")] = False,
     host: Annotated[str, typer.Option("--host", help="The name or address clients connect to (in the certificate).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TLS listener port.")] = 8883,
     bind: Annotated[Optional[str], typer.Option("--bind", help="Address to listen on (default: --host; 0.0.0.0 for all).")] = None,
     extra_hosts: Annotated[Optional[list[str]], typer.Option(
         "--extra-host", help="Another name or address of the broker for its certificate (repeatable).")] = None,
-    rotate: Annotated[bool, typer.Option("--rotate", help="New CA and passwords (default: keep those already in DIR).")] = False,
+    rotate: Annotated[bool, typer.Option("--rotate", help="New CA, passwords and client certificates "
+                                                          "(default: keep those already in DIR).")] = False,
 ) -> None:
     """Write a TLS Mosquitto configuration with a password and ACL section for the controller, replay and each agent."""
-    from jellybean.agents.broker import AgentGrant, grants_from_plan, write_broker_config
+    from jellybean.agents import topics
+    from jellybean.agents.broker import (
+        AgentGrant,
+        grants_from_plan,
+        replay_rules,
+        stock_mosquitto_problems,
+        write_broker_config,
+    )
 
     grants: dict[str, AgentGrant] = {}
     if plan_file is not None:
+        from jellybean.agents.deployment import resolve_inputs
         from jellybean.planner.render import read_plan
-        from jellybean.spec.base import load_model
-        from jellybean.spec.infrastructure import Infrastructure
 
         plan = read_plan(plan_file)
-        infra = load_model(Infrastructure, _plan_infrastructure(plan_file, plan, infrastructure))
-        grants = grants_from_plan(plan, infra)
-    elif infrastructure is not None:
-        raise JellyBeanError("--infrastructure is read only with --plan; give --plan PLAN.yaml too")
+        inputs = resolve_inputs(plan, plan_file, {"workflow": workflow, "zoo": zoo, "infrastructure": infrastructure})
+        grants = grants_from_plan(plan, inputs.infrastructure, workflow=inputs.workflow, zoo=inputs.zoo)
+    elif infrastructure is not None or workflow is not None or zoo is not None:
+        raise JellyBeanError("--infrastructure, --workflow and --zoo are read only with --plan; give --plan PLAN.yaml too")
     by_site = {g.site: g for g in grants.values()}
     for spec in agents or []:
-        # NAME, or NAME@SITE for another device at a site: it may forward where that site's agent may.
+        # NAME, or NAME@SITE for another device at a site: it may do what that site's agent may.
         name, _, site = spec.partition("@")
         site = site or name
         if name in grants:
             raise JellyBeanError(f"--agent {spec}: the plan already has an agent named '{name}'")
         peer = by_site.get(site)
-        grants[name] = AgentGrant(site=site, publish_sites=peer.publish_sites if peer else ())
+        grants[name] = AgentGrant(site=site, publish_sites=peer.publish_sites if peer else (),
+                                  sink_topics=peer.sink_topics if peer else ())
     if not grants:
         raise JellyBeanError("no agents: give --agent NAME (repeatable) or --plan PLAN.yaml")
+    for name in sinks or []:
+        if name not in grants:
+            raise JellyBeanError(f"--sink {name}: no such agent (agents: {', '.join(grants)}); add it with --agent")
+        grants[name] = AgentGrant(site=grants[name].site, publish_sites=grants[name].publish_sites,
+                                  sink_topics=(*grants[name].sink_topics, topics.sink("#")))
 
     cfg = write_broker_config(directory, agents=grants, host=host, port=port, bind=bind,
-                              extra_hosts=tuple(extra_hosts or ()), rotate=rotate)
+                              extra_hosts=tuple(extra_hosts or ()), client_certs=client_certs,
+                              extra_users={name: replay_rules() for name in replay_users or []}, rotate=rotate)
 
     table = Table(title=f"broker users in {cfg.dir}", title_justify="left")
     for col in ("user", "may publish to", "may read"):
@@ -98,11 +110,23 @@ def config(
         table.add_row(user, "\n".join(r.topic for r in rules if r.may_write),
                       "\n".join(r.topic for r in rules if r.may_read))
     console.print(table)
-    console.print(f"broker URL  {cfg.url}  (each client: mqtts://USER:PASSWORD@{cfg.url.removeprefix('mqtts://')})",
-                  highlight=False)
+    address = cfg.url.removeprefix("mqtts://")
+    if client_certs:
+        console.print(f"broker URL  {cfg.url}  (mutual TLS: each client gives --cert {cfg.dir}/clients/USER.crt "
+                      "--key .../USER.key)", highlight=False)
+        console.print(f"identities  {cfg.dir / 'clients'}/USER.crt, USER.key  (secret; give each party its own)",
+                      highlight=False)
+    else:
+        console.print(f"broker URL  {cfg.url}  (each client: --broker mqtts://USER@{address} --password-file "
+                      "USER.password, or the password in $JELLYBEAN_BROKER_PASSWORD)", highlight=False)
+        console.print(f"passwords   {cfg.dir / 'clients'}/USER.password  (secret; give each party its own; all of "
+                      f"them: {cfg.dir / 'credentials.yaml'})", highlight=False)
     console.print(f"CA          {cfg.ca}  (give it to every client)", highlight=False)
-    console.print(f"passwords   {cfg.dir / 'credentials.yaml'}  (secret)", highlight=False)
-    console.print(f"run it      jellybean broker run {cfg.dir}", highlight=False)
+    console.print(f"run it      jellybean broker run {cfg.dir}   or   mosquitto -c {cfg.conf}", highlight=False)
+    for problem in stock_mosquitto_problems(cfg.conf):
+        err_console.print(f"[yellow]warning:[/] {problem}: `mosquitto -c {cfg.conf}` started by root would fail "
+                          "(`jellybean broker run` runs it as root instead); put DIR where user mosquitto may enter, "
+                          "e.g. /etc/mosquitto/jellybean", highlight=False)
 
 
 def _stop_on_sigterm() -> None:

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from jellybean.cli.main import app
+from jellybean.cli.run import BROKER_HELP, ClientCert, ClientKey, PasswordFile
 
 console = Console()
 err = Console(stderr=True)
@@ -49,11 +50,15 @@ def finish_replay(data, scenario, plan, *, report: Optional[Path], json_out: boo
 def replay(
     directory: Annotated[Path, typer.Argument(help="Dataset root in the CityFlow layout (or `jellybean scene`'s).")],
     scenario: Annotated[Optional[str], typer.Option("--scenario", help="S01, S02, ... (default: the first).")] = None,
-    broker: Annotated[Optional[str], typer.Option("--broker", help="Replay into a running deployment at this URL.")] = None,
+    broker: Annotated[Optional[str], typer.Option("--broker", help="Replay into a running deployment at this URL: "
+                                                                   + BROKER_HELP)] = None,
     local: Annotated[bool, typer.Option("--local", help="Run the plan's operators in this process instead.")] = False,
     plan: Annotated[Optional[Path], typer.Option("--plan", help="The plan (needed with --local; with --broker it adds "
                                                                 "predictions and $/h to the report).")] = None,
     ca: Annotated[Optional[Path], typer.Option("--ca", help="CA certificate for mqtts://.")] = None,
+    password_file: PasswordFile = None,
+    cert: ClientCert = None,
+    key: ClientKey = None,
     speed: Annotated[float, typer.Option("--speed", help="Play X times faster than recorded (--local: 0 = no pacing).")] = 1.0,
     seconds: Annotated[Optional[float], typer.Option("--seconds", help="Replay only the first S seconds of each camera.")] = None,
     drain: Annotated[float, typer.Option("--drain", help="Seconds to wait for the last results.")] = 15.0,
@@ -63,7 +68,7 @@ def replay(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Publish every camera's frames at its recorded rate and offset; report throughput, latency, bytes, IDF1."""
-    from jellybean.cli.run import _deployment, _logging, _replay_progress
+    from jellybean.cli.run import _deployment, _logging, _replay_progress, broker_url
     from jellybean.errors import JellyBeanError
 
     _logging("warning")
@@ -73,6 +78,9 @@ def replay(
         raise JellyBeanError(f"--speed must be > 0 (got {speed})" + ("" if broker else "; 0 means no pacing with --local"))
     if local and plan is None:
         raise JellyBeanError("--local needs --plan PLAN (the variants and routes to run)")
+    if local and (password_file or cert or key):
+        raise JellyBeanError("--password-file, --cert and --key are for --broker; --local uses no broker")
+    url = broker_url(broker, password_file, cert, key) if broker is not None else None
     scen = open_scenario(directory, scenario)
     dep = _deployment(plan, None, None, None) if plan is not None else None
     with _replay_progress(quiet or json_out) as cb:
@@ -83,7 +91,7 @@ def replay(
         else:
             from jellybean.replay.driver import BrokerReplay
 
-            data = BrokerReplay(broker, ca=ca, speed=speed, drain_s=drain, limit_s=seconds, progress=cb).run(scen)
+            data = BrokerReplay(url, ca=ca, speed=speed, drain_s=drain, limit_s=seconds, progress=cb).run(scen)
     plan_used = dep.plan if dep else running_plan(data)
     finish_replay(data, scen, plan_used, report=report, json_out=json_out, submission=submission)
 

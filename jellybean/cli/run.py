@@ -34,13 +34,37 @@ def _stop_on_sigterm(stop) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop())
 
 
+# The broker's secrets never go on a command line: a password comes from a file or the environment.
+PasswordFile = Annotated[Optional[Path], typer.Option(
+    "--password-file", help="Read the broker password from this file (`broker config` writes DIR/clients/USER.password); "
+                            "or set JELLYBEAN_BROKER_PASSWORD. A USER.crt and USER.key beside it are used as the "
+                            "client certificate.")]
+ClientCert = Annotated[Optional[Path], typer.Option(
+    "--cert", help="Client certificate for mutual TLS (`broker config --client-certs`: DIR/clients/USER.crt).")]
+ClientKey = Annotated[Optional[Path], typer.Option(
+    "--key", help="The client certificate's key (default: the certificate's path with .key).")]
+BROKER_HELP = ("mqtt://host:port, or mqtts://USER@host:port with --password-file or $JELLYBEAN_BROKER_PASSWORD "
+               "(a password in the URL works too, but is then on the command line)")
+
+
+def broker_url(url: str, password_file: Optional[Path], cert: Optional[Path], key: Optional[Path]) -> str:
+    """The URL a client of this process connects with: its password and certificate resolved.
+    Never print it: show `redact_url(url)`."""
+    from jellybean.agents.broker import client_url
+
+    return client_url(url, password_file=password_file, cert=cert, key=key)
+
+
 @app.command()
 def agent(
     name: Annotated[str, typer.Option("--name", help="This agent's name (a topic level and broker user).")],
     hardware: Annotated[str, typer.Option("--hardware", help="The hardware profile this device is (tiers/*.yaml).")],
-    broker: Annotated[str, typer.Option("--broker", help="mqtt://host:port or mqtts://user:password@host:port")],
+    broker: Annotated[str, typer.Option("--broker", help=BROKER_HELP)],
     site: Annotated[Optional[str], typer.Option("--site", help="The infrastructure site it serves (default: --name).")] = None,
     ca: Annotated[Optional[Path], typer.Option("--ca", help="CA certificate for mqtts:// (broker config DIR/ca.crt).")] = None,
+    password_file: PasswordFile = None,
+    cert: ClientCert = None,
+    key: ClientKey = None,
     zoo: Annotated[list[Path], typer.Option("--zoo", help="Directory where model files are looked up (repeatable).")] = [],
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Where models fetched over the broker are kept.")] = None,
     metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Prometheus endpoint port (0: any free port).")] = None,
@@ -49,12 +73,14 @@ def agent(
 ) -> None:
     """Run an agent: announce, heartbeat, and run whatever the controller assigns, until stopped."""
     from jellybean.agents.agent import Agent, AgentOptions
+    from jellybean.agents.broker import redact_url
 
     _logging(log_level)
-    a = Agent(AgentOptions(name=name, hardware=hardware, broker=broker, site=site, ca=ca, model_dirs=tuple(zoo),
+    url = broker_url(broker, password_file, cert, key)
+    a = Agent(AgentOptions(name=name, hardware=hardware, broker=url, site=site, ca=ca, model_dirs=tuple(zoo),
                            cache_dir=cache, metrics_port=metrics_port, threads=threads))
     _stop_on_sigterm(lambda: a._stop.set())
-    err.print(f"agent [bold]{name}[/] ({hardware}) at site {a.site}, broker {broker}")
+    err.print(f"agent [bold]{name}[/] ({hardware}) at site {a.site}, broker {redact_url(url)}", highlight=False)
     try:
         a.run_forever()
     except KeyboardInterrupt:
@@ -103,9 +129,14 @@ def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_aft
             wait, lambda n, total, miss: progress.update(task, completed=n, total=total,
                                                           description=f"waiting for {', '.join(miss)}" if miss else ""))
     if missing:
+        from jellybean.agents.broker import parse_broker_url
+
         controller.stop()
+        address = parse_broker_url(broker)
+        hint = address.url if not address.username else \
+            f"{address.url.replace('://', '://SITE@', 1)} --password-file SITE.password"
         raise JellyBeanError(f"no agent came online for site(s) {', '.join(missing)} within {wait:.0f} s; start "
-                             f"`jellybean agent --name SITE --hardware HW --broker {broker}` there")
+                             f"`jellybean agent --name SITE --hardware HW --broker {hint}` there")
     controller.publish()
     if not quiet:
         err.print(f"[dim]{controller.events[-1].what}[/]")
@@ -122,8 +153,11 @@ def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_aft
 @app.command()
 def deploy(
     plan: Annotated[Path, typer.Argument(help="plan.yaml written by `jellybean plan -o`.")],
-    broker: Annotated[str, typer.Option("--broker", help="mqtt://host:port or mqtts://controller:password@host:port")],
+    broker: Annotated[str, typer.Option("--broker", help=BROKER_HELP)],
     ca: Annotated[Optional[Path], typer.Option("--ca", help="CA certificate for mqtts://.")] = None,
+    password_file: PasswordFile = None,
+    cert: ClientCert = None,
+    key: ClientKey = None,
     workflow: Annotated[Optional[Path], typer.Option("--workflow", help="Override the plan's workflow file.")] = None,
     zoo: Annotated[Optional[Path], typer.Option("--zoo", help="Override the plan's zoo manifest.")] = None,
     infrastructure: Annotated[Optional[Path], typer.Option("--infrastructure", help="Override the plan's infrastructure.")] = None,
@@ -137,8 +171,9 @@ def deploy(
 ) -> None:
     """The controller: publish assignments, watch the agents, re-plan when one stops (or the load shifts)."""
     _logging("warning")
+    url = broker_url(broker, password_file, cert, key)
     dep = _deployment(plan, workflow, zoo, infrastructure)
-    controller = start_controller(dep, broker, ca, wait, drop_after_ms, quiet, replan_on_load)
+    controller = start_controller(dep, url, ca, wait, drop_after_ms, quiet, replan_on_load)
     try:
         watch(controller, duration, quiet)
     finally:
@@ -174,18 +209,24 @@ def watch(controller, duration: Optional[float] = None, quiet: bool = False) -> 
 def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: int = 1,
                  ca: Path | None = None) -> dict[str, subprocess.Popen]:
     """One agent process per site the plan uses (named after the site), logs in workdir.
-    `broker_url` may map each site to its own URL (with that agent's credentials)."""
+    `broker_url` may map each site to its own URL (with that agent's credentials); a password goes
+    to the agent in its environment ($JELLYBEAN_BROKER_PASSWORD), never on its command line."""
+    from jellybean.agents.broker import PASSWORD_ENV, split_password
     from jellybean.agents.deployment import sites_needed
 
     procs = {}
     for site, hardware in sorted(sites_needed(dep.plan).items()):
-        url = broker_url[site] if isinstance(broker_url, dict) else broker_url
+        url, password = split_password(broker_url[site] if isinstance(broker_url, dict) else broker_url)
+        env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
+        env["PYTHONUNBUFFERED"] = "1"
+        if password is not None:
+            env[PASSWORD_ENV] = password
         log = open(workdir / f"agent-{site}.log", "w")
         procs[site] = subprocess.Popen(
             [sys.executable, "-m", "jellybean", "agent", "--name", site, "--hardware", hardware, "--broker", url,
              "--zoo", str(dep.zoo_dir), "--threads", str(threads), "--metrics-port", "0",
              "--cache", str(workdir / "models"), *(["--ca", str(ca)] if ca else [])],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stdout=log, stderr=subprocess.STDOUT, env=env)
     return procs
 
 
