@@ -19,6 +19,7 @@ raises a `SpecError` with the same message; `open_dataset(..., strict=True)` or
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,11 +62,38 @@ class GtRow:
 
 
 def parse_int(text: str) -> int:
-    """An integer written as "12" or "12.0"; ValueError otherwise."""
+    """An integer written as "12" or "12.0"; ValueError otherwise (NaN and infinity included)."""
     value = float(text)
     if not value.is_integer():
         raise ValueError(text)
     return int(value)
+
+
+def parse_count(text: str) -> int:
+    """A number of frames: a whole number >= 0; ValueError otherwise."""
+    value = parse_int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+def parse_finite(text: str) -> float:
+    """A finite number; ValueError for anything else, NaN and infinity included."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def read_text(path: Path) -> tuple[str | None, str | None]:
+    """(the file's UTF-8 text, None), or (None, "what is wrong, what to do") when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8"), None
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start : exc.start + 1].hex()
+        return None, f"not UTF-8 text (byte 0x{bad} at offset {exc.start}); save it as UTF-8 text"
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
 
 
 class LineProblems:
@@ -93,10 +121,9 @@ def parse_gt(path: Path, frame_count: int | None = None) -> tuple[list[GtRow], l
     """Rows of a MOT-format gt file and the problems found (`file: line N: what is wrong`)."""
     rows: list[GtRow] = []
     found = LineProblems(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        return [], [f"{path}: cannot be read ({exc.strerror or exc})"]
+    text, problem = read_text(path)
+    if text is None:
+        return [], [f"{path}: {problem}"]
     for n, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
@@ -108,10 +135,10 @@ def parse_gt(path: Path, frame_count: int | None = None) -> tuple[list[GtRow], l
         else:
             try:
                 frame, ident = parse_int(parts[0]), parse_int(parts[1])
-                left, top, width, height = (float(p) for p in parts[2:6])
+                left, top, width, height = (parse_finite(p) for p in parts[2:6])
                 float(parts[6]), float(parts[7]), float(parts[8]), float(parts[9])
             except ValueError:
-                problem = f"expected numbers ({GT_FIELDS}) with integer frame and id, got '{line}'"
+                problem = f"expected numbers ({GT_FIELDS}), finite, with integer frame and id, got '{line[:120]}'"
             else:
                 if frame < 1:
                     problem = f"frame {frame}: frames are numbered from 1"
@@ -129,31 +156,38 @@ def parse_gt(path: Path, frame_count: int | None = None) -> tuple[list[GtRow], l
 
 def parse_homography(path: Path) -> np.ndarray:
     """The 3x3 `Homography matrix: a b c;d e f;g h i` of a calibration.txt (world -> image)."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError([f"{path}: cannot be read ({exc.strerror or exc})"]) from None
+    text, problem = read_text(path)
+    if text is None:
+        raise SpecError([f"{path}: {problem}"])
     for n, line in enumerate(text.splitlines(), start=1):
         if line.strip().lower().startswith("homography matrix:"):
             body = line.split(":", 1)[1]
             try:
-                rows = [[float(v) for v in r.split()] for r in body.split(";") if r.strip()]
+                rows = [[parse_finite(v) for v in r.split()] for r in body.split(";") if r.strip()]
                 h = np.array(rows, float)
             except ValueError:
                 h = None
             if h is None or h.shape != (3, 3):
-                raise SpecError([f"{path}: line {n}: expected 'Homography matrix: a b c;d e f;g h i' with 9 numbers"])
+                raise SpecError([f"{path}: line {n}: expected 'Homography matrix: a b c;d e f;g h i' with 9 finite "
+                                 "numbers"])
             return h
     raise SpecError([f"{path}: no 'Homography matrix:' line"])
 
 
-def _read_table(path: Path, value, what: str, kind: str, where: str) -> tuple[dict[str, object], list[Problem]]:
-    """`cNNN <value>` lines of cam_timestamp / cam_framenum."""
+def _read_table(path: Path, value, what: str, kind: str, where: str
+                ) -> tuple[dict[str, object], list[Problem], str | None]:
+    """`cNNN <value>` lines of cam_timestamp / cam_framenum, the problems, and why the file could
+    not be read at all (None when it could, or does not exist)."""
     table: dict[str, object] = {}
     problems: list[Problem] = []
     if not path.is_file():
-        return table, problems
-    for n, raw in enumerate(path.read_text().splitlines(), start=1):
+        return table, problems, None
+    text, unreadable = read_text(path)
+    if text is None:
+        problems.append(Problem(where, kind, f"{path}: {unreadable}"))
+        return table, problems, unreadable
+    found = LineProblems(path)
+    for n, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
             continue
@@ -163,8 +197,9 @@ def _read_table(path: Path, value, what: str, kind: str, where: str) -> tuple[di
                 raise ValueError
             table[parts[0]] = value(parts[1])
         except ValueError:
-            problems.append(Problem(where, kind, f"{path}: line {n}: expected 'cNNN <{what}>', got '{line}'"))
-    return table, problems
+            found.add(n, f"expected 'cNNN <{what}>', got '{line[:120]}'")
+    problems.extend(Problem(where, kind, m) for m in found.problems)
+    return table, problems, None
 
 
 @dataclass(frozen=True, eq=False)
@@ -336,8 +371,15 @@ def _video_info(path: Path) -> tuple[float | None, int | None]:
         cap.release()
 
 
+def _why_missing(path: Path, name: str, unreadable: str | None) -> str:
+    if unreadable is not None:
+        return unreadable
+    return "no entry for " + name if path.is_file() else "missing"
+
+
 def _open_camera(split: str, scenario: str, directory: Path, offsets: dict, counts: dict,
-                 offsets_path: Path, counts_path: Path, load_gt: bool) -> Camera:
+                 offsets_path: Path, counts_path: Path, load_gt: bool,
+                 unreadable: tuple[str | None, str | None] = (None, None)) -> Camera:
     name = directory.name
     where = f"{split}/{scenario}/{name}"
     problems: list[Problem] = []
@@ -351,12 +393,12 @@ def _open_camera(split: str, scenario: str, directory: Path, offsets: dict, coun
             problems.append(Problem(where, "video", f"{video}: cannot be decoded by OpenCV (or reports no fps)"))
     offset = offsets.get(name)
     if offset is None:
-        why = "no entry for " + name if offsets_path.is_file() else "missing"
+        why = _why_missing(offsets_path, name, unreadable[0])
         problems.append(Problem(where, "timestamp",
                                 f"{offsets_path}: {why}; expected a line '{name} <start offset seconds>'"))
     frame_count = counts.get(name)
     if frame_count is None:
-        why = "no entry for " + name if counts_path.is_file() else "missing"
+        why = _why_missing(counts_path, name, unreadable[1])
         hint = f" (using the video's {video_count} frames)" if video_count else ""
         problems.append(Problem(where, "framenum",
                                 f"{counts_path}: {why}; expected a line '{name} <number of frames>'{hint}"))
@@ -387,13 +429,14 @@ def open_dataset(root: Path | str, *, strict: bool = False, load_gt: bool = True
             where = f"{split}/{sdir.name}"
             ts_path = root / "cam_timestamp" / f"{sdir.name}.txt"
             fn_path = root / "cam_framenum" / f"{sdir.name}.txt"
-            offsets, p1 = _read_table(ts_path, float, "start offset seconds", "timestamp", where)
-            counts, p2 = _read_table(fn_path, parse_int, "number of frames", "framenum", where)
+            offsets, p1, ts_unreadable = _read_table(ts_path, parse_finite, "start offset seconds", "timestamp", where)
+            counts, p2, fn_unreadable = _read_table(fn_path, parse_count, "number of frames", "framenum", where)
             cam_dirs = sorted(p for p in sdir.iterdir() if p.is_dir() and re.fullmatch(r"c\d+", p.name))
             problems = p1 + p2
             if not cam_dirs:
                 problems.append(Problem(where, "layout", f"{sdir}: no camera directories (cNNN)"))
-            cams = tuple(_open_camera(split, sdir.name, d, offsets, counts, ts_path, fn_path, load_gt)
+            cams = tuple(_open_camera(split, sdir.name, d, offsets, counts, ts_path, fn_path, load_gt,
+                                      (ts_unreadable, fn_unreadable))
                          for d in cam_dirs)
             scenarios.append(Scenario(split=split, name=sdir.name, cameras=cams, problems=tuple(problems)))
     dataset = Dataset(root=root, scenarios=tuple(scenarios))
