@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from jellybean.cli.main import app
 from jellybean.errors import SpecError
@@ -17,11 +18,23 @@ console = Console()
 
 @app.command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Workflow, model-zoo, hardware, infrastructure or plan YAML files.")],
+    files: Annotated[list[Path], typer.Argument(help="Workflow, model-zoo, hardware, infrastructure or plan YAML files, "
+                                                     "or a prototype optimizer input directory (as plan --jellybean-inputs "
+                                                     "reads).")],
 ) -> None:
     """Check every file and report each problem as `file: path: what is wrong, what to do`."""
-    results, problems = validate_files(files)
+    directories = [f for f in files if f.is_dir()]
+    results, problems = validate_files([f for f in files if not f.is_dir()])
+    for directory in directories:
+        from jellybean.planner.jellybean_format import load_jellybean_inputs
+
+        try:
+            load_jellybean_inputs(directory)
+        except SpecError as exc:
+            problems.extend(exc.problems)
+        else:
+            results.append((directory, "jellybean inputs"))
     for path, kind in results:
-        console.print(f"[green]ok[/]  {path} ({kind})", highlight=False)
+        console.print(f"[green]ok[/]  {escape(str(path))} ({kind})", highlight=False)
     if problems:
         raise SpecError(problems)
