@@ -1,8 +1,16 @@
 """`jellybean agent`: connect, announce, heartbeat, and run whatever the controller assigns.
 
 Threads: the transport's network thread (handlers only decode and enqueue), `assign` (applies
-assignments: loading models can take seconds), `heartbeat` (heartbeats and metrics), and each
-task's workers. Nothing a peer sends can stop the agent: bad messages are logged and dropped.
+assignments: loading models can take seconds), `heartbeat` (heartbeats and metrics, and items
+held too long), and each task's workers. Nothing a peer sends can stop the agent: bad messages are
+logged and dropped.
+
+Data items are acknowledged to the broker only when their work is done (processed and the outputs
+acknowledged in turn, forwarded, or dropped with a tombstone), so that what a killed agent held
+comes back to it, or to whoever takes its session, from the broker. Items for an operator that is
+still starting, or that arrive before any assignment, are held (bounded), not dropped. An
+assignment takes effect at once for the data: its tasks start beside the old ones, and only when
+all have loaded do routing, the running tasks and the version in the heartbeats switch.
 """
 
 from __future__ import annotations
@@ -31,12 +39,25 @@ from jellybean.agents.messages import (
 )
 from jellybean.agents.operators.base import OperatorConfig, create
 from jellybean.agents.routing import Router
-from jellybean.agents.tasks import TaskRunner
+from jellybean.agents.tasks import Countdown, Done, TaskRunner
 from jellybean.agents.telemetry import AgentTelemetry
-from jellybean.agents.transport import MqttLink, Will
+from jellybean.agents.transport import Ack, MqttLink, Will
 from jellybean.errors import JellyBeanError
 
 log = logging.getLogger(__name__)
+# Items held for a task that is not running yet: at most this many (the oldest beyond are dropped,
+# counted), and for at most this long once an assignment is in force (then re-homed).
+MAX_HELD = 5000
+HOLD_FOR_TASK_S = 30.0
+
+
+@dataclass
+class _Held:
+    operator: str
+    item: Item
+    nbytes: int
+    ack: Done
+    since: float = field(default_factory=time.monotonic)
 
 
 def sha256_file(path: Path) -> str:
@@ -112,6 +133,8 @@ class Agent:
         self._threads: list[threading.Thread] = []
         self._models = self._scan_models()
         self._seq = 0
+        self._starting: set[str] = set()       # operators of an assignment being applied
+        self._held: list[_Held] = []           # guarded by _tasks_lock
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "Agent":
@@ -165,11 +188,12 @@ class Agent:
     def _heartbeat_loop(self) -> None:
         next_metrics = time.monotonic() + self.opts.metrics_s
         while not self._stop.wait(self.opts.heartbeat_s):
+            self._release_held(expired_only=True)
             if not self.link.connected:
                 continue
             self._seq += 1
-            version = self.assignment.version if self.assignment else 0
             with self._tasks_lock:
+                version = self.assignment.version if self.assignment else 0
                 running = sorted(self.tasks)
                 errors = [f"{op}: {e}" for op, e in self.errors.items()]
             self.link.publish(topics.heartbeat(self.name), Heartbeat(
@@ -227,41 +251,48 @@ class Agent:
         for topic in self._data_subs - wanted:
             self.link.unsubscribe(topic)
         for topic in wanted - self._data_subs:
-            self.link.subscribe(topic, self._on_data)
+            self.link.subscribe(topic, self._on_data, manual=True)
         self._data_subs = wanted
 
     def apply(self, a: Assignment) -> None:
+        """Start what `a` adds beside what runs, then switch at once: routing, tasks, version."""
         log.info("applying assignment version %d: %s", a.version,
                  ", ".join(f"{t.operator}={t.variant}x{t.workers}" for t in a.tasks) or "nothing")
-        self.router.update(a.routing, a.placements, a.keyed)
         wanted = {t.operator: t for t in a.tasks}
-        rehome: list[tuple[str, Item]] = []
         with self._tasks_lock:
-            self.assignment = a
-            for op in list(self.tasks):
-                runner = self.tasks[op]
-                if op not in wanted or not runner.same_as(wanted[op]):
-                    del self.tasks[op]
-                    rehome.extend((op, item) for item in runner.stop())
-                else:
-                    runner.drop_after_ms = a.drop_after_ms
-            self.errors = {op: e for op, e in self.errors.items() if op in wanted}
-        for op, task in wanted.items():
-            if op in self.tasks:
-                continue
-            try:
-                runner = self._start_task(task, a)
-            except Exception as exc:  # noqa: BLE001 - report it in heartbeats; the others run
-                log.error("cannot run %s (%s): %s", op, task.variant, exc)
-                with self._tasks_lock:
-                    self.errors[op] = str(exc)
-                continue
+            keep = {op for op, r in self.tasks.items() if op in wanted and r.same_as(wanted[op])}
+            self._starting = set(wanted) - keep
+        started: dict[str, TaskRunner] = {}
+        errors: dict[str, str] = {}
+        try:
+            for op in sorted(set(wanted) - keep):
+                try:
+                    started[op] = self._start_task(wanted[op], a)
+                except Exception as exc:  # noqa: BLE001 - report it in heartbeats; the others run
+                    log.error("cannot run %s (%s): %s", op, wanted[op].variant, exc)
+                    errors[op] = str(exc)
+        finally:
             with self._tasks_lock:
-                self.tasks[op] = runner
-                self.errors.pop(op, None)
+                self._starting = set()
+        stopped: list[TaskRunner] = []
+        with self._tasks_lock:
+            self.router.update(a.routing, a.placements, a.keyed)
+            for op in list(self.tasks):
+                if op not in keep:
+                    stopped.append(self.tasks.pop(op))
+                else:
+                    self.tasks[op].drop_after_ms = a.drop_after_ms
+            self.tasks.update(started)
+            self.errors = errors
+            self.assignment = a
+            held, self._held = self._held, []
         self._subscribe_data(a.shared, sorted(self.tasks))
-        for op, item in rehome:
-            self._send(op, item, rehome=True)
+        for runner in stopped:
+            # Its workers finish what they hold; what is left goes where the operator runs now.
+            for item, ack in runner.stop():
+                self._send(runner.task.operator, item, rehome=True, on_done=ack)
+        for h in held:
+            self._dispatch(h.operator, h.item, h.nbytes, h.ack, since=h.since)
 
     def _start_task(self, task: Task, a: Assignment) -> TaskRunner:
         model = self._model_path(task) if task.model else None
@@ -339,35 +370,67 @@ class Agent:
         d.done.set()
 
     # -- data ------------------------------------------------------------------------------------
-    def _on_data(self, topic: str, payload: bytes) -> None:
+    def _on_data(self, topic: str, payload: bytes, ack: Ack) -> None:
         operator = topic.rsplit("/", 1)[-1]
         try:
             item = decode_item(payload, topic)
         except MessageError as exc:
             self.telemetry.reject()
             log.warning("dropped: %s", exc)
+            ack()
             return
+        self._dispatch(operator, item, len(payload), ack)
+
+    def _dispatch(self, operator: str, item: Item, nbytes: int, ack: Done, since: float | None = None) -> None:
+        """Run the item here, hold it for a task that is starting, or send it where it runs now."""
         with self._tasks_lock:
             runner = self.tasks.get(operator)
+            if runner is None and (self.assignment is None or operator in self._starting):
+                self._hold(_Held(operator, item, nbytes, ack, since if since is not None else time.monotonic()))
+                return
         if runner is None:
             # Not (or no longer) ours: a re-plan moved the operator; send the item where it runs now.
-            self._send(operator, item, rehome=True)
+            self._send(operator, item, rehome=True, on_done=ack)
             return
-        runner.offer(item, len(payload))
+        runner.offer(item, nbytes, ack)
 
-    def _emit(self, operator: str, items: list[Item]) -> None:
+    def _hold(self, held: _Held) -> None:
+        """Keep an item until its task runs (holds _tasks_lock)."""
+        self._held.append(held)
+        if len(self._held) > MAX_HELD:
+            old = self._held.pop(0)
+            self.telemetry.dropped(old.operator, "held too many")
+            log.warning("holding more than %d items for tasks not running yet; %s/%d dropped",
+                        MAX_HELD, old.item.stream, old.item.frame)
+            old.ack()
+
+    def _release_held(self, expired_only: bool) -> None:
+        """Items held past HOLD_FOR_TASK_S under an assignment go where their operator runs."""
+        now = time.monotonic()
+        with self._tasks_lock:
+            if self.assignment is None or self._starting:
+                return
+            due = [h for h in self._held if not expired_only or now - h.since >= HOLD_FOR_TASK_S]
+            self._held = [h for h in self._held if h not in due]
+        for h in due:
+            self._send(h.operator, h.item, rehome=True, on_done=h.ack)
+
+    def _emit(self, operator: str, items: list[Item], done: Done | None = None) -> None:
+        """Send `operator`'s outputs downstream (or to the sink); `done` once the broker has all."""
+        countdown = Countdown(done or (lambda: None))
         a = self.assignment
-        if a is None:
-            return
-        for item in items:
-            for downstream in a.downstream.get(operator, []):
-                self._send(downstream, item, edge=f"{operator}->{downstream}")
-            if operator in a.sinks and a.sink_topic:
-                payload = encode_item(item)
-                self.link.publish(a.sink_topic, payload)
-                self.telemetry.sent("sink", len(payload))
+        if a is not None:
+            for item in items:
+                for downstream in a.downstream.get(operator, []):
+                    self._send(downstream, item, edge=f"{operator}->{downstream}", on_done=countdown.hold())
+                if operator in a.sinks and a.sink_topic:
+                    payload = encode_item(item)
+                    self.link.publish(a.sink_topic, payload, on_done=countdown.hold())
+                    self.telemetry.sent("sink", len(payload), item.session)
+        countdown.arm()
 
-    def _send(self, operator: str, item: Item, *, edge: str | None = None, rehome: bool = False) -> None:
+    def _send(self, operator: str, item: Item, *, edge: str | None = None, rehome: bool = False,
+              on_done: Done | None = None) -> None:
         edge = edge or f"*->{operator}"
         site = self.router.next_site(edge, self.site, item.stream)
         if rehome and site == self.site:
@@ -375,9 +438,13 @@ class Agent:
             others = {s: w for s, w in self.router.placements.get(operator, {}).items() if s != self.site}
             site = Router({}, {operator: others}, self.router.keyed).next_site(edge, self.site, item.stream)
         if site is None:
+            # Nowhere runs it: the frame ends here, and its tombstone says so downstream.
             self.telemetry.dropped(operator, "no route")
             log.warning("no site runs %s; item %s/%d dropped", operator, item.stream, item.frame)
+            if item.dropped is None:
+                item = item.tombstone(f"no site runs {operator}")
+            self._emit(operator, [item], on_done)
             return
         payload = encode_item(item)
-        self.link.publish(topics.data(site, operator), payload)
-        self.telemetry.sent(site, len(payload))
+        self.link.publish(topics.data(site, operator), payload, on_done=on_done)
+        self.telemetry.sent(site, len(payload), item.session)

@@ -37,6 +37,9 @@ from jellybean.agents.transport import MqttLink
 from jellybean.errors import JellyBeanError
 
 log = logging.getLogger(__name__)
+# Below this fraction of the planned load on every operator a deployment is idle (a replay ending,
+# cameras off), not a load to plan for.
+IDLE_FRACTION = 0.1
 
 
 @dataclass
@@ -60,7 +63,7 @@ class Controller:
     def __init__(self, deployment: Deployment, broker: str, *, ca: Path | None = None, heartbeat_s: float = 1.0,
                  missed_heartbeats: int = 3, drop_after_ms: float = 5000.0, replan_time_limit: float = 20.0,
                  load_tolerance: float | None = None, load_sustain_s: float = 10.0,
-                 on_event: Callable[[str], None] | None = None) -> None:
+                 grace_s: float | None = None, on_event: Callable[[str], None] | None = None) -> None:
         self.original = deployment
         self.current = deployment
         self.heartbeat_s = heartbeat_s
@@ -68,6 +71,10 @@ class Controller:
         self.drop_after_ms = drop_after_ms
         self.replan_time_limit = replan_time_limit
         self.link = MqttLink(broker, "jb-controller", ca=ca, clean=True)
+        # After our own (re)connect, agents get this long to be heard again before they count as
+        # lost: when the broker itself went away, their wills and silence say nothing about them.
+        self.grace_s = grace_s if grace_s is not None else missed_heartbeats * heartbeat_s + 2.0
+        self._grace_until = 0.0
         self.agents: dict[str, AgentState] = {}
         self.site_agents: dict[str, list[str]] = {}
         self.lost: set[str] = set()              # sites whose agent died
@@ -133,7 +140,9 @@ class Controller:
                 return
             state.last_seen = time.monotonic()
             if isinstance(message, Status):
-                if message.state == "offline" and state.online:
+                if message.state == "offline" and state.online and self.in_grace():
+                    log.info("agent %s: 'offline' while the broker restarts; waiting for its heartbeats", name)
+                elif message.state == "offline" and state.online:
                     state.online = False
                     self._event(f"agent {name} went offline (last will or shutdown)")
                     self._changed.set()
@@ -167,7 +176,20 @@ class Controller:
         self._event(f"sent model {request.name} to {request.agent} ({len(data)} bytes in {total} chunks)")
 
     # -- deploying -------------------------------------------------------------------------------
+    def _on_reconnect(self) -> None:
+        with self._lock:
+            first = self.link.connects <= 1
+            self._grace_until = time.monotonic() + (0.0 if first else self.grace_s)
+            for s in self.agents.values():
+                s.last_seen = max(s.last_seen, time.monotonic())
+        if not first:
+            self._event(f"reconnected to the broker; agents have {self.grace_s:.1f} s to be heard again")
+
+    def in_grace(self) -> bool:
+        return time.monotonic() < self._grace_until
+
     def connect(self, timeout: float = 10.0) -> None:
+        self.link.on_connect(self._on_reconnect)
         self.link.subscribe(topics.ALL_AGENTS, self._on_agent)
         self.link.start()
         self.link.wait_connected(timeout)
@@ -234,6 +256,8 @@ class Controller:
         now = time.monotonic()
         with self._lock:
             for name, s in self.agents.items():
+                if self.in_grace() or not self.link.connected:
+                    break
                 if s.online and now - s.last_seen > self.missed * self.heartbeat_s + 0.5:
                     s.online = False
                     self._event(f"agent {name} missed {self.missed} heartbeats")
@@ -266,8 +290,9 @@ class Controller:
         planned = self.current.plan.predicted.throughput
         measured = self.measured_load()
         ratios = {op: measured.get(op, 0.0) / rate for op, rate in planned.items() if rate > 0}
-        # No traffic at all is an idle deployment, not a load to plan for.
-        if not ratios or max(ratios.values()) <= 0 or all(abs(r - 1) <= self.load_tolerance for r in ratios.values()):
+        # Next to no traffic is an idle deployment (or a replay fading out), not a load to plan for.
+        if not ratios or max(ratios.values()) < IDLE_FRACTION or \
+                all(abs(r - 1) <= self.load_tolerance for r in ratios.values()):
             self._load_since = None
             return False
         if self._load_since is None:

@@ -156,7 +156,9 @@ class Metrics(Message):
     operators: list[OperatorMetrics] = Field(default_factory=list)
     bytes_out: dict[str, int] = Field(default_factory=dict, description="to site -> bytes since start")
     bytes_in: int = 0
-    rejected: int = Field(0, description="malformed or unknown messages dropped")
+    rejected: int = Field(0, description="malformed, unknown or implausible messages dropped")
+    session_bytes_out: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="session -> to site -> bytes, for the most recent sessions")
 
 
 class ModelRequest(Message):

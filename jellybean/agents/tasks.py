@@ -1,11 +1,14 @@
 """One operator running on an agent: dedup, ordering, batching, workers, dropping what is late.
 
-    offer(item) ─> seen before? (stream, frame) ─> duplicate, counted, discarded
-                └> keyed "item": queue ─> N workers
-                └> keyed "stream"/"global": per-stream reorder buffer ─> queue ─> 1 worker
+    offer(item, ack) ─> implausible (time far ahead, frame far ahead)? ─> rejected, counted
+                     └> seen before? (stream, session, frame) ─> duplicate, counted, discarded
+                     └> keyed "item": queue ─> N workers
+                     └> keyed "stream"/"global": reorder buffer per (stream, session) ─> 1 worker
     worker: take up to `batch` items within `max_batch_latency_ms`; items older than
             `drop_after_ms` since capture become tombstones ("late"); the rest go to the operator.
-    emit(operator, outputs) is the agent's: it routes and publishes.
+    emit(operator, outputs, done) is the agent's: it routes and publishes, and calls `done` once
+    the broker has every output; only then are the inputs acknowledged (`ack`), so an agent that
+    dies holding items gets them back from the broker.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from jellybean.agents.items import Item
@@ -23,21 +26,69 @@ from jellybean.agents.operators.base import Operator
 from jellybean.agents.telemetry import AgentTelemetry
 
 log = logging.getLogger(__name__)
-Emit = Callable[[str, list[Item]], None]
+Done = Callable[[], None]
+Emit = Callable[[str, list[Item], Done], None]
 # A stream's first frames may arrive out of order (parallel upstream workers); wait this long for
 # them before starting, and `hold_s` for a missing frame later on.
 START_HOLD_S = 0.25
+# How far ahead of an ordered stream an item may be before it is implausible: this many frames,
+# plus MAX_FPS per second of capture time since the stream's last frame. A camera that was away
+# for a minute comes back; a stray frame a million ahead does not silence the real ones.
+AHEAD_SLACK = 256
+MAX_FPS = 480.0
+# Capture times this far in the future are not clock skew.
+FUTURE_S = 600.0
+# Sessions (runs of a stream's frame counter) kept apart per stream; more evict the oldest.
+SESSIONS_PER_STREAM = 4
+
+
+def _nothing() -> None:
+    pass
+
+
+class Countdown:
+    """Calls `done` once `arm()` has been called and every `hold()` has been released."""
+
+    def __init__(self, done: Done) -> None:
+        self._done = done
+        self._left = 1
+        self._lock = threading.Lock()
+
+    def hold(self) -> Done:
+        with self._lock:
+            self._left += 1
+        return self._release
+
+    def arm(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._left -= 1
+            fire = self._left == 0
+        if fire:
+            self._done()
+
+
+def acks_of(queued: "list[_Queued]") -> Done:
+    """One callable that acknowledges every item of `queued`."""
+    acks = [q.ack for q in queued]
+
+    def done() -> None:
+        for ack in acks:
+            ack()
+    return done
 
 
 class SeenSet:
     """The (stream, frame) keys seen most recently (bounded): QoS 1 may deliver a message twice."""
 
     def __init__(self, size: int = 50_000) -> None:
-        self._keys: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._keys: OrderedDict[tuple[str, str, int], None] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def add(self, key: tuple[str, int]) -> bool:
+    def add(self, key: tuple[str, str, int]) -> bool:
         """True when new; False for a duplicate."""
         with self._lock:
             if key in self._keys:
@@ -52,6 +103,7 @@ class SeenSet:
 class _Queued:
     item: Item
     received: float  # time.time() at arrival
+    ack: Done = field(default=_nothing)  # releases the broker's copy once the item's work is done
 
 
 class _Reorder:
@@ -62,6 +114,18 @@ class _Reorder:
         self.next: int | None = None
         self.waiting: dict[int, _Queued] = {}
         self.since: float | None = None  # when the head of the line started waiting
+        self.last_ts: float | None = None  # capture time of the last frame released
+
+    def implausible(self, item: Item) -> str | None:
+        """Why `item` cannot be a frame of this stream now, or None."""
+        if self.next is None or self.last_ts is None:
+            return None
+        ahead = item.frame - self.next
+        allowed = AHEAD_SLACK + MAX_FPS * max(0.0, item.capture_ts - self.last_ts)
+        if ahead > allowed:
+            return (f"frame {item.frame} is {ahead} ahead of the stream's next frame {self.next} "
+                    f"({allowed:.0f} allowed for its capture time)")
+        return None
 
     def push(self, q: _Queued) -> tuple[list[_Queued], list[_Queued]]:
         """(in order, too late) after adding `q`."""
@@ -86,6 +150,8 @@ class _Reorder:
         while self.next in self.waiting:
             out.append(self.waiting.pop(self.next))
             self.next += 1
+        if out:
+            self.last_ts = max(self.last_ts or 0.0, out[-1].item.capture_ts)
         # The wait for a missing frame starts when the line stops moving, not at each arrival.
         if not self.waiting:
             self.since = None
@@ -122,7 +188,8 @@ class TaskRunner:
         self._seen = SeenSet()
         self._queue: deque[_Queued] = deque()
         self._cond = threading.Condition()
-        self._reorder: dict[str, _Reorder] = {}
+        # stream -> session -> its reorder buffer (most recently active last)
+        self._streams: dict[str, OrderedDict[str, _Reorder]] = {}
         self._hold_s = hold_s
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -146,8 +213,8 @@ class TaskRunner:
             self._threads.append(t)
         return self
 
-    def stop(self) -> list[Item]:
-        """Stop the workers; returns the items not yet processed (to be re-homed)."""
+    def stop(self) -> list[tuple[Item, Done]]:
+        """Stop the workers; returns the items not yet processed, each with its ack (to be re-homed)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
@@ -159,53 +226,90 @@ class TaskRunner:
             except Exception:  # noqa: BLE001
                 log.exception("closing %s", self.task.operator)
         with self._cond:
-            left = [q.item for q in self._queue]
+            left = list(self._queue)
             self._queue.clear()
-            for r in self._reorder.values():
-                left.extend(q.item for q in r.drain())
-        return left
+            for sessions in self._streams.values():
+                for r in sessions.values():
+                    left.extend(r.drain())
+        return [(q.item, q.ack) for q in left]
 
     def same_as(self, task: Task) -> bool:
         return self.task.model_dump(exclude={"params"}) == task.model_dump(exclude={"params"}) \
             and self.task.params == task.params
 
     # -- input -----------------------------------------------------------------------------------
-    def offer(self, item: Item, nbytes: int) -> None:
+    def offer(self, item: Item, nbytes: int, ack: Done = _nothing) -> None:
+        """Take `item`; `ack` is called once it is done with (processed and sent on, or dropped)."""
         op = self.task.operator
         self.telemetry.received(op, nbytes, item.units)
+        if item.capture_ts > time.time() + FUTURE_S:
+            self._reject(item, f"capture time {item.capture_ts:.3f} is more than {FUTURE_S:.0f} s in the future",
+                         ack)
+            return
+        if self.keyed != "item":
+            with self._cond:
+                r = self._streams.get(item.stream, {}).get(item.session)
+                why = r.implausible(item) if r is not None else None
+            if why:
+                self._reject(item, why, ack)
+                return
         if not self._seen.add(item.key):
             self.telemetry.duplicate(op)
+            ack()
             return
-        q = _Queued(item, time.time())
+        q = _Queued(item, time.time(), ack)
+        evicted: list[_Queued] = []
         with self._cond:
             if self.keyed == "item":
                 ready, late = [q], []
             else:
-                r = self._reorder.setdefault(item.stream, _Reorder(self._hold_s))
+                r, evicted = self._reorder_for(item)
                 ready, late = r.push(q)
+            self._queue.extend(evicted)
             self._queue.extend(ready)
             overflow = []
             while len(self._queue) > self.max_queue:
                 overflow.append(self._queue.popleft())
-            if ready:
+            if ready or evicted:
                 self._cond.notify()
         for q_late in late:
-            self._drop([q_late.item], "out of order")
+            self._drop([q_late], "out of order")
         if overflow:
-            self._drop([o.item for o in overflow], "queue full")
+            self._drop(overflow, "queue full")
 
-    def _drop(self, items: list[Item], reason: str) -> None:
-        """Count `items` as dropped here and send their tombstones on, so the sink counts them too."""
+    def _reorder_for(self, item: Item) -> tuple[_Reorder, list[_Queued]]:
+        """The reorder buffer of the item's (stream, session), and the items of a session it evicts
+        (released in order: their session has ended). Holds `_cond`."""
+        sessions = self._streams.setdefault(item.stream, OrderedDict())
+        r = sessions.get(item.session)
+        evicted: list[_Queued] = []
+        if r is None:
+            r = sessions[item.session] = _Reorder(self._hold_s)
+            if len(sessions) > SESSIONS_PER_STREAM:
+                _, old = sessions.popitem(last=False)
+                evicted = old.drain()
+        else:
+            sessions.move_to_end(item.session)
+        return r, evicted
+
+    def _reject(self, item: Item, why: str, ack: Done) -> None:
+        """An implausible item: logged, counted, dropped; it changes no stream's state."""
+        self.telemetry.reject()
+        log.warning("rejected %s/%d at %s: %s", item.stream, item.frame, self.task.operator, why)
+        ack()
+
+    def _drop(self, queued: list[_Queued], reason: str) -> None:
+        """Count these items as dropped here and send their tombstones on, so the sink counts them too."""
         name = self.task.operator
-        self.telemetry.dropped(name, reason, len(items))
+        self.telemetry.dropped(name, reason, len(queued))
         now = round(time.time(), 4)
         stones = []
-        for item in items:
-            stone = item.tombstone(f"{reason} at {name}")
+        for q in queued:
+            stone = q.item.tombstone(f"{reason} at {name}")
             stone.trace.append([self.site, name, now, now])
             stones.append(stone)
         try:
-            self.emit(name, stones)
+            self.emit(name, stones, acks_of(queued))
         except Exception:  # noqa: BLE001
             log.exception("publishing tombstones of %s", name)
 
@@ -213,9 +317,10 @@ class TaskRunner:
         while not self._stop.wait(0.05):
             with self._cond:
                 released = []
-                for r in self._reorder.values():
-                    if r.expired() or (r.next is None and r.waiting):
-                        released.extend(r.release(force=r.expired()))
+                for sessions in self._streams.values():
+                    for r in sessions.values():
+                        if r.expired() or (r.next is None and r.waiting):
+                            released.extend(r.release(force=r.expired()))
                 self._queue.extend(released)
                 if released:
                     self._cond.notify()
@@ -245,6 +350,7 @@ class TaskRunner:
 
     def _work(self, operator: Operator) -> None:
         name = self.task.operator
+        sessions: dict[str, str] = {}   # stream -> the session the operator's state belongs to
         while not self._stop.is_set():
             batch = self._take()
             if not batch:
@@ -260,6 +366,12 @@ class TaskRunner:
                     passed.append((item, q.received))
                 else:
                     live.append((item, q.received))
+            if self.keyed != "item":
+                for item, _ in live:
+                    if sessions.setdefault(item.stream, item.session) != item.session:
+                        # The stream's counter restarted: what the operator knew of it is over.
+                        sessions[item.stream] = item.session
+                        operator.reset_stream(item.stream)
             outputs: list[tuple[Item, float]] = []
             if live:
                 started = time.perf_counter()
@@ -282,6 +394,6 @@ class TaskRunner:
                 item.trace.append([self.site, name, round(received, 4), round(out_ts, 4)])
                 items.append(item)
             try:
-                self.emit(name, items)
+                self.emit(name, items, acks_of(batch))
             except Exception:  # noqa: BLE001
                 log.exception("publishing outputs of %s", name)

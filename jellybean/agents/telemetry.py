@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -12,6 +12,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from jellybean.agents.messages import Metrics, OperatorMetrics
 
 _BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+# Bytes per session (a replay, a camera's run) are kept for this many recent sessions: a replay
+# reads its own traffic, not what ran before it.
+SESSIONS_KEPT = 32
 
 
 class _Window:
@@ -49,6 +52,7 @@ class AgentTelemetry:
         self._queues: dict[str, callable] = {}
         self._variants: dict[str, str] = {}
         self.bytes_out: dict[str, int] = defaultdict(int)
+        self.session_bytes: OrderedDict[str, dict[str, int]] = OrderedDict()
         self.bytes_in = 0
         self.rejected = 0
         self.url: str | None = None
@@ -98,10 +102,17 @@ class AgentTelemetry:
                 w.latencies.append(latency_ms)
                 w.done.append(now)
 
-    def sent(self, to_site: str, nbytes: int) -> None:
+    def sent(self, to_site: str, nbytes: int, session: str = "") -> None:
         self._bytes_out.labels(to_site).inc(nbytes)
         with self._lock:
             self.bytes_out[to_site] += nbytes
+            if session:
+                per = self.session_bytes.get(session)
+                if per is None:
+                    per = self.session_bytes[session] = {}
+                    while len(self.session_bytes) > SESSIONS_KEPT:
+                        self.session_bytes.popitem(last=False)
+                per[to_site] = per.get(to_site, 0) + nbytes
 
     def reject(self) -> None:
         self._rejected.inc()
@@ -130,4 +141,5 @@ class AgentTelemetry:
                     batches=c["batches"]))
             return Metrics(agent=self.agent, site=self.site, assignment_version=assignment_version,
                            interval_s=interval_s, operators=ops, bytes_out=dict(self.bytes_out),
-                           bytes_in=self.bytes_in, rejected=self.rejected)
+                           bytes_in=self.bytes_in, rejected=self.rejected,
+                           session_bytes_out={k: dict(v) for k, v in self.session_bytes.items()})

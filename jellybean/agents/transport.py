@@ -3,6 +3,11 @@
 The transport sees only topics and bytes. Callers register handlers per topic filter; handlers run
 on the network thread and must be quick (the runtime only enqueues). A handler that raises is
 logged and the message dropped: a bad message never stops the client.
+
+Acknowledgements are manual, so that a message is acknowledged to the broker only once its work is
+done: a plain handler's message when the handler returns; a `manual` handler's when it calls the
+`Ack` it was given (typically once the item's outputs are themselves acknowledged, `on_done` of
+`publish`). A client that dies holding messages gets them again from its persistent session.
 """
 
 from __future__ import annotations
@@ -21,6 +26,39 @@ from jellybean.errors import JellyBeanError
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str, bytes], None]
+ManualHandler = Callable[[str, bytes, "Ack"], None]
+
+
+class Ack:
+    """Acknowledges one received message once every holder has released it (thread-safe, once).
+
+    An ack that outlives its connection is not sent: the broker redelivers the message on the new
+    connection, where the runtime's de-duplication makes it harmless."""
+
+    __slots__ = ("_link", "_mid", "_qos", "_generation", "_holders", "_lock")
+
+    def __init__(self, link: "MqttLink | None", mid: int, qos: int, generation: int, holders: int = 1) -> None:
+        self._link, self._mid, self._qos, self._generation = link, mid, qos, generation
+        self._holders = holders
+        self._lock = threading.Lock()
+
+    def hold(self) -> "Ack":
+        with self._lock:
+            self._holders += 1
+        return self
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._holders <= 0:
+                return
+            self._holders -= 1
+            if self._holders:
+                return
+        if self._link is not None:
+            self._link._send_ack(self._mid, self._qos, self._generation)
+
+
+NO_ACK = Ack(None, 0, 0, 0, holders=0)
 
 
 def _unshared(topic_filter: str) -> str:
@@ -73,16 +111,21 @@ class MqttLink:
         configure_client(self._client, self.address, Path(ca) if ca else None)
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)
+        self._client.manual_ack_set(True)
         if will is not None:
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
         # Only the network thread writes to the socket: without this, paho lets a worker's publish
         # write while the loop writes too, and Mosquitto drops the garbled connection under load.
         self._client.on_socket_register_write = lambda *args: None
-        self._subs: dict[str, tuple[int, Handler]] = {}
+        self._subs: dict[str, tuple[int, Handler, bool]] = {}
         self._lock = threading.Lock()
+        self._generation = 0                  # connections so far: acks are only valid on their own
+        self._done: dict[int, Callable[[], None] | None] = {}   # mid -> on_done of a QoS 1 publish
+        self._early: set[int] = set()         # mids acknowledged before publish() registered them
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._connect_hooks: list[Callable[[], None]] = []
@@ -160,6 +203,7 @@ class MqttLink:
             log.error("%s", self.last_error)
             return
         self.connects += 1
+        self._generation += 1
         sock = client.socket()
         if sock is not None and hasattr(sock, "setsockopt"):
             # Small messages (heartbeats, detections) must not wait ~40 ms for a delayed ACK.
@@ -168,7 +212,7 @@ class MqttLink:
             except OSError:
                 pass
         with self._lock:
-            subs = [(t, q) for t, (q, _) in self._subs.items()]
+            subs = [(t, q) for t, (q, _, _) in self._subs.items()]
         if subs:
             client.subscribe(subs)
         self._connected.set()
@@ -183,14 +227,41 @@ class MqttLink:
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         with self._lock:
-            handlers = [h for f, (_, h) in self._subs.items()
+            handlers = [(h, manual) for f, (_, h, manual) in self._subs.items()
                         if mqtt.topic_matches_sub(_unshared(f), message.topic)]
-        for handler in handlers:
+        # The dispatcher holds the ack until every handler has run; manual handlers hold it longer.
+        ack = Ack(self, message.mid, message.qos, self._generation)
+        for handler, manual in handlers:
             try:
-                handler(message.topic, message.payload)
+                if manual:
+                    handler(message.topic, message.payload, ack.hold())
+                else:
+                    handler(message.topic, message.payload)
             except Exception as exc:  # noqa: BLE001 - drop the message, keep the client
                 self.rejected += 1
                 log.warning("dropped a message on %s: %s", message.topic, exc)
+        ack()
+
+    def _send_ack(self, mid: int, qos: int, generation: int) -> None:
+        if qos > 0 and generation == self._generation and self._connected.is_set():
+            self._client.ack(mid, qos)
+
+    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:
+        with self._lock:
+            if mid in self._done:
+                done = self._done.pop(mid)
+            else:
+                self._early.add(mid)
+                return
+        if done is not None:
+            self._call(done)
+
+    @staticmethod
+    def _call(done: Callable[[], None]) -> None:
+        try:
+            done()
+        except Exception:  # noqa: BLE001 - a completion must not kill the network thread
+            log.exception("publish completion failed")
 
     # -- API -------------------------------------------------------------------------------------
     def on_connect(self, hook: Callable[[], None]) -> None:
@@ -198,9 +269,11 @@ class MqttLink:
         if self.connected:
             hook()
 
-    def subscribe(self, topic: str, handler: Handler, qos: int = 1) -> None:
+    def subscribe(self, topic: str, handler: Handler | ManualHandler, qos: int = 1, *, manual: bool = False) -> None:
+        """`manual`: the handler gets a third argument, the message's `Ack`, and must call it once
+        its work is done (until then the broker counts the message as in flight to us)."""
         with self._lock:
-            self._subs[topic] = (qos, handler)
+            self._subs[topic] = (qos, handler, manual)
         if self.connected:
             self._client.subscribe(topic, qos)
 
@@ -210,9 +283,22 @@ class MqttLink:
         if self.connected:
             self._client.unsubscribe(topic)
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        """Queue a message. QoS 1 messages published while disconnected are sent after reconnect."""
-        self._client.publish(topic, payload, qos=qos, retain=retain)
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                on_done: Callable[[], None] | None = None) -> None:
+        """Queue a message. QoS 1 messages published while disconnected are sent after reconnect;
+        `on_done` runs once the broker has acknowledged it (at once for QoS 0)."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        # Paho reports QoS 0 messages as published once written; every mid is registered so that
+        # a report that comes before the registration is matched to the right message.
+        complete_now = qos == 0
+        with self._lock:
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+                complete_now = True
+            else:
+                self._done[info.mid] = None if qos == 0 else on_done
+        if complete_now and on_done is not None:
+            self._call(on_done)
 
     def pending(self) -> int:
         """Outgoing messages not yet acknowledged (a rough back-pressure signal)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import secrets
 import threading
 import time
 import weakref
@@ -51,6 +52,13 @@ class RunData:
     camera_sites: dict[str, str] = field(default_factory=dict)
     plan_doc: dict | None = None    # the plan the deployment ran (from its routes), for the report
     agent_metrics: dict[str, Metrics] = field(default_factory=dict)
+    session: str = ""               # every item of this run carries it; the agents count bytes by it
+    foreign: int = 0                # sink items of other sessions (earlier runs), ignored
+
+
+def new_session() -> str:
+    """A replay's session: new frame numbers, not duplicates of an earlier run's (sortable by time)."""
+    return f"r{time.time_ns() // 1_000_000:x}-{secrets.token_hex(3)}"
 
 
 def _frames(camera: Camera, problems: list[str], limit_s: float | None) -> Iterator[tuple[float, int, np.ndarray]]:
@@ -126,7 +134,7 @@ def camera_calibration(camera: Camera) -> list[list[float]] | None:
     return _CALIBRATIONS[camera]
 
 
-def encode_frame(camera: Camera, frame: int, image: np.ndarray, capture_ts: float) -> Item:
+def encode_frame(camera: Camera, frame: int, image: np.ndarray, capture_ts: float, session: str = "") -> Item:
     """A frame item. Its meta says what the camera knows about the frame, for every stage to carry
     on (both are `STICKY_META`): "t", when the frame was taken in seconds on the scenario's clock
     (shared by its cameras, unlike `capture_ts`, the time replay published it, which `--speed`
@@ -142,7 +150,7 @@ def encode_frame(camera: Camera, frame: int, image: np.ndarray, capture_ts: floa
     if calibration is not None:
         meta["calibration"] = calibration
     return Item(stream=camera.key, frame=frame, capture_ts=capture_ts, kind="frame", meta=meta,
-                blobs=[jpeg.tobytes()])
+                blobs=[jpeg.tobytes()], session=session)
 
 
 def _pace(t0: float, t_rel: float, speed: float, stop: threading.Event | None = None) -> None:
@@ -165,7 +173,11 @@ class BrokerReplay:
 
         self.speed, self.drain_s, self.limit_s, self.progress = speed, drain_s, limit_s, progress
         self.routes_timeout = routes_timeout
-        self.link = MqttLink(url, f"jb-replay-{int(time.time() * 1000) % 10**9}", ca=ca, clean=True)
+        self.session = new_session()
+        # A persistent session, so that results published while the broker restarts still reach us.
+        self._url, self._ca = url, ca
+        self.client_id = f"jb-replay-{self.session}"
+        self.link = MqttLink(url, self.client_id, ca=ca, clean=False)
         self._routes: Routes | None = None
         self._routes_seen = threading.Event()
         self._router = Router({}, {}, {})
@@ -193,6 +205,9 @@ class BrokerReplay:
                 self.data.sink.rejected += 1
             return
         if self.data:
+            if item.session != self.session:
+                self.data.foreign += 1
+                return
             self.data.sink.add(item, now)
 
     def _on_metrics(self, topic: str, payload: bytes) -> None:
@@ -206,7 +221,7 @@ class BrokerReplay:
     def run(self, scenario: Scenario) -> RunData:
         from jellybean.agents.deployment import assign_cameras
 
-        data = self.data = RunData(mode="broker", speed=self.speed, started_at=time.time())
+        data = self.data = RunData(mode="broker", speed=self.speed, started_at=time.time(), session=self.session)
         cams = playable_cameras(scenario, data.problems)
         self.link.subscribe(topics.ROUTES, self._on_routes)
         self.link.start()
@@ -227,7 +242,7 @@ class BrokerReplay:
             sent = 0
             for t_rel, cam, frame, image in schedule(cams, data.problems, self.limit_s):
                 _pace(t0, t_rel, self.speed)
-                item = encode_frame(cam, frame, image, time.time())
+                item = encode_frame(cam, frame, image, time.time(), self.session)
                 site = data.camera_sites[cam.key]
                 for source, op in entry:
                     dest = self._router.next_site(f"{source}->{op}", site, cam.key)
@@ -256,8 +271,31 @@ class BrokerReplay:
                 elif time.monotonic() - last_change > QUIET_S:
                     break
             data.timeline.append((time.time() - t0, data.sink.count()))
-            time.sleep(min(2.5, self.drain_s))  # one more metrics round from the agents
+            self._wait_for_metrics(data, time.time() + 0.5, min(5.0, self.drain_s))
             data.seconds = time.time() - t0
         finally:
             self.link.stop()
+            self._forget_session()
         return data
+
+    def _wait_for_metrics(self, data: RunData, after: float, timeout: float) -> None:
+        """Wait for one metrics round sent after `after` from every agent heard (their byte counts)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            metrics = list(data.agent_metrics.values())
+            if metrics and all(m.sent_at >= after for m in metrics):
+                return
+            time.sleep(0.1)
+
+    def _forget_session(self) -> None:
+        """Remove our persistent session from the broker (a clean connect with the same id)."""
+        from jellybean.agents.transport import MqttLink
+
+        link = MqttLink(self._url, self.client_id, ca=self._ca, clean=True)
+        try:
+            link.start()
+            link.wait_connected(3.0)
+        except JellyBeanError as exc:
+            log.info("could not remove the replay's broker session: %s", exc)
+        finally:
+            link.stop()

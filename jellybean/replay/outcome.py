@@ -28,7 +28,9 @@ def _link_bytes(data: RunData) -> dict[tuple[str, str], int]:
     for key, n in data.link_bytes.items():
         total[key] += n
     for m in data.agent_metrics.values():
-        for to, n in m.bytes_out.items():
+        # A replay with a session counts only its own items' bytes, not what ran before it.
+        sent = m.session_bytes_out.get(data.session, {}) if data.session else m.bytes_out
+        for to, n in sent.items():
             if to != "sink":
                 total[(m.site, to)] += n
     return {k: v for k, v in total.items() if k[0] != k[1]}
@@ -41,9 +43,11 @@ def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evalua
     for cam, frames in sorted(data.published.items()):
         got = [delivered.get((cam, f)) for f in frames]
         out = sum(1 for d in got if d is not None and not d.dropped)
+        dropped = sum(1 for d in got if d is not None and d.dropped)
         late = sum(1 for d in got if d is not None and d.dropped and "late" in d.dropped)
-        result.cameras[cam] = CameraCounts(frames_in=len(frames), frames_out=out, dropped=len(frames) - out,
-                                           duplicates=data.sink.duplicates.get(cam, 0), late=late)
+        result.cameras[cam] = CameraCounts(frames_in=len(frames), frames_out=out, dropped=dropped,
+                                           duplicates=data.sink.duplicates.get(cam, 0), late=late,
+                                           lost=len(frames) - out - dropped)
     result.latency_ms = sorted(round(d.latency_ms, 3) for d in delivered.values() if not d.dropped)
     # Per second of recorded video, like the plan's figures, whatever the replay speed.
     seconds = max(data.media_seconds or data.seconds, 1e-9)
@@ -65,6 +69,13 @@ def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evalua
         result.plan_summary = {"variants": dict(plan.variants), "workers": dict(tiers), "status": plan.solver.status}
     for p in data.problems:
         result.add_problem(p)
+    totals = result.totals()
+    if totals.frames_in and totals.frames_out == 0:
+        result.add_problem(f"none of the {totals.frames_in} frames published came out of the workflow "
+                           f"({totals.dropped} dropped on the way, {totals.lost} never accounted for)")
+    elif totals.lost:
+        result.add_problem(f"{totals.lost} of {totals.frames_in} frames never reached the sink (neither delivered "
+                           "nor dropped with a reason)")
     if data.sink.rejected:
         result.add_problem(f"{data.sink.rejected} malformed message(s) on the sink topic were dropped")
     if evaluate:

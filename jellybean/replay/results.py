@@ -28,13 +28,16 @@ class _Model(BaseModel):
 
 
 class CameraCounts(_Model):
-    """Frames of one camera: published, delivered by the sink, lost, delivered twice, past the deadline."""
+    """Frames of one camera: published (`frames_in`) = delivered by the sink (`frames_out`) + dropped on
+    the way with a reason (`dropped`, of which `late` past the deadline) + never accounted for
+    (`lost`). `duplicates`: further copies the sink discarded (each frame counts once)."""
 
     frames_in: int = 0
     frames_out: int = 0
     dropped: int = 0
     duplicates: int = 0
     late: int = 0
+    lost: int = 0
 
 
 class LinkMeasure(_Model):

@@ -49,11 +49,12 @@ class SinkCollector:
                       boxes=[list(map(float, b[:4])) for b in item.meta.get("boxes", [])],
                       ids=[int(i) for i in item.meta.get("ids", [])], trace=item.trace)
         with self._lock:
-            old = self.items.get(item.key)
+            key = (item.stream, item.frame)
+            old = self.items.get(key)
             if old is not None and not (old.dropped and not d.dropped):
                 self.duplicates[item.stream] += 1
                 return
-            self.items[item.key] = d
+            self.items[key] = d
             self._arrived.notify_all()
 
     def count(self) -> int:

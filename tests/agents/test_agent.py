@@ -345,7 +345,7 @@ def test_controller_spreads_a_site_over_its_agents_and_the_pipeline_runs(mosquit
         assert all(len(ops) == 1 for ops in cloud.values()), cloud
         data = BrokerReplay(mosquitto, speed=2.0, drain_s=10).run(scenario)
         result = build_result(data, scenario, deployment.plan)
-        assert all(c.frames_out == c.frames_in for c in result.cameras.values())
+        assert all(c.frames_out == c.frames_in for c in result.cameras.values()), (result.cameras, result.problems)
     finally:
         ctl.stop()
         for a in agents:

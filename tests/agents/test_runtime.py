@@ -27,11 +27,16 @@ from jellybean.agents.transport import Backoff
 
 
 # -- wire formats --------------------------------------------------------------------------------
+def _header(head: bytes) -> bytes:
+    return b"JBD\x02" + len(head).to_bytes(4, "big") + head
+
+
 def test_item_round_trip_keeps_blobs_arrays_and_trace():
     item = Item("train/S01/c001", 7, 123.5, "features", meta={"boxes": [[1, 2, 3, 4, 0.9]]},
                 arrays={"embeddings": np.arange(12, dtype=np.float16).reshape(3, 4)},
-                blobs=[b"\xff\xd8jpeg", b""], trace=[["hub", "detect", 1.0, 2.0]])
+                blobs=[b"\xff\xd8jpeg", b""], trace=[["hub", "detect", 1.0, 2.0]], session="replay-1")
     back = decode_item(encode_item(item), "t")
+    assert back.key == ("train/S01/c001", "replay-1", 7)
     assert (back.stream, back.frame, back.capture_ts, back.kind) == (item.stream, 7, 123.5, "features")
     assert back.blobs == item.blobs and back.trace == item.trace and back.meta == item.meta
     np.testing.assert_array_equal(back.arrays["embeddings"], item.arrays["embeddings"])
@@ -42,8 +47,18 @@ def test_item_round_trip_keeps_blobs_arrays_and_trace():
     (b"", "shorter"),
     (b"XXX\x01\x00\x00\x00\x02{}", "not a JellyBean data message"),
     (b"JBD\x09\x00\x00\x00\x02{}", "version 9"),
-    (b"JBD\x01\x00\x00\x10\x00{}", "runs past the end"),
-    (b"JBD\x01\x00\x00\x00\x02{}", "stream"),
+    (b"JBD\x02\x00\x00\x10\x00{}", "runs past the end"),
+    (b"JBD\x02\x00\x00\x00\x02{}", "stream"),
+    (_header(b'{"stream": "s", "frame": 1, "capture_ts": NaN, "kind": "frame"}'), "NaN"),
+    (_header(b'{"stream": "s", "frame": 1, "capture_ts": Infinity, "kind": "frame"}'), "Infinity"),
+    (_header(b'{"stream": "s", "frame": 1, "capture_ts": 1e999, "kind": "frame"}'), "finite"),
+    (_header(b'{"stream": "s", "frame": 1, "capture_ts": -5, "kind": "frame"}'), "capture_ts"),
+    (_header(b'{"stream": "s", "frame": 99999999999999999999, "capture_ts": 1, "kind": "frame"}'), "frame"),
+    (_header(b'{"stream": "s", "frame": 1, "capture_ts": 1, "kind": "frame", "session": "a/b"}'), "session"),
+    (_header(b'{"stream": "s", "frame": 1, "capture_ts": 1, "kind": "f", "arrays": {"x": {"dtype": "float32", '
+             b'"shape": [100000, 100000, 100000]}}}'), "shape"),
+    (_header(b'{"stream": "s", "frame": 1, "capture_ts": 1, "kind": "f", "meta": {"a": ' + b"[" * 5000
+             + b"]" * 5000 + b"}}"), "bad data header"),
 ])
 def test_malformed_data_messages_name_the_topic_and_the_problem(payload, words):
     with pytest.raises(MessageError) as info:
@@ -139,9 +154,10 @@ def _runner(task: Task, op_cls, seen, **kw):
     out: list[Item] = []
     lock = threading.Lock()
 
-    def emit(name, items):
+    def emit(name, items, done):
         with lock:
             out.extend(items)
+        done()
 
     runner = TaskRunner(task, "hub", lambda i: op_cls(OperatorConfig(task.operator, task.variant), seen,
                                                        kw.pop("delay", 0.0)),
@@ -258,3 +274,82 @@ def test_a_missing_frame_is_skipped_after_the_hold_even_while_frames_keep_arrivi
     runner.stop()
     assert released_after < 0.6, f"the line waited {released_after:.2f} s for a lost frame (hold 0.3 s)"
     assert [i.frame for i in out[:3]] == [1, 3, 4]
+
+
+class _Resetting(_Ordered):
+    resets: list = []
+
+    def reset_stream(self, stream):
+        self.resets.append(stream)
+
+
+def test_a_restarted_frame_counter_is_a_new_session_not_out_of_order():
+    seen: list = []
+    _Resetting.resets = []
+    runner, out = _runner(Task(operator="track", variant="v", runtime="x", keyed="stream"), _Resetting, seen,
+                          hold_s=0.3)
+    now = time.time()
+    for f in range(1, 6):
+        runner.offer(Item("s", f, now, session="run1"), 1)
+    assert _wait(lambda: len(out) == 5)
+    for f in range(1, 6):               # the camera rebooted: its counter starts again
+        runner.offer(Item("s", f, now, session="run2"), 1)
+    assert _wait(lambda: len(out) == 10)
+    runner.stop()
+    assert all(i.dropped is None for i in out), [i.dropped for i in out if i.dropped]
+    assert [(i.session, i.frame) for i in out][5:] == [("run2", f) for f in range(1, 6)]
+    assert _Resetting.resets == ["s"]
+
+
+def test_a_stray_frame_far_ahead_is_rejected_and_changes_nothing():
+    seen: list = []
+    runner, out = _runner(Task(operator="track", variant="v", runtime="x", keyed="stream"), _Ordered, seen,
+                          hold_s=0.2)
+    now = time.time()
+    for f in range(1, 4):
+        runner.offer(Item("s", f, now + f * 0.1), 1)
+    assert _wait(lambda: len(out) == 3)
+    runner.offer(Item("s", 1_000_000, now + 0.5), 1)     # forged: a million frames ahead
+    runner.offer(Item("s", 5, now + 0.5), 1)             # frame 4 is lost: the line waits, then skips
+    assert _wait(lambda: len(out) == 4)
+    for f in range(6, 10):
+        runner.offer(Item("s", f, now + f * 0.1), 1)
+    assert _wait(lambda: len(out) == 8)
+    runner.stop()
+    assert [i.frame for i in out] == [1, 2, 3, 5, 6, 7, 8, 9]
+    assert all(i.dropped is None for i in out)
+    assert runner.telemetry.snapshot(1.0, 0).rejected == 1
+
+
+def test_capture_times_far_in_the_future_are_rejected():
+    seen: list = []
+    runner, out = _runner(Task(operator="op", variant="v", runtime="x"), _Echo, seen)
+    acked = []
+    runner.offer(Item("s", 1, time.time() + 86400), 1, lambda: acked.append(1))
+    runner.offer(Item("s", 2, time.time()), 1, lambda: acked.append(2))
+    assert _wait(lambda: len(out) == 1 and len(acked) == 2)
+    runner.stop()
+    assert [i.frame for i in out] == [2] and sorted(acked) == [1, 2]
+    assert runner.telemetry.snapshot(1.0, 0).rejected == 1
+
+
+def test_items_are_acknowledged_once_their_outputs_are_done_and_duplicates_at_once():
+    seen: list = []
+    pending = []
+    out: list[Item] = []
+
+    def emit(name, items, done):
+        out.extend(items)
+        pending.append(done)        # the broker has not acknowledged the outputs yet
+
+    runner = TaskRunner(Task(operator="op", variant="v", runtime="x"), "hub",
+                        lambda i: _Echo(OperatorConfig("op", "v"), seen, 0.0), emit, AgentTelemetry("a", "hub")).start()
+    acked: list[int] = []
+    now = time.time()
+    runner.offer(Item("s", 1, now), 1, lambda: acked.append(1))
+    assert _wait(lambda: len(pending) == 1)
+    runner.offer(Item("s", 1, now), 1, lambda: acked.append(-1))   # a redelivered copy
+    assert _wait(lambda: acked == [-1])
+    pending[0]()
+    runner.stop()
+    assert acked == [-1, 1]

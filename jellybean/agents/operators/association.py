@@ -567,6 +567,16 @@ class Associator(Operator):
                 del self.tracklets[(stream, local_id)]
                 del self._by_stream[stream][local_id]
 
+    def reset_stream(self, stream: str) -> None:
+        """The stream's tracklets end; identities they alone held go with them."""
+        for local_id, t in self._by_stream.pop(stream, {}).items():
+            del self.tracklets[(stream, local_id)]
+            ident = self.identities.get(t.gid)
+            if ident is not None:
+                ident.members.discard(t.key)
+                if not ident.members:
+                    del self.identities[t.gid]
+
     def close(self) -> None:
         self.tracklets.clear()
         self.identities.clear()

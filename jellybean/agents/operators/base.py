@@ -62,6 +62,10 @@ class Operator(ABC):
     def process(self, items: list[Item]) -> list[Item]:
         """One output per input, in the same order, same (stream, frame, capture_ts)."""
 
+    def reset_stream(self, stream: str) -> None:
+        """Forget what is kept about `stream`: its frame counter restarted (a new session: a camera
+        rebooted, a replay began again). Stateless operators keep nothing."""
+
     def close(self) -> None:
         """Release models and state."""
 

@@ -336,6 +336,9 @@ class KalmanTracker(Operator):
     def _keeps(self, track: Track) -> bool:
         return True
 
+    def reset_stream(self, stream: str) -> None:
+        self.streams.pop(stream, None)
+
     def close(self) -> None:
         self.streams.clear()
 
