@@ -9,7 +9,9 @@ import typer
 from rich.console import Console
 
 from jellybean.cli.main import app
-from jellybean.cli.run import BROKER_HELP, ClientCert, ClientKey, PasswordFile
+# The broker options shared with `agent` and `deploy`. `run` may still be importing (it imports
+# main, which imports us): the annotations below are strings, resolved when typer builds the command.
+from jellybean.cli import run as _run
 
 console = Console()
 err = Console(stderr=True)
@@ -51,14 +53,14 @@ def replay(
     directory: Annotated[Path, typer.Argument(help="Dataset root in the CityFlow layout (or `jellybean scene`'s).")],
     scenario: Annotated[Optional[str], typer.Option("--scenario", help="S01, S02, ... (default: the first).")] = None,
     broker: Annotated[Optional[str], typer.Option("--broker", help="Replay into a running deployment at this URL: "
-                                                                   + BROKER_HELP)] = None,
+                                                                   + _run.BROKER_HELP)] = None,
     local: Annotated[bool, typer.Option("--local", help="Run the plan's operators in this process instead.")] = False,
     plan: Annotated[Optional[Path], typer.Option("--plan", help="The plan (needed with --local; with --broker it adds "
                                                                 "predictions and $/h to the report).")] = None,
     ca: Annotated[Optional[Path], typer.Option("--ca", help="CA certificate for mqtts://.")] = None,
-    password_file: PasswordFile = None,
-    cert: ClientCert = None,
-    key: ClientKey = None,
+    password_file: _run.PasswordFile = None,
+    cert: _run.ClientCert = None,
+    key: _run.ClientKey = None,
     speed: Annotated[float, typer.Option("--speed", help="Play X times faster than recorded (--local: 0 = no pacing).")] = 1.0,
     seconds: Annotated[Optional[float], typer.Option("--seconds", help="Replay only the first S seconds of each camera.")] = None,
     drain: Annotated[float, typer.Option("--drain", help="Seconds to wait for the last results.")] = 15.0,

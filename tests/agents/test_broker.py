@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import queue
 import signal
 import socket
@@ -31,6 +32,7 @@ from jellybean.agents.broker import (
     check_mosquitto_password,
     configure_client,
     connect_kwargs,
+    find_mosquitto,
     free_port,
     grants_from_plan,
     load_broker_config,
@@ -406,6 +408,32 @@ def test_start_local_broker_picks_and_stops(tmp_path):
     assert broker.pid is None
 
 
+def test_mosquitto_broker_persists_across_a_restart_on_its_workdir(tmp_path, probes):
+    """The plain broker keeps its database in workdir/data: a QoS 1 message queued for an offline
+    persistent session survives a stop (SIGTERM) and a start on the same workdir and port."""
+    port = free_port()
+    broker = MosquittoBroker(None, port, workdir=tmp_path / "b", executable=find_mosquitto())
+    with broker:
+        url = broker.url
+        agent = connected(probes, url, client_id="jb-agent-hub", clean=False)
+        agent.subscribe(topics.assignment("hub"))
+        agent.close()
+        connected(probes, url).publish(topics.assignment("hub"), b"queued")
+    assert (tmp_path / "b" / "data" / "mosquitto.db").is_file()
+    with MosquittoBroker(None, port, workdir=tmp_path / "b", executable=find_mosquitto()):
+        back = connected(probes, url, client_id="jb-agent-hub", clean=False)
+        assert back.next()[:2] == (topics.assignment("hub"), b"queued")
+        back.close()
+    # `jellybean up` starts from an empty database: no retained assignment of an earlier run.
+    broker = start_local_broker(tmp_path / "b", port)
+    try:
+        fresh = connected(probes, broker.url, client_id="jb-agent-hub", clean=False)
+        assert fresh.next(timeout=SILENCE_S) is None
+        fresh.close()
+    finally:
+        broker.stop()
+
+
 def test_failed_mosquitto_start_quotes_its_log(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -453,6 +481,23 @@ def test_grants_from_plan(specs, tmp_path):
         "cloud": AgentGrant("cloud", ("cloud",)),
     }
 
+    # The sink: only sites that can run the last operator (track), under any re-plan: with the zoo,
+    # every site whose hardware a variant of it is profiled on; without, where this plan runs it.
+    specs.zoo["operators"][1]["variants"][0]["profiles"].pop("cam-box")
+    p = specs.write()
+    from jellybean.spec.base import load_model
+    from jellybean.spec.workflow import Workflow
+    from jellybean.spec.zoo import Zoo
+
+    workflow, zoo = load_model(Workflow, p["workflow"]), load_model(Zoo, p["zoo"])
+    grants = grants_from_plan(everywhere, infra, workflow=workflow, zoo=zoo)
+    assert {n for n, g in grants.items() if g.sink_topics} == {"hub", "cloud"}
+    assert grants["cloud"].sink_topics == ("jb/v1/sink/mini",) and grants["hub"].publish_sites == ("hub", "cam-2", "cloud")
+    tracks = {w.location for w in plan.workers if w.operator == "track" and w.count > 0}
+    assert {n for n, g in grants_from_plan(plan, infra).items() if g.sink_topics} == tracks
+    with pytest.raises(JellyBeanError, match="both the workflow and the zoo"):
+        grants_from_plan(plan, infra, workflow=workflow)
+
     elsewhere = plan.model_copy(update={"workers": (plan.workers[0].model_copy(update={"location": "mars"}),)})
     with pytest.raises(JellyBeanError, match="'mars', which infrastructure 'mini-infra' does not define"):
         grants_from_plan(elsewhere, infra)
@@ -493,6 +538,45 @@ def test_cli_broker_config_from_plan(specs, tmp_path, monkeypatch):
                                  "--zoo", str(p["zoo"])])
     assert result.exit_code == 0, result.output
     assert set(load_broker_config(tmp_path / "c").agents) == agents
+
+
+def test_cli_broker_config_sink_replay_users_and_client_certs(tmp_path):
+    result = runner.invoke(app, ["broker", "config", str(tmp_path / "b"), "--agent", "cam", "--agent", "cloud",
+                                 "--agent", "cloud-2@cloud", "--sink", "cloud", "--replay-user", "replay-2",
+                                 "--client-certs", "--port", "18883"])
+    assert result.exit_code == 0, result.output
+    cfg = load_broker_config(tmp_path / "b")
+    assert cfg.client_certs and cfg.agents["cloud"].sink_topics == ("jb/v1/sink/#",)
+    assert cfg.agents["cam"].sink_topics == () and cfg.agents["cloud-2"].sink_topics == ()
+    assert cfg.rules["replay-2"] == cfg.rules["replay"]
+    for user in ("controller", "replay", "replay-2", "cam", "cloud", "cloud-2"):
+        crt, key = cfg.cert_for(user)
+        cert = x509.load_pem_x509_certificate(crt.read_bytes())
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(cfg.ca.read_bytes()))
+        assert cert.subject.rfc4514_string() == f"CN={user}" and stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert cfg.credentials[user] not in result.output
+    assert "--cert" in result.output and "clients" in result.output
+    # Re-running keeps the client certificates it can (deployed devices keep theirs).
+    pem = cfg.cert_for("cam")[0].read_bytes()
+    assert runner.invoke(app, ["broker", "config", str(tmp_path / "b"), "--agent", "cam", "--client-certs"]).exit_code == 0
+    assert cfg.cert_for("cam")[0].read_bytes() == pem and not (tmp_path / "b" / "clients" / "cloud.crt").exists()
+
+    result = runner.invoke(app, ["broker", "config", str(tmp_path / "c"), "--agent", "cam", "--sink", "cloud"])
+    assert result.exit_code == 1 and "--sink cloud: no such agent" in result.output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership for user mosquitto is set only by root")
+def test_cli_broker_config_as_root_gives_mosquittos_files_to_it_and_warns_when_it_cannot_enter(tmp_path):
+    import pwd
+
+    result = runner.invoke(app, ["broker", "config", str(tmp_path / "b"), "--agent", "cam"])
+    assert result.exit_code == 0, result.output
+    uid = pwd.getpwnam("mosquitto").pw_uid
+    d = tmp_path / "b"
+    assert [(d / n).stat().st_uid == uid for n in ("passwd", "acl", "server.key", "data")] == [True] * 4
+    assert (d / "ca.key").stat().st_uid == 0 and (d / "credentials.yaml").stat().st_uid == 0
+    # pytest's temporary directories are root's alone (0700): the stock broker could not enter.
+    assert "warning: user mosquitto" in " ".join(result.output.split()) and "/etc/mosquitto" in result.output
 
 
 def test_cli_broker_config_needs_agents(tmp_path):

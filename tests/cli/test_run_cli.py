@@ -53,3 +53,34 @@ def test_agent_rejects_a_name_that_is_not_a_topic_level():
 def test_up_needs_an_example_directory(tmp_path):
     result = runner.invoke(app, ["up", str(tmp_path)])
     assert result.exit_code == 2 and "workflow.yaml" in result.output
+
+
+def test_broker_secrets_options_fail_clearly_and_never_echo_the_password(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_text("topsecret\n")
+    plan = _plan(tmp_path)
+    result = runner.invoke(app, ["deploy", str(plan), "--broker", "mqtts://controller:inline-secret@127.0.0.1:1",
+                                 "--password-file", str(secret), "--quiet"])
+    assert result.exit_code == 1 and "give it once" in result.output
+    assert "inline-secret" not in result.output and "controller:***@" in result.output
+    result = runner.invoke(app, ["agent", "--name", "a1", "--hardware", "x", "--broker", "mqtts://a1@127.0.0.1:1",
+                                 "--password-file", str(tmp_path / "missing")])
+    assert result.exit_code == 1 and "cannot read the broker password" in result.output
+    result = runner.invoke(app, ["agent", "--name", "a1", "--hardware", "x", "--broker", "mqtts://127.0.0.1:1",
+                                 "--cert", str(tmp_path / "a1.crt")])
+    assert result.exit_code == 1 and "a1.crt does not exist" in result.output
+    result = runner.invoke(app, ["agent", "--name", "a1", "--hardware", "x", "--broker", "mqtt://127.0.0.1:1",
+                                 "--cert", str(tmp_path / "a1.crt")])
+    assert result.exit_code == 1 and "plain MQTT" in result.output
+    result = runner.invoke(app, ["replay", str(tmp_path), "--local", "--plan", str(plan),
+                                 "--password-file", str(secret)])
+    assert result.exit_code == 1 and "--local uses no broker" in result.output
+
+
+def test_deploy_hint_names_the_agents_user_not_the_controllers_password(mosquitto, tmp_path, monkeypatch):
+    monkeypatch.setenv("JELLYBEAN_BROKER_PASSWORD", "env-secret")
+    url = mosquitto.replace("mqtt://", "mqtt://controller@")  # the plain broker takes any user
+    result = runner.invoke(app, ["deploy", str(_plan(tmp_path)), "--broker", url, "--wait", "1", "--quiet"])
+    assert result.exit_code == 1 and "env-secret" not in result.output
+    hint = mosquitto.replace("mqtt://", "mqtt://SITE@") + " --password-file SITE.password"
+    assert hint in " ".join(result.output.split()), result.output
