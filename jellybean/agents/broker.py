@@ -996,6 +996,8 @@ class MosquittoBroker(LocalBroker):
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="jb-mosquitto-")) if workdir is None else Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self._own_workdir:
+            self.workdir.chmod(0o755)  # nothing secret in it; Mosquitto started by root enters it as user mosquitto
         self.capture_log = capture_log
         self.log_path = self.workdir / "mosquitto.log"
         self._proc: subprocess.Popen | None = None
@@ -1026,6 +1028,7 @@ class MosquittoBroker(LocalBroker):
                 raise JellyBeanError(f"{config} listens on port {self.port}, not {port}; Mosquitto ignores a port "
                                      "given beside a config with listeners: change the config's `listener` line")
         self.url = f"{'mqtts' if tls else 'mqtt'}://{_netloc(self.host, self.port)}"
+        self.runs_as_root_because: str | None = None  # set when the stock drop to user mosquitto would fail
         self._run_config = self._privileges(text)
         self._ready_marker = capture_log and self._logs_running_notice(text)
 
@@ -1056,6 +1059,7 @@ class MosquittoBroker(LocalBroker):
         run_config.write_text(f"# {self.config} run as root (written by jellybean): {problems[0]}.\n{text}\n"
                               "user root\n")
         log.info("running mosquitto as root: %s", problems[0])
+        self.runs_as_root_because = problems[0]
         return run_config
 
     @staticmethod

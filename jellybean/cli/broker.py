@@ -175,6 +175,10 @@ def run(
     try:
         broker.wait_ready()
         err_console.print(f"{broker.kind} broker ready at {broker.url}; Ctrl-C stops it", highlight=False)
+        if isinstance(broker, MosquittoBroker) and broker.runs_as_root_because:
+            err_console.print(f"[yellow]warning:[/] mosquitto runs as root: {broker.runs_as_root_because}; move "
+                              f"{directory or broker.workdir} where user mosquitto may enter to let it drop privileges",
+                              highlight=False)
         if isinstance(broker, MosquittoBroker):
             code = broker.wait()
             if code != 0:
