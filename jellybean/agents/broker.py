@@ -97,6 +97,15 @@ AUTOSAVE_INTERVAL_S = 1
 _INSTALL_HINT = "install it (`apt-get install mosquitto`) or use the embedded broker (--embedded)"
 
 Access = Literal["read", "write", "readwrite"]
+# Agents acknowledge an item only once its work is done, so what they hold is in flight: Mosquitto's
+# default of 20 in flight per client would stall an agent holding a backlog for a task still
+# starting (its assignment queued behind it). The agents bound what they hold themselves. Queues
+# of absent persistent clients (an agent being restarted) hold this many messages before
+# Mosquitto drops any.
+MAX_QUEUED_MESSAGES = 200_000
+DELIVERY_SETTINGS = ("# Agents acknowledge items once processed and bound what they hold (jellybean.agents.agent).\n"
+                     "max_inflight_messages 0\n"
+                     f"max_queued_messages {MAX_QUEUED_MESSAGES}\n")
 
 
 # Users, grants and ACL rules -------------------------------------------------------------------
@@ -604,7 +613,7 @@ persistence_location {data}/
 autosave_interval {AUTOSAVE_INTERVAL_S}
 # Without it a small message waits for the peer's delayed ACK (~40 ms a hop, measured).
 set_tcp_nodelay true
-log_dest stderr
+{DELIVERY_SETTINGS}log_dest stderr
 log_type error
 log_type warning
 log_type notice
@@ -1014,7 +1023,7 @@ class MosquittoBroker(LocalBroker):
                 "# A plain, anonymous broker on loopback only: for tests and the one-machine demo.\n"
                 f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
                 f"persistence true\npersistence_location {data}/\nautosave_interval {AUTOSAVE_INTERVAL_S}\n"
-                "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n")
+                f"{DELIVERY_SETTINGS}log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n")
             text = self.config.read_text()
         else:
             self.config = Path(config).resolve()

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # Below this fraction of the planned load on every operator a deployment is idle (a replay ending,
 # cameras off), not a load to plan for.
 IDLE_FRACTION = 0.1
+WILL_CONFIRM_S = 0.5
 
 
 @dataclass
@@ -49,6 +50,10 @@ class AgentState:
     last_seen: float = field(default_factory=time.monotonic)
     heartbeat: Heartbeat | None = None
     metrics: Metrics | None = None
+    # An "offline" status (a last will) waits WILL_CONFIRM_S: a broker shutting down sends every
+    # client's will before it drops us too, and then the agents were not at fault.
+    offline_since: float | None = None
+    offline_connects: int = 0
 
 
 @dataclass
@@ -138,15 +143,14 @@ class Controller:
                 return
             if state is None:
                 return
+            if isinstance(message, Status) and message.state == "offline":
+                if state.online and state.offline_since is None:
+                    state.offline_since, state.offline_connects = time.monotonic(), self.link.connects
+                return
             state.last_seen = time.monotonic()
+            state.offline_since = None
             if isinstance(message, Status):
-                if message.state == "offline" and state.online and self.in_grace():
-                    log.info("agent %s: 'offline' while the broker restarts; waiting for its heartbeats", name)
-                elif message.state == "offline" and state.online:
-                    state.online = False
-                    self._event(f"agent {name} went offline (last will or shutdown)")
-                    self._changed.set()
-                elif message.state == "online" and not state.online:
+                if message.state == "online" and not state.online:
                     state.online = True
                     self._event(f"agent {name} is back")
                     self._changed.set()
@@ -256,8 +260,17 @@ class Controller:
         now = time.monotonic()
         with self._lock:
             for name, s in self.agents.items():
+                if s.offline_since is not None:
+                    if self.in_grace() or not self.link.connected or self.link.connects != s.offline_connects:
+                        s.offline_since = None   # the broker went away: heartbeats will tell
+                    elif now - s.offline_since >= WILL_CONFIRM_S and s.online:
+                        s.offline_since = None
+                        s.online = False
+                        self._event(f"agent {name} went offline (last will or shutdown)")
+                        self._changed.set()
+                        continue
                 if self.in_grace() or not self.link.connected:
-                    break
+                    continue
                 if s.online and now - s.last_seen > self.missed * self.heartbeat_s + 0.5:
                     s.online = False
                     self._event(f"agent {name} missed {self.missed} heartbeats")

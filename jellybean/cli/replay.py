@@ -45,6 +45,13 @@ def finish_replay(data, scenario, plan, *, report: Optional[Path], json_out: boo
         typer.echo(result.to_json())
     else:
         render_terminal(result, console, plan)
+    totals = result.totals()
+    if totals.frames_in and totals.frames_out == 0:
+        from jellybean.errors import JellyBeanError
+
+        raise JellyBeanError(f"replay of {result.scenario}: none of the {totals.frames_in} frames came out "
+                             f"({totals.dropped} dropped on the way, {totals.lost} never accounted for); see the "
+                             "problems above and the agents' logs")
     return result
 
 
