@@ -22,7 +22,8 @@ Keyed = Literal["item", "stream", "global"]
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are never a valid version, time, rate or size.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     v: Literal[1] = 1
     sent_at: float = Field(default_factory=time.time)
 
@@ -66,7 +67,7 @@ class Heartbeat(Message):
 class Task(BaseModel):
     """One operator an agent runs: `workers` workers of `variant`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     operator: str
     variant: str
     runtime: str
@@ -132,7 +133,7 @@ class Routes(Message):
 
 
 class OperatorMetrics(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     operator: str
     variant: str = ""
     items_in: int = 0
@@ -174,12 +175,17 @@ ControlMessage = Annotated[
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(ControlMessage)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
 def parse_message(payload: bytes, topic: str, expect: type[Message] | None = None) -> Message:
     """Bytes -> a validated message, or MessageError naming the topic and the field."""
     try:
-        raw = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
-        raise MessageError(f"{topic}: not JSON ({len(payload)} bytes); control messages are JSON objects") from None
+        raw = json.loads(payload, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise MessageError(f"{topic}: not JSON without NaN or infinity ({len(payload)} bytes); control messages "
+                           "are JSON objects") from None
     if isinstance(raw, dict) and raw.get("v") not in (None, SCHEMA_VERSION):
         raise MessageError(f"{topic}: message version {raw.get('v')!r} is not supported (this side speaks "
                            f"{SCHEMA_VERSION}); upgrade the older side")
@@ -223,7 +229,7 @@ def decode_chunk(payload: bytes, topic: str) -> tuple[ChunkHeader, bytes]:
         raise MessageError(f"{topic}: not a version-1 model chunk")
     try:
         header = ChunkHeader.model_validate_json(payload[_CHUNK.size:_CHUNK.size + n])
-    except ValidationError as exc:
+    except (ValidationError, ValueError) as exc:
         raise MessageError(f"{topic}: bad chunk header: {first_error(exc)}") from None
     data = payload[_CHUNK.size + n:]
     if hashlib.sha256(data).hexdigest() != header.chunk_sha256:
