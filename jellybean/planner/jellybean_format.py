@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import yaml
 
 from jellybean.errors import SpecError
 from jellybean.planner.build import MAX_NODE_RATE, MIN_NODE_RATE
@@ -69,6 +68,7 @@ from jellybean.spec.base import (
     check_shape,
     did_you_mean,
     not_utf8,
+    parse_yaml,
 )
 
 if TYPE_CHECKING:
@@ -300,19 +300,7 @@ def _read_config(path: Path, problems: _Problems) -> dict[str, float]:
     if text is None:
         return values
     try:
-        data = yaml.safe_load(text)
-        check_shape(data, str(path))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(top level)"
-        problems.add(path, where, f"invalid YAML ({getattr(exc, 'problem', None) or exc}); fix the syntax there")
-        return values
-    except RecursionError:
-        problems.add(path, "(top level)", "nested too deeply to parse; the configuration is a few levels deep")
-        return values
-    except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        problems.add(path, "(file)", f"a value cannot be read ({exc}); write an ordinary number there")
-        return values
+        data = parse_yaml(text, str(path))
     except SpecError as exc:
         problems.items.extend(exc.problems)
         return values

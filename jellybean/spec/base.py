@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -214,6 +217,76 @@ def check_shape(data: Any, source: str) -> None:
         stack.extend((c, False) for c in children if isinstance(c, (dict, list)))
 
 
+class _TooDeep(Exception):
+    def __init__(self, mark: Any):
+        self.mark = mark
+
+
+try:  # libyaml's scanner and parser, several times faster than PyYAML's own
+    from yaml._yaml import CParser as _Parser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml.parser import Parser as _Parser  # type: ignore[assignment]
+    from yaml.reader import Reader
+    from yaml.scanner import Scanner
+
+    class _Parser(Reader, Scanner, _Parser):  # type: ignore[no-redef]
+        def __init__(self, stream: str) -> None:
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+
+
+class _SpecLoader(Composer, _Parser, SafeConstructor, Resolver):
+    """A safe loader (SafeLoader's constructors and resolver) whose composer, in Python, stops at
+    MAX_DEPTH levels of nesting at once, rather than when Python's stack runs out (a second or more
+    for a 5000-deep file). Events come from libyaml when PyYAML has it."""
+
+    def __init__(self, stream: str) -> None:
+        _Parser.__init__(self, stream)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text safely, or raise a SpecError naming the line: syntax errors, nesting deeper
+    than MAX_DEPTH, YAML aliases that expand past MAX_NODES values or into themselves."""
+    try:
+        loader = _SpecLoader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except _TooDeep as exc:
+        raise SpecError([f"{source}: line {exc.mark.line + 1}, column {exc.mark.column + 1}: nested more than "
+                         f"{MAX_DEPTH} levels deep; spec files are a few levels deep, fix the structure there"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown position)"
+        problem = getattr(exc, "problem", None) or str(exc)
+        context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and cmark:
+            problem = f"{context} at line {cmark.line + 1}, column {cmark.column + 1}: {problem}"
+        raise SpecError([f"{source}: {where}: invalid YAML ({problem}); fix the syntax there"]) from None
+    except RecursionError:
+        raise SpecError([f"{source}: (top level): nested too deeply to parse; spec files are a few levels deep, "
+                         "fix the structure"]) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise SpecError([f"{source}: (file): a value cannot be read ({exc}); write an ordinary number there"]) from None
+    check_shape(data, source)
+    return data
+
+
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file, turning I/O and syntax errors into a SpecError naming the line."""
     try:
@@ -226,22 +299,7 @@ def read_yaml(path: Path) -> Any:
         raise SpecError([f"{path}: (file): {not_utf8(exc)}; save it as UTF-8 text"]) from None
     except OSError as exc:
         raise SpecError([f"{path}: cannot be read ({exc.strerror or exc}); give a readable UTF-8 YAML file"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown position)"
-        problem = getattr(exc, "problem", None) or str(exc)
-        context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and cmark:
-            problem = f"{context} at line {cmark.line + 1}, column {cmark.column + 1}: {problem}"
-        raise SpecError([f"{path}: {where}: invalid YAML ({problem}); fix the syntax there"]) from None
-    except RecursionError:
-        raise SpecError([f"{path}: (top level): nested too deeply to parse; spec files are a few levels deep, "
-                         "fix the structure"]) from None
-    except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        raise SpecError([f"{path}: (file): a value cannot be read ({exc}); write an ordinary number there"]) from None
-    check_shape(data, str(path))
+    data = parse_yaml(text, str(path))
     if data is None:
         raise SpecError([f"{path}: (top level): the file is empty; write the spec as a YAML mapping"])
     return data

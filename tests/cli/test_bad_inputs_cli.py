@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,13 +117,36 @@ def test_tiny_latency_is_refused(specs: SpecSet) -> None:
 def test_deep_yaml_is_refused_naming_the_file(specs: SpecSet) -> None:
     p = specs.write()
     p["workflow"].write_text(p["workflow"].read_text() + "description: " + "[" * 5000 + "]" * 5000 + "\n")
-    assert_refused(run("validate", p["workflow"]), f"{p['workflow']}: (top level): nested too deeply to parse")
-    assert_refused(run(*plan_args(p)), f"{p['workflow']}: (top level): nested too deeply to parse")
+    expected = f"{p['workflow']}: line {len(p['workflow'].read_text().splitlines())}, column "
+    started = time.monotonic()
+    result = run("validate", p["workflow"])
+    assert time.monotonic() - started < 1.0  # refused at once, not when Python's stack runs out
+    assert_refused(result, expected, "nest")
+    assert_refused(run(*plan_args(p)), expected, "nest")
 
 
-def test_moderately_deep_yaml_is_refused_by_the_depth_limit(specs: SpecSet) -> None:
+def test_yaml_nested_past_the_limit_is_refused(specs: SpecSet) -> None:
     p = specs.write()
-    p["zoo"].write_text(p["zoo"].read_text() + "description: " + "[" * 100 + "]" * 100 + "\n")
+    p["workflow"].write_text(p["workflow"].read_text() + "description: " + "[" * 100 + "]" * 100 + "\n")
+    assert_refused(run("validate", p["workflow"]), f"{p['workflow']}: line 21, column 77: nested more than 64 levels "
+                                                    "deep; spec files are a few levels deep, fix the structure there")
+
+
+def test_a_recursion_error_while_parsing_is_a_named_error(specs: SpecSet, monkeypatch) -> None:
+    import jellybean.spec.base as base
+
+    def recurse(self):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(base._SpecLoader, "get_single_data", recurse)
+    p = specs.write()
+    assert_refused(run("validate", p["workflow"]), f"{p['workflow']}: (top level): nested too deeply to parse")
+
+
+def test_yaml_deep_through_aliases_is_refused_by_the_depth_limit(specs: SpecSet) -> None:
+    p = specs.write()
+    lines = ["a0: &a0 [1]"] + [f"a{i}: &a{i} [*a{i - 1}]" for i in range(1, 70)]
+    p["zoo"].write_text(p["zoo"].read_text() + "\n".join(lines) + "\n")
     assert_refused(run("validate", p["zoo"]), f"{p['zoo']}: (top level): nested more than 64 levels deep")
 
 
@@ -227,6 +251,11 @@ def test_proto_threshold_must_match_the_profiles_scale(proto: Path, threshold: s
 def test_proto_deep_json_is_refused(proto: Path) -> None:
     (proto / "workers_partition.json").write_text("[" * 5000 + "]" * 5000)
     validate_and_plan_proto(proto, "workers_partition.json: (top level): nested too deeply to parse")
+
+
+def test_proto_deep_config_is_refused(proto: Path) -> None:
+    (proto / "config.yaml").write_text("INPUT: " + "[" * 100 + "]" * 100 + "\n")
+    validate_and_plan_proto(proto, "config.yaml: line 1, column 71: nested more than 64 levels deep")
 
 
 def test_proto_non_utf8_csv_is_refused(proto: Path) -> None:

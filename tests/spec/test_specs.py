@@ -507,7 +507,7 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     text = "kind: workflow\nname: w\nsources:\n  - name: camera\n   rate: 10\n"
     assert problems(Workflow, f, text) == [
         f"{f}: line 5, column 4: invalid YAML (while parsing a block collection at line 4, column 3: "
-            "expected <block end>, but found '<block mapping start>'); "
+            "did not find expected '-' indicator); "
         "fix the syntax there"
     ]
 
