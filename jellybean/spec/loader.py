@@ -28,9 +28,9 @@ def load_any(path: Path) -> tuple[str, BaseModel]:
     if not isinstance(data, dict):
         raise SpecError([f"{path}: (top level): expected a YAML mapping, got {type(data).__name__}"])
     kind = data.get("kind")
-    if kind not in KINDS:
-        hint = did_you_mean(str(kind), KINDS) if kind is not None else ""
-        what = f"unknown kind '{kind}'{hint}" if kind is not None else "missing"
+    if not isinstance(kind, str) or kind not in KINDS:
+        hint = did_you_mean(str(kind), KINDS) if isinstance(kind, str) else ""
+        what = "missing" if kind is None else f"unknown kind {kind!r}{hint}"[:200]
         raise SpecError([f"{path}: kind: {what}; set `kind:` to one of {', '.join(KINDS)}"])
     return kind, parse_model(KINDS[kind], data, str(path))
 

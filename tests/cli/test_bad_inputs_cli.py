@@ -316,3 +316,9 @@ def test_console_script_refuses_bad_input_without_a_traceback(tmp_path: Path, pr
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stdout + proc.stderr
         assert proc.stderr.startswith("error: ")
+
+
+def test_kind_that_is_not_a_string_is_named(tmp_path: Path) -> None:  # found by the fuzz test
+    bad = tmp_path / "hardware.yaml"
+    bad.write_text("kind: []\nhardware: []\n")
+    assert_refused(run("validate", bad), f"{bad}: kind: unknown kind []; set `kind:` to one of workflow")
