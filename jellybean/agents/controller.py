@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from jellybean.agents import topics
 from jellybean.agents.deployment import (
     Deployment,
@@ -88,7 +90,7 @@ class Controller:
         self.load_tolerance = load_tolerance
         self.load_sustain_s = load_sustain_s
         self.load: dict[str, float] = {}         # operator -> measured / original plan's rate
-        self._load_since: float | None = None
+        self._load_samples: list[tuple[float, dict[str, float]]] = []   # (when, ratios) while off the plan
         self.version = 0
         self.events: list[Event] = []
         self.replans = 0
@@ -306,14 +308,18 @@ class Controller:
         # Next to no traffic is an idle deployment (or a replay fading out), not a load to plan for.
         if not ratios or max(ratios.values()) < IDLE_FRACTION or \
                 all(abs(r - 1) <= self.load_tolerance for r in ratios.values()):
-            self._load_since = None
+            self._load_samples = []
             return False
-        if self._load_since is None:
-            self._load_since = now
+        self._load_samples.append((now, ratios))
+        if now - self._load_samples[0][0] < self.load_sustain_s:
             return False
-        if now - self._load_since < self.load_sustain_s:
+        # The load over the whole window, not its last sample: a burst that is fading out as the
+        # window closes is planned for at what it was, not at its tail.
+        samples = [r for _, r in self._load_samples]
+        self._load_samples = []
+        ratios = {op: float(np.median([r.get(op, 0.0) for r in samples])) for op in ratios}
+        if all(abs(r - 1) <= self.load_tolerance for r in ratios.values()):
             return False
-        self._load_since = None
         load = {op: max(0.05, r) * self.load.get(op, 1.0) for op, r in ratios.items()}
         self._event("measured load differs from the plan for "
                     f"{self.load_sustain_s:.0f} s: " + ", ".join(f"{op} {r:.2f}x" for op, r in sorted(ratios.items())))
