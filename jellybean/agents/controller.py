@@ -21,7 +21,9 @@ from jellybean.agents.deployment import (
     build_assignments,
     build_routes,
     file_sha256,
+    keyed_map,
     match_agents,
+    placements,
     replan,
 )
 from jellybean.agents.items import MessageError
@@ -35,6 +37,7 @@ from jellybean.agents.messages import (
     encode_chunk,
     parse_message,
 )
+from jellybean.agents.takeover import SessionDrain
 from jellybean.agents.transport import MqttLink
 from jellybean.errors import JellyBeanError
 
@@ -70,7 +73,8 @@ class Controller:
     def __init__(self, deployment: Deployment, broker: str, *, ca: Path | None = None, heartbeat_s: float = 1.0,
                  missed_heartbeats: int = 3, drop_after_ms: float = 5000.0, replan_time_limit: float = 20.0,
                  load_tolerance: float | None = None, load_sustain_s: float = 10.0,
-                 grace_s: float | None = None, on_event: Callable[[str], None] | None = None) -> None:
+                 grace_s: float | None = None, takeover: Callable[[str], str | None] | None = None,
+                 on_event: Callable[[str], None] | None = None) -> None:
         self.original = deployment
         self.current = deployment
         self.heartbeat_s = heartbeat_s
@@ -82,6 +86,12 @@ class Controller:
         # lost: when the broker itself went away, their wills and silence say nothing about them.
         self.grace_s = grace_s if grace_s is not None else missed_heartbeats * heartbeat_s + 2.0
         self._grace_until = 0.0
+        # How to resume a lost agent's broker session (its URL by agent name), to send on what it
+        # held: by default the controller's own URL where the broker has no users (any client id
+        # may resume a session there), else nothing unless given.
+        self.ca = ca
+        self.takeover = takeover if takeover is not None else _anonymous_takeover(broker)
+        self.drains: dict[str, SessionDrain] = {}
         self.agents: dict[str, AgentState] = {}
         self.site_agents: dict[str, list[str]] = {}
         self.lost: set[str] = set()              # sites whose agent died
@@ -347,7 +357,22 @@ class Controller:
         self._event(f"re-planned {what} in {time.perf_counter() - started:.2f} s: "
                     f"{deployment.plan.cost.total:.4f} $/h")
         self.publish()
+        self._drain_lost(lost)
         return True
+
+    def _drain_lost(self, lost: set[str]) -> None:
+        """Send on what the lost sites' agents held (their broker sessions) where it runs now."""
+        where = placements(self.current.plan)
+        keyed = keyed_map(self.current.plan, self.current.inputs)
+        for name, s in list(self.agents.items()):
+            if s.online or s.announce.site not in lost:
+                continue
+            running = self.drains.get(name)
+            url = self.takeover(name)
+            if url is None or (running is not None and not running.done):
+                continue
+            self.drains[name] = SessionDrain(url, name, s.announce.site, where, keyed, ca=self.ca,
+                                             on_event=self._event).start()
 
     def run(self, until: Callable[[], bool] | None = None, tick: Callable[[], None] | None = None) -> None:
         while not self._stop.is_set() and not (until and until()):
@@ -358,11 +383,20 @@ class Controller:
 
     def stop(self) -> None:
         self._stop.set()
+        for drain in self.drains.values():
+            drain.link.stop()
         self.link.stop()
 
     def metrics(self) -> dict[str, Metrics]:
         with self._lock:
             return {n: s.metrics for n, s in self.agents.items() if s.metrics is not None}
+
+
+def _anonymous_takeover(broker: str) -> Callable[[str], str | None]:
+    from jellybean.agents.broker import parse_broker_url
+
+    anonymous = parse_broker_url(broker).username is None
+    return lambda agent: broker if anonymous else None
 
 
 def _planned_sites(dep: Deployment) -> set[str]:

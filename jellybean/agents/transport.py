@@ -99,12 +99,16 @@ class MqttLink:
 
     def __init__(self, url: str, client_id: str, *, ca: Path | str | None = None, will: Will | None = None,
                  backoff: Backoff = Backoff(), keepalive: int = 10, clean: bool = False,
-                 max_inflight: int = 200) -> None:
+                 max_inflight: int = 200, reconnect: bool = True) -> None:
         from jellybean.agents.broker import configure_client, parse_broker_url
 
         self.address = parse_broker_url(url)
         self.client_id = client_id
         self.backoff = backoff
+        # False: one connection only (a session taken over for a while must not take it back
+        # from its owner when the owner returns and the broker disconnects us).
+        self.reconnect = reconnect
+        self.ended = threading.Event()
         self.keepalive = keepalive
         self._client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                    clean_session=clean, protocol=mqtt.MQTTv311)
@@ -121,7 +125,7 @@ class MqttLink:
         # Only the network thread writes to the socket: without this, paho lets a worker's publish
         # write while the loop writes too, and Mosquitto drops the garbled connection under load.
         self._client.on_socket_register_write = lambda *args: None
-        self._subs: dict[str, tuple[int, Handler, bool]] = {}
+        self._subs: dict[str, tuple[int, Handler, bool, bool]] = {}   # filter -> (qos, handler, manual, subscribed)
         self._lock = threading.Lock()
         self._generation = 0                  # connections so far: acks are only valid on their own
         self._done: dict[int, Callable[[], None] | None] = {}   # mid -> on_done of a QoS 1 publish
@@ -185,7 +189,7 @@ class MqttLink:
                 if self._connected.is_set():
                     attempt = 0
             self._connected.clear()
-            if self._stop.is_set():
+            if self._stop.is_set() or not self.reconnect:
                 break
             delay = self.backoff.delay(attempt)
             attempt += 1
@@ -195,6 +199,7 @@ class MqttLink:
             self._client.loop(timeout=0.05)  # flush a final DISCONNECT
         except Exception:  # noqa: BLE001
             pass
+        self.ended.set()
 
     # -- callbacks -------------------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
@@ -212,7 +217,7 @@ class MqttLink:
             except OSError:
                 pass
         with self._lock:
-            subs = [(t, q) for t, (q, _, _) in self._subs.items()]
+            subs = [(t, q) for t, (q, _, _, subscribed) in self._subs.items() if subscribed]
         if subs:
             client.subscribe(subs)
         self._connected.set()
@@ -227,7 +232,7 @@ class MqttLink:
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         with self._lock:
-            handlers = [(h, manual) for f, (_, h, manual) in self._subs.items()
+            handlers = [(h, manual) for f, (_, h, manual, _) in self._subs.items()
                         if mqtt.topic_matches_sub(_unshared(f), message.topic)]
         # The dispatcher holds the ack until every handler has run; manual handlers hold it longer.
         ack = Ack(self, message.mid, message.qos, self._generation)
@@ -273,9 +278,15 @@ class MqttLink:
         """`manual`: the handler gets a third argument, the message's `Ack`, and must call it once
         its work is done (until then the broker counts the message as in flight to us)."""
         with self._lock:
-            self._subs[topic] = (qos, handler, manual)
+            self._subs[topic] = (qos, handler, manual, True)
         if self.connected:
             self._client.subscribe(topic, qos)
+
+    def handle(self, topic: str, handler: ManualHandler) -> None:
+        """Handle messages on `topic` that our persistent session already subscribes to, without
+        subscribing again (a manual handler: it must call its `Ack`)."""
+        with self._lock:
+            self._subs[topic] = (1, handler, True, False)
 
     def unsubscribe(self, topic: str) -> None:
         with self._lock:

@@ -114,12 +114,13 @@ def _metrics_table(controller) -> Table:
 
 
 def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_after_ms: float, quiet: bool,
-                     load_tolerance: Optional[float] = None):
+                     load_tolerance: Optional[float] = None, takeover=None):
     """Connect, wait for agents (with a progress bar), publish, wait until they run it."""
     from jellybean.agents.controller import Controller
     from jellybean.errors import JellyBeanError
 
-    controller = Controller(dep, broker, ca=ca, drop_after_ms=drop_after_ms, load_tolerance=load_tolerance)
+    controller = Controller(dep, broker, ca=ca, drop_after_ms=drop_after_ms, load_tolerance=load_tolerance,
+                            takeover=takeover)
     controller.connect()
     progress = Progress(TextColumn("[bold]agents online"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.description}"), console=err, transient=True, disable=quiet)
@@ -167,13 +168,23 @@ def deploy(
     replan_on_load: Annotated[Optional[float], typer.Option(
         "--replan-on-load", help="Also re-plan when the measured load differs from the plan's by more than this "
                                  "fraction (e.g. 0.3) for 10 s.")] = None,
+    takeover_credentials: Annotated[Optional[Path], typer.Option(
+        "--takeover-credentials", help="The `broker config` directory: with it the controller resumes a lost agent's "
+                                       "broker session as that agent, to send on the items it held (a broker with "
+                                       "users binds sessions to them).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """The controller: publish assignments, watch the agents, re-plan when one stops (or the load shifts)."""
     _logging("warning")
     url = broker_url(broker, password_file, cert, key)
     dep = _deployment(plan, workflow, zoo, infrastructure)
-    controller = start_controller(dep, url, ca, wait, drop_after_ms, quiet, replan_on_load)
+    takeover = None
+    if takeover_credentials is not None:
+        from jellybean.agents.broker import load_broker_config
+
+        config = load_broker_config(takeover_credentials)
+        takeover = lambda agent: config.url_for(agent) if agent in config.credentials else None  # noqa: E731
+    controller = start_controller(dep, url, ca, wait, drop_after_ms, quiet, replan_on_load, takeover=takeover)
     try:
         watch(controller, duration, quiet)
     finally:
