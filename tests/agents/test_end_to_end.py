@@ -142,7 +142,8 @@ def test_the_pipeline_runs_under_tls_passwords_and_the_generated_acl(tmp_path, s
     inputs = load_inputs(EXAMPLE / "workflow.yaml", EXAMPLE / "zoo.yaml", EXAMPLE / "infrastructure.yaml")
     plan = make_plan(build_problem(inputs), "optimal", time_limit=20, inputs=inputs.paths)
     dep = Deployment(plan=plan, inputs=inputs, zoo_dir=EXAMPLE)
-    cfg = write_broker_config(tmp_path / "broker", agents=grants_from_plan(plan, inputs.infrastructure),
+    cfg = write_broker_config(tmp_path / "broker", agents=grants_from_plan(plan, inputs.infrastructure,
+                                                                         workflow=inputs.workflow, zoo=inputs.zoo),
                               port=free_port())
     broker = MosquittoBroker(cfg.conf, workdir=tmp_path / "broker-run", executable=find_mosquitto()).start()
     broker.wait_ready()

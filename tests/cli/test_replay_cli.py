@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,29 @@ def test_replay_needs_exactly_one_mode_and_a_plan_for_local(tmp_path, plan):
         assert result.exit_code != 0 and words in result.output and "Traceback" not in result.output
     result = _replay(str(tmp_path / "nowhere"), "--local", "--plan", str(plan))
     assert result.exit_code == 2 and "nowhere" in result.output
+
+
+def test_a_broker_replay_whose_frames_never_come_out_fails_and_says_why(tmp_path, plan, mosquitto):
+    """Routes announce a deployment whose agents are not there: every frame is published, none comes
+    out; the replay is partial with the reason and the command exits 1, not 0 with 'complete'."""
+    from jellybean.agents import topics
+    from jellybean.agents.deployment import build_routes
+    from jellybean.agents.transport import MqttLink
+    from jellybean.cli.run import _deployment
+
+    routes = build_routes(_deployment(plan, None, None, None), 1)
+    link = MqttLink(mosquitto, "fake-controller", clean=True).start()
+    try:
+        link.wait_connected()
+        done = threading.Event()
+        link.publish(topics.ROUTES, routes.to_bytes(), retain=True, on_done=done.set)
+        assert done.wait(10), "the broker did not acknowledge the routes"
+    finally:
+        link.stop()
+    scene = _scene(tmp_path / "scene", seconds=1)
+    result = _replay(str(scene), "--broker", mosquitto, "--drain", "2", "--json")
+    assert result.exit_code == 1, result.output
+    assert "none of the" in result.output and "frames came out" in result.output
+    report = json.loads(result.stdout[:result.stdout.rindex("}") + 1])
+    assert report["partial"] is True and report["cameras"]
+    assert all(c["frames_out"] == 0 and c["lost"] == c["frames_in"] > 0 for c in report["cameras"].values())
