@@ -243,16 +243,18 @@ def test_controller_replans_for_a_sustained_load_shift(mosquitto, tmp_path, depl
     import threading
 
     agents = [_agent(mosquitto, site, tmp_path, hw) for site, hw in SITES]
-    ctl = Controller(deployment, mosquitto, heartbeat_s=0.3, load_tolerance=0.3, load_sustain_s=2.0)
+    ctl = Controller(deployment, mosquitto, heartbeat_s=0.3, load_tolerance=0.3, load_sustain_s=4.0)
     stop = [False]
     watcher = threading.Thread(target=ctl.run, kwargs={"until": lambda: stop[0]}, daemon=True)
-    write_scene(tmp_path / "scene", SceneConfig(cameras=4, seconds=12, seed=2))
+    write_scene(tmp_path / "scene", SceneConfig(cameras=4, seconds=16, seed=2))
     scenario = open_dataset(tmp_path / "scene").scenarios[0]
     try:
         _deploy(ctl)
         planned = ctl.current.plan.predicted.throughput["detect"]
         watcher.start()
-        BrokerReplay(mosquitto, speed=1.5, drain_s=5).run(scenario)     # 4 cameras x 10 fps, 1.5 x as fast
+        # 4 cameras x 10 fps, 1.5 x as fast; the controller takes the median over 4 s, since a replay
+        # that a loaded machine stalls catches up in bursts.
+        BrokerReplay(mosquitto, speed=1.5, drain_s=5).run(scenario)
         events = [e.what for e in ctl.events]
         assert any("measured load differs" in e for e in events), events
         assert any("for the measured load" in e for e in events), events
