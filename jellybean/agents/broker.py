@@ -340,26 +340,33 @@ def _make_ca(common_name: str):
     return key, cert
 
 
-def _make_server_cert(ca_key, ca_cert, hosts: Sequence[str]):
+def _make_leaf_cert(ca_key, ca_cert, common_name: str, *, server: bool, hosts: Sequence[str] = ()):
+    """A certificate signed by the CA: the broker's (server auth, its host names as SANs) or a
+    client's for mutual TLS (client auth, CN = the broker user, as use_identity_as_username reads)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     key = _new_key()
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_cert.subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=825))
-        .add_extension(x509.SubjectAlternativeName([_san_entry(h) for h in hosts]), critical=False)
+    )
+    if hosts:
+        builder = builder.add_extension(x509.SubjectAlternativeName([_san_entry(h) for h in hosts]), critical=False)
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    cert = (
+        builder
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
                                      data_encipherment=False, key_agreement=False, key_cert_sign=False,
                                      crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         # Python 3.13's default TLS context (VERIFY_X509_STRICT) rejects certificates without it.
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
@@ -368,31 +375,12 @@ def _make_server_cert(ca_key, ca_cert, hosts: Sequence[str]):
     return key, cert
 
 
-def _make_client_cert(ca_key, ca_cert, user: str):
-    """A client certificate for mutual TLS: CN = the broker user (use_identity_as_username)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+def _make_server_cert(ca_key, ca_cert, hosts: Sequence[str]):
+    return _make_leaf_cert(ca_key, ca_cert, hosts[0], server=True, hosts=hosts)
 
-    key = _new_key()
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
-        .issuer_name(ca_cert.subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=825))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return key, cert
+
+def _make_client_cert(ca_key, ca_cert, user: str):
+    return _make_leaf_cert(ca_key, ca_cert, user, server=False)
 
 
 def _client_cert_reusable(crt: Path, key: Path, ca_cert, user: str) -> bool:
