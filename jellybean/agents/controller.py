@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from jellybean.agents import topics
 from jellybean.agents.deployment import (
     Deployment,
@@ -100,7 +98,11 @@ class Controller:
         self.load_tolerance = load_tolerance
         self.load_sustain_s = load_sustain_s
         self.load: dict[str, float] = {}         # operator -> measured / original plan's rate
-        self._load_samples: list[tuple[float, dict[str, float]]] = []   # (when, ratios) while off the plan
+        # While the load is off the plan: when that window opened, and each agent's counters then.
+        self._load_window: tuple[float, dict[str, tuple[float, dict[str, float]]]] | None = None
+        wf = deployment.inputs.workflow
+        sources = {src.name for src in wf.sources}
+        self._source_fed = {o.name for o in wf.operators if sources & set(o.inputs)}
         self.version = 0
         self.events: list[Event] = []
         self.replans = 0
@@ -295,19 +297,36 @@ class Controller:
                     return self._replan(lost, self.load)
         return self._check_load(now)
 
-    def measured_load(self) -> dict[str, float]:
-        """Operator -> items/s arriving at the agents that run the current assignment."""
-        total: dict[str, float] = {}
+    def _current_metrics(self) -> dict[str, Metrics]:
+        """Fresh metrics of the agents that run the current assignment."""
         with self._lock:
-            for s in self.agents.values():
-                m = s.metrics
-                if not s.online or m is None or m.assignment_version != self.version:
-                    continue
-                if time.time() - m.sent_at > 3 * m.interval_s:
-                    continue
-                for o in m.operators:
-                    total[o.operator] = total.get(o.operator, 0.0) + o.arrivals_per_s
+            return {n: s.metrics for n, s in self.agents.items()
+                    if s.online and s.metrics is not None and s.metrics.assignment_version == self.version
+                    and time.time() - s.metrics.sent_at <= 3 * s.metrics.interval_s}
+
+    def measured_load(self) -> dict[str, float]:
+        """Operator -> items/s arriving at the agents that run the current assignment (their last
+        metrics interval)."""
+        total: dict[str, float] = {}
+        for m in self._current_metrics().values():
+            for o in m.operators:
+                total[o.operator] = total.get(o.operator, 0.0) + o.arrivals_per_s
         return total
+
+    def _counters(self) -> dict[str, tuple[float, dict[str, float]]]:
+        return {n: (m.sent_at, {o.operator: o.arrivals for o in m.operators})
+                for n, m in self._current_metrics().items()}
+
+    def _load_since(self, start: dict[str, tuple[float, dict[str, float]]]) -> dict[str, float]:
+        """Operator -> items/s over the window: each agent's counter difference over its own time."""
+        rates: dict[str, float] = {}
+        for name, (t1, counts) in self._counters().items():
+            t0, before = start.get(name, (t1, {}))
+            if t1 - t0 <= 0:
+                continue
+            for op, n in counts.items():
+                rates[op] = rates.get(op, 0.0) + max(0.0, n - before.get(op, 0.0)) / (t1 - t0)
+        return rates
 
     def _check_load(self, now: float) -> bool:
         if self.load_tolerance is None:
@@ -315,19 +334,24 @@ class Controller:
         planned = self.current.plan.predicted.throughput
         measured = self.measured_load()
         ratios = {op: measured.get(op, 0.0) / rate for op, rate in planned.items() if rate > 0}
-        # Next to no traffic is an idle deployment (or a replay fading out), not a load to plan for.
-        if not ratios or max(ratios.values()) < IDLE_FRACTION or \
-                all(abs(r - 1) <= self.load_tolerance for r in ratios.values()):
-            self._load_samples = []
+        # Next to no traffic from the sources is an idle deployment (or a replay fading out while
+        # downstream operators still work off a backlog), not a load to plan for.
+        fed = [r for op, r in ratios.items() if op in self._source_fed] or list(ratios.values())
+        if not ratios or max(fed) < IDLE_FRACTION:
+            self._load_window = None
             return False
-        self._load_samples.append((now, ratios))
-        if now - self._load_samples[0][0] < self.load_sustain_s:
+        # A window opens when the last interval is off the plan and closes `load_sustain_s` later;
+        # the load over the whole window decides (a loaded source sends in bursts, a burst fades).
+        if self._load_window is None:
+            if not all(abs(r - 1) <= self.load_tolerance for r in ratios.values()):
+                self._load_window = (now, self._counters())
             return False
-        # The load over the whole window, not its last sample: a burst that is fading out as the
-        # window closes is planned for at what it was, not at its tail.
-        samples = [r for _, r in self._load_samples]
-        self._load_samples = []
-        ratios = {op: float(np.median([r.get(op, 0.0) for r in samples])) for op in ratios}
+        opened, start = self._load_window
+        if now - opened < self.load_sustain_s:
+            return False
+        self._load_window = None
+        over = self._load_since(start)
+        ratios = {op: over.get(op, 0.0) / rate for op, rate in planned.items() if rate > 0}
         if all(abs(r - 1) <= self.load_tolerance for r in ratios.values()):
             return False
         load = {op: max(0.05, r) * self.load.get(op, 1.0) for op, r in ratios.items()}

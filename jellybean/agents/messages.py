@@ -144,6 +144,8 @@ class OperatorMetrics(BaseModel):
     items_per_s: float = 0.0
     arrivals_per_s: float = Field(0.0, description="the plan's items (frames, crops) received per second, "
                                   "duplicates excluded: the load the controller compares with the plan")
+    arrivals: float = Field(0.0, ge=0, description="the plan's items received since the agent started, duplicates "
+                            "excluded: rates over any window are differences of these")
     latency_ms: dict[str, float] = Field(default_factory=dict, description="processing p50/p95/p99")
     batches: int = 0
 

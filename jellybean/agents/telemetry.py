@@ -80,10 +80,12 @@ class AgentTelemetry:
         self._duplicates.labels(operator).inc()
         with self._lock:
             self._counts[operator]["duplicates"] += 1
-            self._windows[operator].arrived.pop()   # `received` counted it as an arrival
+            _, units = self._windows[operator].arrived.pop()   # `received` counted it as an arrival
+            self._counts[operator]["units"] -= units
 
     def _arrival(self, operator: str, units: int) -> None:
         self._windows[operator].arrived.append((time.monotonic(), units))
+        self._counts[operator]["units"] += units
 
     def dropped(self, operator: str, reason: str, n: int = 1) -> None:
         self._dropped.labels(operator, reason).inc(n)
@@ -137,7 +139,7 @@ class AgentTelemetry:
                     operator=op, variant=self._variants.get(op, ""), items_in=c["in"], items_out=c["out"],
                     dropped=c["dropped"], duplicates=c["duplicates"], queue_depth=int(depth()) if depth else 0,
                     items_per_s=len(recent) / interval_s if interval_s > 0 else 0.0,
-                    arrivals_per_s=arrived / interval_s if interval_s > 0 else 0.0, latency_ms=pct,
+                    arrivals_per_s=arrived / interval_s if interval_s > 0 else 0.0, arrivals=c["units"], latency_ms=pct,
                     batches=c["batches"]))
             return Metrics(agent=self.agent, site=self.site, assignment_version=assignment_version,
                            interval_s=interval_s, operators=ops, bytes_out=dict(self.bytes_out),
