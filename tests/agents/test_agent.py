@@ -235,7 +235,8 @@ def test_controller_replans_when_an_agent_dies_and_again_when_it_returns(mosquit
 
 
 def test_controller_replans_for_a_sustained_load_shift(mosquitto, tmp_path, deployment):
-    """Frames arrive at 1.5 times the planned rate: the controller measures it and re-plans for it."""
+    """Frames arrive faster than planned: the controller measures what the sources really send and
+    re-plans for it."""
     from jellybean.replay.cityflow import open_dataset
     from jellybean.replay.driver import BrokerReplay
     from jellybean.replay.scene import SceneConfig, write_scene
@@ -243,7 +244,14 @@ def test_controller_replans_for_a_sustained_load_shift(mosquitto, tmp_path, depl
     import threading
 
     agents = [_agent(mosquitto, site, tmp_path, hw) for site, hw in SITES]
-    ctl = Controller(deployment, mosquitto, heartbeat_s=0.3, load_tolerance=0.3, load_sustain_s=4.0)
+    first: list[tuple[dict, float]] = []   # the load and the plan's detect rate at the first load re-plan
+
+    def on_event(what: str) -> None:
+        if "for the measured load" in what and not first:
+            first.append((dict(ctl.load), ctl.current.plan.predicted.throughput["detect"]))
+
+    ctl = Controller(deployment, mosquitto, heartbeat_s=0.3, load_tolerance=0.3, load_sustain_s=4.0,
+                     on_event=on_event)
     stop = [False]
     watcher = threading.Thread(target=ctl.run, kwargs={"until": lambda: stop[0]}, daemon=True)
     write_scene(tmp_path / "scene", SceneConfig(cameras=4, seconds=16, seed=2))
@@ -252,17 +260,20 @@ def test_controller_replans_for_a_sustained_load_shift(mosquitto, tmp_path, depl
         _deploy(ctl)
         planned = ctl.current.plan.predicted.throughput["detect"]
         watcher.start()
-        # 4 cameras x 10 fps, 1.5 x as fast; the controller takes the median over 4 s, since a replay
-        # that a loaded machine stalls catches up in bursts.
-        BrokerReplay(mosquitto, speed=1.5, drain_s=5).run(scenario)
+        # 4 cameras x 10 fps, 1.6 x as fast. A loaded machine may not publish that fast: what the
+        # controller measures is compared with what the replay really sent.
+        data = BrokerReplay(mosquitto, speed=1.6, drain_s=5).run(scenario)
+        captured = sorted(d.capture_ts for d in data.sink.snapshot().values())
+        sent = (len(captured) - 1) / (captured[-1] - captured[0]) / planned
         events = [e.what for e in ctl.events]
         assert any("measured load differs" in e for e in events), events
-        assert any("for the measured load" in e for e in events), events
-        assert 1.3 < ctl.load["detect"] < 1.7
-        replanned = ctl.current.plan.predicted.throughput["detect"]
-        print(f"\nplanned detect {planned:.1f} items/s; measured x{ctl.load['detect']:.2f}; re-planned for "
-              f"{replanned:.1f} items/s at {ctl.current.plan.cost.total:.4f} $/h")
-        assert replanned > 1.3 * planned
+        assert first, events
+        load, replanned = first[0]
+        print(f"\nplanned detect {planned:.1f} items/s; replay sent x{sent:.2f}; measured x{load['detect']:.2f}; "
+              f"re-planned for {replanned:.1f} items/s")
+        assert sent > 1.3, f"the replay sent only {sent:.2f}x the planned rate; the test needs a shift"
+        assert abs(load["detect"] - sent) < 0.2 * sent
+        assert replanned > 1.25 * planned
     finally:
         stop[0] = True
         ctl.stop()
