@@ -218,7 +218,8 @@ def watch(controller, duration: Optional[float] = None, quiet: bool = False) -> 
 
 
 def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: int = 1,
-                 ca: Path | None = None, only: set[str] | None = None) -> dict[str, subprocess.Popen]:
+                 ca: Path | None = None, only: set[str] | None = None,
+                 append: bool = False) -> dict[str, subprocess.Popen]:
     """One agent process per site the plan uses (named after the site), logs in workdir.
     `broker_url` may map each site to its own URL (with that agent's credentials); a password goes
     to the agent in its environment ($JELLYBEAN_BROKER_PASSWORD), never on its command line."""
@@ -234,7 +235,7 @@ def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: 
         env["PYTHONUNBUFFERED"] = "1"
         if password is not None:
             env[PASSWORD_ENV] = password
-        log = open(workdir / f"agent-{site}.log", "a")  # a restarted agent's log goes on
+        log = open(workdir / f"agent-{site}.log", "a" if append else "w")  # a restarted agent's log goes on
         procs[site] = subprocess.Popen(
             [sys.executable, "-m", "jellybean", "agent", "--name", site, "--hardware", hardware, "--broker", url,
              "--zoo", str(dep.zoo_dir), "--threads", str(threads), "--metrics-port", "0",

@@ -70,7 +70,7 @@ class Deployed:
         self.procs[name].wait(timeout=10)
 
     def restart_agent(self, name: str) -> None:
-        self.procs.update(spawn_agents(self.dep, self.url, self.tmp, only={name}))
+        self.procs.update(spawn_agents(self.dep, self.url, self.tmp, only={name}, append=True))
 
     def close(self) -> None:
         self.controller.stop()
