@@ -29,6 +29,14 @@ from jellybean.spec.plan import Plan
 DASH = "—"
 
 
+
+# dropped: with a reason (of which late); lost: never accounted for; duplicates: copies discarded.
+_CAMERA_COLUMNS = ("camera", "in", "out", "dropped", "late", "lost", "duplicates")
+
+
+def _camera_counts(c) -> tuple[int, ...]:
+    return (c.frames_in, c.frames_out, c.dropped, c.late, c.lost, c.duplicates)
+
 def _f(value: float | None, fmt: str = ".1f", suffix: str = "") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return DASH
@@ -107,14 +115,11 @@ def render_terminal(result: ReplayResult, console: Console | None = None, plan: 
 
     if result.cameras:
         cams = Table(title="Frames per camera")
-        for col in ("camera", "in", "out", "dropped", "duplicates", "late"):
+        for col in _CAMERA_COLUMNS:
             cams.add_column(col, justify="left" if col == "camera" else "right")
         for name, c in sorted(result.cameras.items()):
-            cams.add_row(_escape_markup(name), *(str(v) for v in (c.frames_in, c.frames_out, c.dropped,
-                                                                    c.duplicates, c.late)))
-        t = result.totals()
-        cams.add_row("total", *(str(v) for v in (t.frames_in, t.frames_out, t.dropped, t.duplicates, t.late)),
-                     style="bold")
+            cams.add_row(_escape_markup(name), *(str(v) for v in _camera_counts(c)))
+        cams.add_row("total", *(str(v) for v in _camera_counts(result.totals())), style="bold")
         console.print(cams)
 
     lat = Table(title=f"End-to-end latency, ms ({len(result.latency_ms)} items)")
@@ -317,11 +322,9 @@ def write_html_report(result: ReplayResult, directory: Path | str, plan: Plan | 
 
     parts.append("<h2>Frames per camera</h2>")
     if result.cameras:
-        rows = [[name, c.frames_in, c.frames_out, c.dropped, c.duplicates, c.late]
-                for name, c in sorted(result.cameras.items())]
-        t = result.totals()
-        rows.append(["total", t.frames_in, t.frames_out, t.dropped, t.duplicates, t.late])
-        parts.append(_table(["camera", "in", "out", "dropped", "duplicates", "late"], rows))
+        rows = [[name, *_camera_counts(c)] for name, c in sorted(result.cameras.items())]
+        rows.append(["total", *_camera_counts(result.totals())])
+        parts.append(_table(list(_CAMERA_COLUMNS), rows))
     else:
         parts.append('<p class="note">No camera counts recorded.</p>')
 
