@@ -28,14 +28,13 @@ from jellybean.spec.plan import Plan
 
 DASH = "—"
 
-
-
 # dropped: with a reason (of which late); lost: never accounted for; duplicates: copies discarded.
 _CAMERA_COLUMNS = ("camera", "in", "out", "dropped", "late", "lost", "duplicates")
 
 
 def _camera_counts(c) -> tuple[int, ...]:
     return (c.frames_in, c.frames_out, c.dropped, c.late, c.lost, c.duplicates)
+
 
 def _f(value: float | None, fmt: str = ".1f", suffix: str = "") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
