@@ -288,9 +288,10 @@ class Agent:
             held, self._held = self._held, []
         self._subscribe_data(a.shared, sorted(self.tasks))
         for runner in stopped:
-            # Its workers finish what they hold; what is left goes where the operator runs now.
+            # Its workers finish what they hold; what is left goes where the operator runs now
+            # (its successor here, when only the variant or the worker count changed).
             for item, ack in runner.stop():
-                self._send(runner.task.operator, item, rehome=True, on_done=ack)
+                self._dispatch(runner.task.operator, item, 0, ack)
         for h in held:
             self._dispatch(h.operator, h.item, h.nbytes, h.ack, since=h.since)
 
