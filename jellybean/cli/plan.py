@@ -52,6 +52,10 @@ def _solving(label: str, time_limit: float | None, quiet: bool):
     return _Ctx()
 
 
+# A planner must answer: without a limit a hard instance would run for hours.
+DEFAULT_TIME_LIMIT_S = 60.0
+
+
 @app.command()
 def plan(
     workflow: Annotated[Optional[Path], typer.Option("-w", "--workflow", help="Workflow YAML.")] = None,
@@ -59,7 +63,9 @@ def plan(
     infrastructure: Annotated[Optional[Path], typer.Option("-i", "--infrastructure", help="Infrastructure YAML.")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the plan here (YAML).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")] = False,
-    time_limit: Annotated[Optional[float], typer.Option("--time-limit", min=0.01, help="Seconds; reports the gap when hit.")] = None,
+    time_limit: Annotated[float, typer.Option(
+        "--time-limit", min=0.01, help="Seconds the solver may take; at the limit the best plan found is returned "
+                                       "with its proven gap, marked not proven optimal.")] = DEFAULT_TIME_LIMIT_S,
     strategy: Annotated[str, typer.Option("--strategy", help="optimal | greedy | all-cloud | all-edge")] = "optimal",
     jellybean_inputs: Annotated[Optional[Path], typer.Option("--jellybean-inputs", help="The reference prototype's optimizer input directory.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="OR-Tools MIP backend: SCIP | HIGHS | CBC")] = "SCIP",

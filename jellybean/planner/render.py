@@ -55,6 +55,9 @@ def headline(plan: Plan) -> Text:
     text.append(f"  strategy {plan.strategy}  ")
     text.append(s.status, style=status_style)
     text.append(f"  gap {_fmt_gap(s.gap)}  {s.seconds:.2f} s ({s.backend})\n")
+    if s.status == "FEASIBLE" and plan.strategy == "optimal":
+        text.append(f"not proven optimal: the solver stopped with a gap of {_fmt_gap(s.gap)}; a longer "
+                    "--time-limit may close it\n", style="yellow")
     c = plan.cost
     text.append(f"cost {c.total:.4f} $/h", style="bold")
     text.append(f" = compute {c.compute:.4f} + network {c.network:.4f}\n")

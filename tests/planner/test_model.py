@@ -115,3 +115,28 @@ def test_other_backends_reach_the_same_optimum(specs, backend):
     other = make_plan(specs.problem(), backend=backend)
     assert other.solver.backend == backend and other.solver.status == "OPTIMAL"
     assert other.cost.total == pytest.approx(scip.cost.total, rel=1e-6)
+
+
+def test_a_solve_stopped_by_its_time_limit_returns_its_best_plan_marked_not_proven():
+    from rich.console import Console
+
+    from jellybean.planner.generate import random_problem
+    from jellybean.planner.render import render_summary
+    from jellybean.planner.strategies import make_plan
+
+    plan = make_plan(random_problem(1, workers=100), "optimal", time_limit=3.0)
+    assert plan.solver.status == "FEASIBLE" and plan.solver.gap is not None and plan.solver.gap > 0
+    console = Console(record=True, width=200)
+    render_summary(plan, console)
+    assert "not proven optimal" in console.export_text()
+
+
+def test_plan_has_a_default_time_limit():
+    from typer.testing import CliRunner
+
+    from jellybean.cli.main import app
+    from jellybean.cli.plan import DEFAULT_TIME_LIMIT_S
+
+    assert 0 < DEFAULT_TIME_LIMIT_S <= 120
+    help_text = CliRunner().invoke(app, ["plan", "--help"], env={"COLUMNS": "200"}).output
+    assert f"default: {DEFAULT_TIME_LIMIT_S}" in help_text
