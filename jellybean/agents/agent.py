@@ -39,9 +39,9 @@ from jellybean.agents.messages import (
 )
 from jellybean.agents.operators.base import OperatorConfig, create
 from jellybean.agents.routing import Router
-from jellybean.agents.tasks import Countdown, Done, TaskRunner
+from jellybean.agents.tasks import TaskRunner
 from jellybean.agents.telemetry import AgentTelemetry
-from jellybean.agents.transport import Ack, MqttLink, Will
+from jellybean.agents.transport import Countdown, Done, MqttLink, Will
 from jellybean.errors import JellyBeanError
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class Agent:
     def _heartbeat_loop(self) -> None:
         next_metrics = time.monotonic() + self.opts.metrics_s
         while not self._stop.wait(self.opts.heartbeat_s):
-            self._release_held(expired_only=True)
+            self._release_held()
             if not self.link.connected:
                 continue
             self._seq += 1
@@ -371,7 +371,7 @@ class Agent:
         d.done.set()
 
     # -- data ------------------------------------------------------------------------------------
-    def _on_data(self, topic: str, payload: bytes, ack: Ack) -> None:
+    def _on_data(self, topic: str, payload: bytes, ack: Done) -> None:
         operator = topic.rsplit("/", 1)[-1]
         try:
             item = decode_item(payload, topic)
@@ -405,13 +405,13 @@ class Agent:
                         MAX_HELD, old.item.stream, old.item.frame)
             old.ack()
 
-    def _release_held(self, expired_only: bool) -> None:
+    def _release_held(self) -> None:
         """Items held past HOLD_FOR_TASK_S under an assignment go where their operator runs."""
         now = time.monotonic()
         with self._tasks_lock:
             if self.assignment is None or self._starting:
                 return
-            due = [h for h in self._held if not expired_only or now - h.since >= HOLD_FOR_TASK_S]
+            due = [h for h in self._held if now - h.since >= HOLD_FOR_TASK_S]
             self._held = [h for h in self._held if h not in due]
         for h in due:
             self._send(h.operator, h.item, rehome=True, on_done=h.ack)
@@ -428,7 +428,7 @@ class Agent:
                     payload = encode_item(item)
                     self.link.publish(a.sink_topic, payload, on_done=countdown.hold())
                     self.telemetry.sent("sink", len(payload), item.session)
-        countdown.arm()
+        countdown()
 
     def _send(self, operator: str, item: Item, *, edge: str | None = None, rehome: bool = False,
               on_done: Done | None = None) -> None:

@@ -24,7 +24,7 @@ from typing import Callable
 from jellybean.agents import topics
 from jellybean.agents.items import MessageError, decode_item
 from jellybean.agents.routing import Router
-from jellybean.agents.transport import Ack, MqttLink
+from jellybean.agents.transport import Done, MqttLink
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class SessionDrain:
     def done(self) -> bool:
         return self._thread is not None and not self._thread.is_alive()
 
-    def _on_item(self, topic: str, payload: bytes, ack: Ack) -> None:
+    def _on_item(self, topic: str, payload: bytes, ack: Done) -> None:
         self._last = time.monotonic()
         operator = topic.rsplit("/", 1)[-1]
         try:

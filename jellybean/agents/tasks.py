@@ -24,9 +24,9 @@ from jellybean.agents.items import Item
 from jellybean.agents.messages import Task
 from jellybean.agents.operators.base import Operator
 from jellybean.agents.telemetry import AgentTelemetry
+from jellybean.agents.transport import Done
 
 log = logging.getLogger(__name__)
-Done = Callable[[], None]
 Emit = Callable[[str, list[Item], Done], None]
 # A stream's first frames may arrive out of order (parallel upstream workers); wait this long for
 # them before starting, and `hold_s` for a missing frame later on.
@@ -44,30 +44,6 @@ SESSIONS_PER_STREAM = 4
 
 def _nothing() -> None:
     pass
-
-
-class Countdown:
-    """Calls `done` once `arm()` has been called and every `hold()` has been released."""
-
-    def __init__(self, done: Done) -> None:
-        self._done = done
-        self._left = 1
-        self._lock = threading.Lock()
-
-    def hold(self) -> Done:
-        with self._lock:
-            self._left += 1
-        return self._release
-
-    def arm(self) -> None:
-        self._release()
-
-    def _release(self) -> None:
-        with self._lock:
-            self._left -= 1
-            fire = self._left == 0
-        if fire:
-            self._done()
 
 
 def acks_of(queued: "list[_Queued]") -> Done:

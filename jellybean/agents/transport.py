@@ -6,7 +6,7 @@ logged and the message dropped: a bad message never stops the client.
 
 Acknowledgements are manual, so that a message is acknowledged to the broker only once its work is
 done: a plain handler's message when the handler returns; a `manual` handler's when it calls the
-`Ack` it was given (typically once the item's outputs are themselves acknowledged, `on_done` of
+acknowledgement it was given (typically once the item's outputs are themselves acknowledged, `on_done` of
 `publish`). A client that dies holding messages gets them again from its persistent session.
 """
 
@@ -26,23 +26,25 @@ from jellybean.errors import JellyBeanError
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str, bytes], None]
-ManualHandler = Callable[[str, bytes, "Ack"], None]
+Done = Callable[[], None]
+ManualHandler = Callable[[str, bytes, Done], None]
 
 
-class Ack:
-    """Acknowledges one received message once every holder has released it (thread-safe, once).
+class Countdown:
+    """Calls `done` once every holder has released it (thread-safe, at most once).
 
-    An ack that outlives its connection is not sent: the broker redelivers the message on the new
-    connection, where the runtime's de-duplication makes it harmless."""
+    Its creator is the first holder and releases by calling it; `hold()` adds a holder, who
+    releases by calling what it returns. A received message's acknowledgement is one: the
+    dispatcher and every manual handler hold it. So is "all of a batch's outputs are acknowledged"."""
 
-    __slots__ = ("_link", "_mid", "_qos", "_generation", "_holders", "_lock")
+    __slots__ = ("_done", "_holders", "_lock")
 
-    def __init__(self, link: "MqttLink | None", mid: int, qos: int, generation: int, holders: int = 1) -> None:
-        self._link, self._mid, self._qos, self._generation = link, mid, qos, generation
-        self._holders = holders
+    def __init__(self, done: Done) -> None:
+        self._done = done
+        self._holders = 1
         self._lock = threading.Lock()
 
-    def hold(self) -> "Ack":
+    def hold(self) -> "Countdown":
         with self._lock:
             self._holders += 1
         return self
@@ -54,11 +56,7 @@ class Ack:
             self._holders -= 1
             if self._holders:
                 return
-        if self._link is not None:
-            self._link._send_ack(self._mid, self._qos, self._generation)
-
-
-NO_ACK = Ack(None, 0, 0, 0, holders=0)
+        self._done()
 
 
 def _unshared(topic_filter: str) -> str:
@@ -235,7 +233,10 @@ class MqttLink:
             handlers = [(h, manual) for f, (_, h, manual, _) in self._subs.items()
                         if mqtt.topic_matches_sub(_unshared(f), message.topic)]
         # The dispatcher holds the ack until every handler has run; manual handlers hold it longer.
-        ack = Ack(self, message.mid, message.qos, self._generation)
+        # An ack that outlives its connection is not sent: the broker redelivers the message on the
+        # new connection, where the runtime's de-duplication makes it harmless.
+        mid, qos, generation = message.mid, message.qos, self._generation
+        ack = Countdown(lambda: self._send_ack(mid, qos, generation))
         for handler, manual in handlers:
             try:
                 if manual:
@@ -275,7 +276,7 @@ class MqttLink:
             hook()
 
     def subscribe(self, topic: str, handler: Handler | ManualHandler, qos: int = 1, *, manual: bool = False) -> None:
-        """`manual`: the handler gets a third argument, the message's `Ack`, and must call it once
+        """`manual`: the handler gets a third argument, the message's acknowledgement, and must call it once
         its work is done (until then the broker counts the message as in flight to us)."""
         with self._lock:
             self._subs[topic] = (qos, handler, manual, True)
@@ -284,7 +285,7 @@ class MqttLink:
 
     def handle(self, topic: str, handler: ManualHandler) -> None:
         """Handle messages on `topic` that our persistent session already subscribes to, without
-        subscribing again (a manual handler: it must call its `Ack`)."""
+        subscribing again (a manual handler: it must call its acknowledgement)."""
         with self._lock:
             self._subs[topic] = (1, handler, True, False)
 
