@@ -23,6 +23,7 @@ from jellybean.agents.deployment import (
     match_agents,
     placements,
     replan,
+    source_fed,
 )
 from jellybean.agents.items import MessageError
 from jellybean.agents.messages import (
@@ -40,8 +41,8 @@ from jellybean.agents.transport import MqttLink
 from jellybean.errors import JellyBeanError
 
 log = logging.getLogger(__name__)
-# Below this fraction of the planned load on every operator a deployment is idle (a replay ending,
-# cameras off), not a load to plan for.
+# Below this fraction of the planned load at every operator the sources feed, a deployment is idle
+# (a replay ending, cameras off), not a load to plan for.
 IDLE_FRACTION = 0.1
 WILL_CONFIRM_S = 0.5
 
@@ -100,9 +101,7 @@ class Controller:
         self.load: dict[str, float] = {}         # operator -> measured / original plan's rate
         # While the load is off the plan: when that window opened, and each agent's counters then.
         self._load_window: tuple[float, dict[str, tuple[float, dict[str, float]]]] | None = None
-        wf = deployment.inputs.workflow
-        sources = {src.name for src in wf.sources}
-        self._source_fed = {o.name for o in wf.operators if sources & set(o.inputs)}
+        self._source_fed = source_fed(deployment.inputs)
         self.version = 0
         self.events: list[Event] = []
         self.replans = 0

@@ -73,6 +73,12 @@ def _downstream(inputs: Inputs) -> tuple[dict[str, list[str]], dict[str, list[st
     return down, sources, sinks
 
 
+def source_fed(inputs: Inputs) -> set[str]:
+    """The operators a source feeds directly: where the sources' traffic first arrives."""
+    _, sources, _ = _downstream(inputs)
+    return {op for ops in sources.values() for op in ops}
+
+
 def _variant(inputs: Inputs, operator: str, variant: str):
     zop = inputs.zoo.operator(operator)
     v = zop.variant(variant) if zop else None
