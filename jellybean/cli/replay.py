@@ -30,7 +30,7 @@ def open_scenario(directory: Path, scenario: Optional[str]):
 
 
 def finish_replay(data, scenario, plan, *, report: Optional[Path], json_out: bool, submission: Optional[Path]):
-    from jellybean.replay.outcome import build_result, predictions
+    from jellybean.replay.outcome import build_result, nothing_came_out, predictions
     from jellybean.replay.report import render_terminal, write_html_report
     from jellybean.replay.tracking_metrics import write_submission
 
@@ -45,13 +45,10 @@ def finish_replay(data, scenario, plan, *, report: Optional[Path], json_out: boo
         typer.echo(result.to_json())
     else:
         render_terminal(result, console, plan)
-    totals = result.totals()
-    if totals.frames_in and totals.frames_out == 0:
+    if (nothing := nothing_came_out(result)) is not None:
         from jellybean.errors import JellyBeanError
 
-        raise JellyBeanError(f"replay of {result.scenario}: none of the {totals.frames_in} frames came out "
-                             f"({totals.dropped} dropped on the way, {totals.lost} never accounted for); see the "
-                             "problems above and the agents' logs")
+        raise JellyBeanError(f"replay of {result.scenario}: {nothing}; see the problems above and the agents' logs")
     return result
 
 

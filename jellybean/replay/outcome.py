@@ -36,6 +36,14 @@ def _link_bytes(data: RunData) -> dict[tuple[str, str], int]:
     return {k: v for k, v in total.items() if k[0] != k[1]}
 
 
+def nothing_came_out(result: ReplayResult) -> str | None:
+    """Why a replay is worthless when none of its frames came out of the workflow, else None."""
+    t = result.totals()
+    if not t.frames_in or t.frames_out:
+        return None
+    return f"none of the {t.frames_in} frames came out ({t.dropped} dropped on the way, {t.lost} never accounted for)"
+
+
 def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evaluate: bool = True) -> ReplayResult:
     result = ReplayResult(scenario=f"{scenario.split}/{scenario.name}", mode=data.mode, speed=data.speed,
                           seconds=data.seconds)
@@ -70,9 +78,8 @@ def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evalua
     for p in data.problems:
         result.add_problem(p)
     totals = result.totals()
-    if totals.frames_in and totals.frames_out == 0:
-        result.add_problem(f"none of the {totals.frames_in} frames published came out of the workflow "
-                           f"({totals.dropped} dropped on the way, {totals.lost} never accounted for)")
+    if (nothing := nothing_came_out(result)) is not None:
+        result.add_problem(nothing)
     elif totals.lost:
         result.add_problem(f"{totals.lost} of {totals.frames_in} frames never reached the sink (neither delivered "
                            "nor dropped with a reason)")
