@@ -69,6 +69,7 @@ from jellybean.spec.base import (
     did_you_mean,
     not_utf8,
     parse_yaml,
+    short_repr,
 )
 
 if TYPE_CHECKING:
@@ -103,12 +104,6 @@ MAX_WORKERS_PER_TYPE = 10_000
 CONFIG_SECTIONS = ("INPUT", "BEAM_SEARCH", "WORKER_ASSIGNMENT", "WORKER_PARTITION")
 
 _MAX_PROBLEMS = 50
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """repr(value), cut so that a message stays one short line."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,11 +180,11 @@ class _Csv:
             value = float(text)
         except ValueError:
             hint = " (these files have no header row; remove it)" if row.line == 1 else ""
-            self.add(row, f"{column} {_short(text)} is not a number; write a number{hint}")
+            self.add(row, f"{column} {short_repr(text, 60)} is not a number; write a number{hint}")
             return None
         if not math.isfinite(value):
             hint = ", or leave the field empty where there is none" if missing_ok else ""
-            self.add(row, f"{column} {_short(text)} is not a finite number; write a finite number{hint}")
+            self.add(row, f"{column} {short_repr(text, 60)} is not a finite number; write a finite number{hint}")
             return None
         if positive and value <= 0:
             self.add(row, f"{column} {text} must be greater than 0; write a positive number")
@@ -201,8 +196,8 @@ class _Csv:
             self.add(row, f"{column} {text} is below {minimum:g}; write a number of at least {minimum:g}")
             return None
         if value > maximum:
-            self.add(row, f"{column} {_short(text)} is above {maximum:g}, beyond any real deployment; write a smaller "
-                          f"number (check the unit)")
+            self.add(row, f"{column} {short_repr(text, 60)} is above {maximum:g}, beyond any real deployment; "
+                          f"write a smaller number (check the unit)")
             return None
         return value
 
@@ -327,7 +322,7 @@ def _read_config(path: Path, problems: _Problems) -> dict[str, float]:
             continue
         low, high = CONFIG_RANGES[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            problems.add(path, f"INPUT.{key}", f"{_short(value)} is not a positive number; write a number > 0")
+            problems.add(path, f"INPUT.{key}", f"{short_repr(value, 60)} is not a positive number; write a number > 0")
         elif not low <= value <= high:
             problems.add(path, f"INPUT.{key}", f"{value:g} is outside {low:g}..{high:g}; write a number in that range")
         else:
@@ -448,19 +443,20 @@ def _check_profiles(path: Path, data: Any, problems: _Problems) -> _Profiles | N
     operators = getattr(e2e, "operators", None)
     table = getattr(e2e, "acc_profile", None)
     if not isinstance(operators, (list, tuple)) or not operators or not all(isinstance(o, str) for o in operators):
-        bad("end_to_end_profile.operators", f"expected a non-empty list of operator names, got {_short(operators)}")
+        bad("end_to_end_profile.operators",
+            f"expected a non-empty list of operator names, got {short_repr(operators, 60)}")
         return None
     if not isinstance(table, dict) or not table:
         bad("end_to_end_profile.acc_profile", "expected a non-empty mapping {(variant, ...): accuracy}")
         return None
     rows: dict[tuple[str, ...], float] = {}
     for key, value in table.items():
-        where = f"end_to_end_profile.acc_profile[{_short(key)}]"
+        where = f"end_to_end_profile.acc_profile[{short_repr(key, 60)}]"
         if not isinstance(key, tuple) or len(key) != len(operators) or not all(isinstance(k, str) for k in key):
             bad(where, f"key must be a tuple of {len(operators)} variant names (one per operator "
                        f"{', '.join(operators)})")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            bad(where, f"accuracy {_short(value)} is not a finite number; regenerate the profile")
+            bad(where, f"accuracy {short_repr(value, 60)} is not a finite number; regenerate the profile")
         elif not 0 <= value <= MAX_PERCENT:
             bad(where, f"accuracy {value:g} is outside 0..1 (a fraction) and 0..100 (percent); regenerate the profile")
         else:
@@ -469,7 +465,7 @@ def _check_profiles(path: Path, data: Any, problems: _Problems) -> _Profiles | N
         example = max(rows.values())
         for key, value in rows.items():
             if 0 < value <= 1:
-                bad(f"end_to_end_profile.acc_profile[{_short(key)}]",
+                bad(f"end_to_end_profile.acc_profile[{short_repr(key, 60)}]",
                     f"accuracy {value:g} reads as a fraction while others are in percent (e.g. {example:g}); "
                     f"regenerate the profile with every accuracy in one unit")
     variants: dict[str, tuple[str, ...]] = {}
@@ -798,7 +794,7 @@ def _read_counts(table: _Csv, price: Mapping[str, float]) -> dict[str, int]:
         try:
             count = int(text)
         except ValueError:
-            table.add(row, f"count {_short(text)} is not a whole number; write a whole number >= 0")
+            table.add(row, f"count {short_repr(text, 60)} is not a whole number; write a whole number >= 0")
             continue
         if count < 0:
             table.add(row, f"count {count} is negative; write a whole number >= 0")
@@ -916,13 +912,14 @@ def _read_threshold(
                                          f"holds only sink and threshold, remove it")
     sink = requirement.get("sink")
     if not isinstance(sink, str):
-        problems.add(path, "sink", f"expected the sink operator's name, got {_short(sink)}; write "
+        problems.add(path, "sink", f"expected the sink operator's name, got {short_repr(sink, 60)}; write "
                                    f'"sink": "{operators[-1] if operators else "OPERATOR"}"')
     elif sink not in operators:
         problems.add(path, "sink", f"{_unknown('operator', sink, operators)} in {LOGICAL_GRAPH}")
     value = requirement.get("threshold")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        problems.add(path, "threshold", f"expected a finite number (the least end-to-end accuracy), got {_short(value)}")
+        problems.add(path, "threshold",
+                     f"expected a finite number (the least end-to-end accuracy), got {short_repr(value, 60)}")
         return None
     if profiles.in_percent:
         example = max(profiles.rows.values())

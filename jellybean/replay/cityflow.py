@@ -28,6 +28,7 @@ from typing import Iterator
 import numpy as np
 
 from jellybean.errors import SpecError
+from jellybean.spec.base import not_utf8
 
 SPLITS = ("train", "validation", "test")
 GT_FIELDS = "frame,id,left,top,width,height,1,-1,-1,-1"
@@ -90,8 +91,7 @@ def read_text(path: Path) -> tuple[str | None, str | None]:
     try:
         return path.read_text(encoding="utf-8"), None
     except UnicodeDecodeError as exc:
-        bad = exc.object[exc.start : exc.start + 1].hex()
-        return None, f"not UTF-8 text (byte 0x{bad} at offset {exc.start}); save it as UTF-8 text"
+        return None, f"{not_utf8(exc)}; save it as UTF-8 text"
     except OSError as exc:
         return None, f"cannot be read ({exc.strerror or exc})"
 

@@ -157,7 +157,7 @@ def format_validation_error(source: str, err: ValidationError) -> list[str]:
             msg = e["msg"]
             msg = msg[0].lower() + msg[1:] if msg else msg
             if kind not in ("missing", "unknown_key") and "input" in e and not isinstance(e["input"], (dict, list)):
-                msg += f" (got {_short_repr(e['input'])})"
+                msg += f" (got {short_repr(e['input'])})"
             fix = _FIXES.get(kind)
             line = f"{source}: {format_loc(loc)}: {msg}" + (f"; {fix}" if fix and kind != "unknown_key" else "")
             if kind == "unknown_key":
@@ -168,7 +168,7 @@ def format_validation_error(source: str, err: ValidationError) -> list[str]:
     return problems
 
 
-def _short_repr(value: Any, limit: int = 80) -> str:
+def short_repr(value: Any, limit: int = 80) -> str:
     """repr(value), cut to ``limit`` characters so that one problem stays one short line."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
