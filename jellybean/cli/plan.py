@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from jellybean.cli.main import app
 from jellybean.errors import JellyBeanError
+from jellybean.planner.highs import Progress as SolveProgress
 from jellybean.planner.strategies import STRATEGIES
 
 console = Console()
@@ -21,16 +22,16 @@ if not console.is_terminal:
     console = Console(width=max(console.width, 140))  # piped or logged: do not squeeze the tables
 err_console = Console(stderr=True)
 
-BACKENDS = ("SCIP", "HIGHS", "CBC")
+BACKENDS = ("HIGHS", "SCIP", "CBC")
 
 
 def _solving(label: str, time_limit: float | None, quiet: bool):
-    """A progress bar over the time limit (a spinner without one), on stderr."""
+    """A bar over the time limit, on stderr, with the best plan, the proven bound and the gap so far."""
     progress = Progress(
-        SpinnerColumn(), TextColumn(label), BarColumn(), TimeElapsedColumn(),
+        SpinnerColumn(), TextColumn(label), BarColumn(), TimeElapsedColumn(), TextColumn("{task.fields[state]}"),
         console=err_console, transient=True, disable=quiet or not err_console.is_terminal,
     )
-    task = progress.add_task(label, total=time_limit)
+    task = progress.add_task(label, total=time_limit, state="")
     stop = threading.Event()
 
     def tick() -> None:
@@ -38,11 +39,21 @@ def _solving(label: str, time_limit: float | None, quiet: bool):
         while not stop.wait(0.1):
             progress.update(task, completed=min(time.monotonic() - start, time_limit or 0))
 
+    def on_progress(event: SolveProgress) -> None:
+        parts = [event.stage] if event.stage else []
+        if event.incumbent is not None:
+            parts.append(f"best {event.incumbent:.4f} $/h")
+        if event.bound is not None:
+            parts.append(f"bound {event.bound:.4f}")
+        if event.gap is not None:
+            parts.append(f"gap {event.gap:.2%}")
+        progress.update(task, state="  ".join(parts))
+
     class _Ctx:
         def __enter__(self):
             progress.start()
             threading.Thread(target=tick, daemon=True).start()
-            return self
+            return on_progress
 
         def __exit__(self, *exc):
             stop.set()
@@ -68,7 +79,7 @@ def plan(
                                        "with its proven gap, marked not proven optimal.")] = DEFAULT_TIME_LIMIT_S,
     strategy: Annotated[str, typer.Option("--strategy", help="optimal | greedy | all-cloud | all-edge")] = "optimal",
     jellybean_inputs: Annotated[Optional[Path], typer.Option("--jellybean-inputs", help="The reference prototype's optimizer input directory.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="OR-Tools MIP backend: SCIP | HIGHS | CBC")] = "SCIP",
+    backend: Annotated[str, typer.Option("--backend", help="MIP solver: HIGHS (highspy) | SCIP | CBC (through OR-Tools)")] = "HIGHS",
 ) -> None:
     """Choose variants, worker counts and routes at the least $/h that meets the SLOs."""
     from jellybean.planner.strategies import make_plan
@@ -96,8 +107,9 @@ def plan(
         problem = build_problem(loaded)
         inputs = loaded.paths
 
-    with _solving(f"solving ({strategy})", time_limit, quiet=as_json):
-        result = make_plan(problem, strategy, time_limit=time_limit, backend=backend.upper(), inputs=inputs)
+    with _solving(f"solving ({strategy})", time_limit, quiet=as_json) as on_progress:
+        result = make_plan(problem, strategy, time_limit=time_limit, backend=backend.upper(), inputs=inputs,
+                           on_progress=on_progress)
     if output is not None:
         write_plan(result, output)
     if as_json:

@@ -81,7 +81,7 @@ def unreachable_streams(problem: Problem, restriction: Restriction) -> list[str]
     return problems
 
 
-def explain_infeasible(problem: Problem, restriction: Restriction, backend: str = "SCIP") -> InfeasibleError:
+def explain_infeasible(problem: Problem, restriction: Restriction, backend: str = "HIGHS") -> InfeasibleError:
     p = problem
     head = f"no feasible plan for '{p.name}'"
     target = p.accuracy.target

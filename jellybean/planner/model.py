@@ -11,7 +11,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ortools.linear_solver import pywraplp
+from ortools.linear_solver import linear_solver_pb2, pywraplp
 
 from jellybean.errors import InfeasibleError
 from jellybean.planner.problem import KB_PER_S_TO_GB_PER_H, Edge, Link, Problem
@@ -51,9 +51,9 @@ class Elastic:
 @dataclass
 class Variables:
     z: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (op, variant)
-    n: dict[tuple[str, str, str], pywraplp.Variable] = field(default_factory=dict)  # (pool, op, variant)
     workers: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (pool, op), integer
-    x: dict[tuple[str, str, str], pywraplp.Variable] = field(default_factory=dict)  # load items/s
+    x: dict[tuple[str, str, str], pywraplp.Variable] = field(default_factory=dict)  # (pool, op, variant) items/s
+    # (edge, route, size class); a route joins a group of senders to a group of receivers
     flow: dict[tuple[str, tuple[str, str], int], pywraplp.Variable] = field(default_factory=dict)
     merge_in: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (edge, location)
     table_row: dict[tuple[int, tuple[str, ...]], pywraplp.Variable] = field(default_factory=dict)
@@ -82,21 +82,21 @@ class PlanningModel:
         problem: Problem,
         restriction: Restriction = Restriction(),
         elastic: Elastic = Elastic(),
-        backend: str = "SCIP",
+        backend: str = "HIGHS",
+        reduce: bool = True,
     ):
         self.problem = problem
         self.restriction = restriction
         self.elastic = elastic
         self.backend = backend
-        solver = pywraplp.Solver.CreateSolver(backend)
+        self.reduce = reduce
+        # highspy solves the model (jellybean.planner.highs); pywraplp only holds it, through SCIP.
+        solver = pywraplp.Solver.CreateSolver("SCIP" if backend == "HIGHS" else backend)
         if solver is None:
             raise InfeasibleError(f"OR-Tools solver backend '{backend}' is not available in this build")
         if backend == "SCIP":
             # Root cut rounds bring little on these models and delay the first plan by seconds.
             solver.SetSolverSpecificParametersAsString(SCIP_PARAMS)
-        elif backend == "HIGHS":
-            # pywraplp does not pass the relative gap on to HiGHS, which stops at 0.01 % otherwise.
-            solver.SetSolverSpecificParametersAsString("mip_rel_gap = 1e-7\n")
         self.solver = solver
         self.v = Variables()
         self.slack_weight: dict[tuple[str, ...], float] = {}
@@ -106,6 +106,13 @@ class PlanningModel:
         self._variables()
         self._constraints()
         self._objective()
+
+    def size(self) -> tuple[int, int, int, int]:
+        """Rows, columns, integer columns and nonzeros, as exported to the solver."""
+        proto = linear_solver_pb2.MPModelProto()
+        self.solver.ExportModelToProto(proto)
+        return (len(proto.constraint), len(proto.variable), sum(v.is_integer for v in proto.variable),
+                sum(len(c.var_index) for c in proto.constraint))
 
     # -- data ----------------------------------------------------------------------------------
     def _data(self) -> None:
@@ -125,6 +132,7 @@ class PlanningModel:
         for arc in self.arcs:
             self.arcs_out[arc[0]].append(arc)
             self.arcs_in[arc[1]].append(arc)
+        self._routes()
         # Size classes per edge: variant pairs grouped by KB per item, so that flows are split only
         # where the variant choice changes the bytes on the wire.
         self.classes: dict[str, list[tuple[float, list[tuple[str, str]]]]] = {}
@@ -138,6 +146,46 @@ class PlanningModel:
         for s in p.streams:
             self.stream_rate[(s.source, s.location)] += s.rate
         self.reach_share = self._reach_share()
+
+    def _routes(self) -> None:
+        """Flows run between groups of locations: senders, then receivers, alike in every arc's cost.
+
+        Without transit, bandwidth limits or a latency bound, an item's route matters only for its
+        price, so senders with identical rows of arc costs (and receivers with identical columns) are
+        interchangeable: any flow between two groups splits over their members, who are all linked
+        at one price. On the prototype's instances this turns tens of thousands of flows into
+        hundreds. Otherwise every location is its own group and routes are the arcs.
+        """
+        p = self.problem
+        self.aggregated = (self.reduce and not p.transit and p.latency_bound_ms is None
+                           and all(l.bandwidth_kbps is None for l in p.links))
+        names = [loc.name for loc in p.locations]
+
+        def price(arc: tuple[str, str]) -> float | None:
+            if arc not in self.arcs:
+                return None
+            link = self.arcs[arc]
+            return 0.0 if link is None else link.cost_per_gb
+
+        def groups(key) -> dict[str, str]:
+            first: dict[tuple, str] = {}
+            return {n: first.setdefault(key(n), n) if self.aggregated else n for n in names}
+
+        self.sender = groups(lambda a: tuple(price((a, b)) for b in names))
+        self.receiver = groups(lambda b: tuple(price((a, b)) for a in names))
+        self.senders: dict[str, list[str]] = defaultdict(list)
+        self.receivers: dict[str, list[str]] = defaultdict(list)
+        for n in names:
+            self.senders[self.sender[n]].append(n)
+            self.receivers[self.receiver[n]].append(n)
+        self.route_price: dict[tuple[str, str], float] = {}
+        for a, b in self.arcs:
+            self.route_price[self.sender[a], self.receiver[b]] = price((a, b))
+        self.routes_out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        self.routes_in: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for route in self.route_price:
+            self.routes_out[route[0]].append(route)
+            self.routes_in[route[1]].append(route)
 
     def _reach_share(self) -> dict[tuple[str, str], float]:
         """Upper bound on the fraction of each operator's items that can be at each location.
@@ -184,13 +232,15 @@ class PlanningModel:
                 ub = 1 if fixed_variants.get(op.name, var) == var else 0
                 v.z[op.name, var] = s.IntVar(0, ub, f"z[{op.name},{var}]")
 
-        self.max_workers: dict[tuple[str, str, str], int] = {}
+        self.max_load: dict[tuple[str, str, str], float] = {}  # (pool, op, variant) items/s
+        self.capacity: dict[tuple[str, str, str], float] = {}  # per worker, items/s
         fixed_counts = {(pl, op): c for pl, op, c in self.restriction.counts or ()}
         default_hi = 0 if self.restriction.counts is not None else None
         for pool in p.pools:
             if not self.restriction.allows(pool.location):
                 continue
             for op in p.operators:
+                counts: list[int] = []
                 for var in op.variants:
                     cap = p.capability(op.name, var, pool.hardware)
                     # Device memory: a worker hosts one variant, so one that does not fit is not placed.
@@ -200,21 +250,24 @@ class PlanningModel:
                     # No pool needs more workers than serve all the load that can reach it.
                     reach = op.rate * self.reach_share[op.name, pool.location]
                     hi = min(hi, math.ceil(reach / cap.capacity - 1e-9))
+                    if hi <= 0:
+                        continue
                     key = (pool.name, op.name, var)
-                    self.max_workers[key] = hi
-                    # Integral through `workers` below: one variant runs, so its count is the whole count.
-                    v.n[key] = s.NumVar(0, hi, f"n[{pool.name},{op.name},{var}]")
-                    v.x[key] = s.NumVar(0, op.rate, f"x[{pool.name},{op.name},{var}]")
-                # Workers are whole per (pool, operator); integer variables per variant as well would
-                # only multiply what branch-and-bound has to round (same optimum, weaker search).
-                counts = [self.max_workers[k] for k in self.max_workers if k[0] == pool.name and k[1] == op.name]
+                    # A worker can never be fed more than reaches its location: that is its capacity too.
+                    self.capacity[key] = min(cap.capacity, reach)
+                    elastic = self.elastic.relaxes("capacity")  # the diagnosis may overfill workers
+                    self.max_load[key] = reach if elastic else min(reach, hi * cap.capacity)
+                    v.x[key] = s.NumVar(0, self.max_load[key], f"x[{pool.name},{op.name},{var}]")
+                    counts.append(hi)
+                # One variant runs workflow-wide, so worker counts need no copy per variant: the
+                # capacity row below weighs each variant's load by its own throughput.
                 if counts:
                     v.workers[pool.name, op.name] = s.IntVar(0, max(counts), f"workers[{pool.name},{op.name}]")
 
         for e in p.edges:
             for k in range(len(self.classes[e.name])):
-                for arc in self.arcs:
-                    v.flow[e.name, arc, k] = s.NumVar(0, e.rate, f"f[{e.name},{arc[0]}>{arc[1]},{k}]")
+                for route in self.route_price:
+                    v.flow[e.name, route, k] = s.NumVar(0, e.rate, f"f[{e.name},{route[0]}>{route[1]},{k}]")
             op = p.operator(e.dst)
             if op.join == "merge":
                 for loc in p.locations:
@@ -243,12 +296,12 @@ class PlanningModel:
             return self.v.merge_in[e.name, location]
         return self.load_at(e.dst, location) * (e.rate / op.rate)
 
-    def arc_flow(self, e: Edge, arc: tuple[str, str]):
-        return sum((self.v.flow[e.name, arc, k] for k in range(len(self.classes[e.name]))), start=0.0)
+    def route_flow(self, e: Edge, route: tuple[str, str]):
+        return sum((self.v.flow[e.name, route, k] for k in range(len(self.classes[e.name]))), start=0.0)
 
-    def arc_kb(self, arc: tuple[str, str]):
+    def route_kb(self, route: tuple[str, str]):
         return sum(
-            (size * self.v.flow[e.name, arc, k]
+            (size * self.v.flow[e.name, route, k]
              for e in self.problem.edges for k, (size, _) in enumerate(self.classes[e.name])),
             start=0.0,
         )
@@ -268,34 +321,27 @@ class PlanningModel:
         for op in p.operators:
             s.Add(sum(v.z[op.name, var] for var in op.variants) == 1, f"one_variant[{op.name}]")
 
-        # Workers run the chosen variant only, at most one operator each, within what a pool has.
-        by_pool_op: dict[tuple[str, str], list] = defaultdict(list)
-        for (pool_name, op, _), n in v.n.items():
-            by_pool_op[pool_name, op].append(n)
-        for (pool_name, op), whole in v.workers.items():
-            s.Add(sum(by_pool_op[pool_name, op]) == whole, f"whole_workers[{pool_name},{op}]")
-        for (pool_name, op, var), n in v.n.items():
-            s.Add(n <= self.max_workers[pool_name, op, var] * v.z[op, var], f"variant_link[{pool_name},{op},{var}]")
+        # Workers host at most one operator each, within what a pool has.
         per_pool: dict[str, list] = defaultdict(list)
-        for (pool_name, _, _), n in v.n.items():
-            per_pool[pool_name].append(n)
+        for (pool_name, _), w in v.workers.items():
+            per_pool[pool_name].append(w)
         for pool_name, used in per_pool.items():
             s.Add(sum(used) <= self.pool_by_name[pool_name].count, f"pool_count[{pool_name}]")
         # Fixed worker counts (a baseline's placement): only loads and routes are left to choose.
         for pool_name, op, count in self.restriction.counts or ():
-            s.Add(sum((v.n[k] for k in v.n if k[0] == pool_name and k[1] == op), start=0) == count,
+            s.Add(v.workers[pool_name, op] == count if (pool_name, op) in v.workers else count == 0,
                   f"fixed_count[{pool_name},{op}]")
 
-        # Capacity: a pool serves at most its workers' profiled throughput. A worker can never be
-        # fed more than reaches its location, so that bound is also its effective capacity.
+        # Capacity: a pool serves at most its workers' profiled throughput, in the variant that runs.
+        by_pool_op: dict[tuple[str, str], list] = defaultdict(list)
         for key, x in v.x.items():
             pool_name, op, var = key
-            pool = self.pool_by_name[pool_name]
-            cap = p.capability(op, var, pool.hardware).capacity
-            cap = min(cap, self.op_by_name[op].rate * self.reach_share[op, pool.location])
             extra = (self._slack("capacity", pool_name, op, var, scale=self.op_by_name[op].rate)
                      if self.elastic.relaxes("capacity") else 0.0)
-            s.Add(x <= cap * v.n[key] + extra, f"capacity[{pool_name},{op},{var}]")
+            by_pool_op[pool_name, op].append((x - extra) * (1.0 / self.capacity[key]))
+            s.Add(x <= self.max_load[key] * v.z[op, var], f"variant_link[{pool_name},{op},{var}]")
+        for (pool_name, op), w in v.workers.items():
+            s.Add(sum(by_pool_op[pool_name, op]) <= w, f"capacity[{pool_name},{op}]")
 
         # One variant everywhere: the load a variant serves is all or nothing of the operator's.
         by_variant: dict[tuple[str, str], list] = defaultdict(list)
@@ -314,16 +360,20 @@ class PlanningModel:
 
         # Routing: per edge, what appears at a location leaves it or is consumed there.
         for e in p.edges:
-            for loc in p.locations:
-                outflow = sum((self.arc_flow(e, a) for a in self.arcs_out[loc.name]), start=0.0)
-                inflow = sum((self.arc_flow(e, a) for a in self.arcs_in[loc.name]), start=0.0)
-                if p.transit:
+            if p.transit:
+                for loc in p.locations:
+                    outflow = sum((self.route_flow(e, r) for r in self.routes_out[loc.name]), start=0.0)
+                    inflow = sum((self.route_flow(e, r) for r in self.routes_in[loc.name]), start=0.0)
                     s.Add(self.produced(e, loc.name) + inflow == self.consumed(e, loc.name) + outflow,
                           f"conserve[{e.name},{loc.name}]")
-                else:
-                    # Straight from producer to consumer: the staying arc is in both sums.
-                    s.Add(outflow == self.produced(e, loc.name), f"send[{e.name},{loc.name}]")
-                    s.Add(inflow == self.consumed(e, loc.name), f"receive[{e.name},{loc.name}]")
+                continue
+            # Straight from producer to consumer (the staying arc is a route too), group by group.
+            for group, members in self.senders.items():
+                outflow = sum((self.route_flow(e, r) for r in self.routes_out[group]), start=0.0)
+                s.Add(outflow == sum((self.produced(e, m) for m in members), start=0.0), f"send[{e.name},{group}]")
+            for group, members in self.receivers.items():
+                inflow = sum((self.route_flow(e, r) for r in self.routes_in[group]), start=0.0)
+                s.Add(inflow == sum((self.consumed(e, m) for m in members), start=0.0), f"receive[{e.name},{group}]")
 
         # Message sizes: flow travels in the size class of the chosen (src variant, dst variant).
         for e in p.edges:
@@ -341,16 +391,22 @@ class PlanningModel:
                 s.Add(sum(pair[a, b] for a in p.variants_of(e.src)) == v.z[e.dst, b], f"pair_dst[{e.name},{b}]")
             for k, (_, members) in enumerate(classes):
                 chosen = sum(pair[a, b] for a, b in members)
-                for arc in self.arcs:
-                    s.Add(v.flow[e.name, arc, k] <= e.rate * chosen, f"size_class[{e.name},{arc},{k}]")
+                if p.transit:
+                    for route in self.route_price:
+                        s.Add(v.flow[e.name, route, k] <= e.rate * chosen, f"size_class[{e.name},{route},{k}]")
+                else:
+                    # Every item takes exactly one route, so one row per class bounds them all, and
+                    # more tightly than a row per route.
+                    total = sum(v.flow[e.name, route, k] for route in self.route_price)
+                    s.Add(total <= e.rate * chosen, f"size_class[{e.name},{k}]")
 
-        # Link bandwidth.
+        # Link bandwidth (routes are the arcs whenever a link has a limit).
         for arc, link in self.arcs.items():
             if link is None or link.bandwidth_kbps is None:
                 continue
             extra = (self._slack("bandwidth", link.src, link.dst, scale=link.bandwidth_kbps)
                      if self.elastic.relaxes("bandwidth") else 0.0)
-            s.Add(self.arc_kb(arc) <= link.bandwidth_kbps + extra, f"bandwidth[{link.name}]")
+            s.Add(self.route_kb(arc) <= link.bandwidth_kbps + extra, f"bandwidth[{link.name}]")
 
         self._accuracy()
         if p.latency_bound_ms is not None:
@@ -399,10 +455,9 @@ class PlanningModel:
                       f"runs_def[{op.name},{loc.name}]")
                 s.Add(v.ready[op.name, loc.name] <= bound + extra, f"latency[{op.name},{loc.name}]")
             for pool in p.pools:
-                keys = [k for k in v.n if k[0] == pool.name and k[1] == op.name]
-                if keys:
+                if (pool.name, op.name) in v.workers:
                     v.hosts[pool.name, op.name] = s.IntVar(0, 1, f"hosts[{pool.name},{op.name}]")
-                    s.Add(sum(v.n[k] for k in keys) <= pool.count * v.hosts[pool.name, op.name],
+                    s.Add(v.workers[pool.name, op.name] <= pool.count * v.hosts[pool.name, op.name],
                           f"hosts_def[{pool.name},{op.name}]")
         for e in p.edges:
             for loc in p.locations:
@@ -416,7 +471,7 @@ class PlanningModel:
                         continue
                     compute = sum(
                         p.capability(e.dst, var, pool.hardware).latency_ms * v.z[e.dst, var]
-                        for var in p.operator(e.dst).variants if (pool.name, e.dst, var) in v.n
+                        for var in p.operator(e.dst).variants if (pool.name, e.dst, var) in v.x
                     )
                     s.Add(v.ready[e.dst, loc.name] >= v.arrive[e.name, loc.name] + compute
                           - big_m * (1 - v.hosts[pool.name, e.dst]), f"compute[{e.name},{pool.name}]")
@@ -425,18 +480,18 @@ class PlanningModel:
                     continue
                 use = s.IntVar(0, 1, f"uses[{e.name},{link.name}]")
                 v.uses[e.name, arc] = use
-                s.Add(self.arc_flow(e, arc) <= e.rate * use, f"uses_def[{e.name},{link.name}]")
+                s.Add(self.route_flow(e, arc) <= e.rate * use, f"uses_def[{e.name},{link.name}]")
                 s.Add(v.arrive[e.name, link.dst] >= v.arrive[e.name, link.src] + hop_ms(e, link)
                       - big_m * (1 - use), f"hop[{e.name},{link.name}]")
 
     # -- objective -----------------------------------------------------------------------------
     def _objective(self) -> None:
         p, v = self.problem, self.v
-        self.compute_cost = sum((self.pool_by_name[pl].price * n for (pl, _, _), n in v.n.items()), start=0.0)
+        self.compute_cost = sum((self.pool_by_name[pl].price * w for (pl, _), w in v.workers.items()), start=0.0)
         network = []
-        for arc, link in self.arcs.items():
-            if link is not None and link.cost_per_gb > 0:
-                network.append(self.arc_kb(arc) * (KB_PER_S_TO_GB_PER_H * link.cost_per_gb))
+        for route, price in self.route_price.items():
+            if price > 0:
+                network.append(self.route_kb(route) * (KB_PER_S_TO_GB_PER_H * price))
         self.network_cost = sum(network, start=0.0)
         objective = self.compute_cost + self.network_cost
         if self.elastic.enabled:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import math
-import os
-import sys
 import time
+from collections import defaultdict
 from dataclasses import dataclass, replace
 
+import numpy as np
 from ortools.linear_solver import pywraplp
 
 from jellybean.errors import SolverError
+from jellybean.planner.decompose import VariantDecomposition, combinations
+from jellybean.planner.highs import HighsModel, ProgressFn, Result, quiet_stdout
 from jellybean.planner.model import Elastic, PlanningModel, Restriction
 from jellybean.planner.problem import Problem
+
+log = logging.getLogger(__name__)
 
 EPS = 1e-7
 RELATIVE_GAP = 1e-7  # prove optimality to the cent on plans of hundreds of $/h
@@ -61,73 +65,115 @@ class _Status:
     }
 
 
-@contextlib.contextmanager
-def _native_stdout_to_stderr():
-    """Solver libraries print banners on the process's stdout (HiGHS does); keep stdout for --json."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def run(model: PlanningModel, time_limit: float | None = None) -> tuple[str, Solution | None]:
+def run(model: PlanningModel, time_limit: float | None = None,
+        on_progress: ProgressFn | None = None) -> tuple[str, Solution | None]:
     """Solve ``model``; returns the status name and, where there is one, the solution."""
+    if model.backend == "HIGHS":
+        highs = HighsModel(model.solver, RELATIVE_GAP)
+        result = highs.solve(time_limit, on_progress=on_progress)
+        if result.values is None:
+            return result.status, None
+        return result.status, read_solution(model, result)
     solver = model.solver
     if time_limit is not None:
         solver.SetTimeLimit(int(max(time_limit, 0.01) * 1000))
     params = pywraplp.MPSolverParameters()
     params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, RELATIVE_GAP)
-    with _native_stdout_to_stderr():
+    with quiet_stdout():
         status = solver.Solve(params)
     name = _Status.NAMES.get(status, str(status))
     if name not in ("OPTIMAL", "FEASIBLE"):
         return name, None
-    v = model.v
-    variants = {op: var for (op, var), z in v.z.items() if z.solution_value() > 0.5}
-    workers = {k: round(n.solution_value()) for k, n in v.n.items() if n.solution_value() > 0.5}
-    loads = {k: x.solution_value() for k, x in v.x.items() if x.solution_value() > EPS}
-    flows: dict[tuple[str, tuple[str, str]], float] = {}
-    kb: dict[tuple[str, tuple[str, str]], float] = {}
-    for (edge, arc, k), f in v.flow.items():
-        value = f.solution_value()
-        if value > EPS:
-            size = model.classes[edge][k][0]
-            flows[edge, arc] = flows.get((edge, arc), 0.0) + value
-            kb[edge, arc] = kb.get((edge, arc), 0.0) + value * size
-    consumed: dict[tuple[str, str], float] = {}
-    for e in model.problem.edges:
-        for loc in model.problem.locations:
-            value = _value(model.consumed(e, loc.name))
-            if value > EPS:
-                consumed[e.name, loc.name] = value
     try:
         bound = solver.Objective().BestBound()
         bound = bound if math.isfinite(bound) else None
     except Exception:  # LP-only backends have no bound; the objective is then exact
         bound = None
-    return name, Solution(
-        status=name,
-        objective=solver.Objective().Value(),
-        best_bound=bound,
-        seconds=solver.wall_time() / 1000.0,
+    values = np.array([v.solution_value() for v in solver.variables()])
+    result = Result(name, solver.Objective().Value(), bound, values, solver.wall_time() / 1000.0)
+    return name, read_solution(model, result)
+
+
+def read_solution(model: PlanningModel, result: Result) -> Solution:
+    """The plan in a solved model's values: variants, workers, loads and flows over the arcs."""
+    v, values = model.v, result.values
+
+    def value(expr) -> float:
+        if isinstance(expr, (int, float)):
+            return float(expr)
+        if isinstance(expr, pywraplp.Variable):
+            return float(values[expr.index()])
+        coeffs = expr.GetCoeffs()
+        return sum(c * (float(values[k.index()]) if isinstance(k, pywraplp.Variable) else 1.0)
+                   for k, c in coeffs.items())
+
+    variants = {op: var for (op, var), z in v.z.items() if value(z) > 0.5}
+    workers = {}
+    for (pool, op), w in v.workers.items():
+        count = round(value(w))
+        if count > 0 and op in variants:
+            workers[pool, op, variants[op]] = count
+    loads = {k: value(x) for k, x in v.x.items() if value(x) > EPS}
+    flows: dict[tuple[str, tuple[str, str]], float] = defaultdict(float)
+    kb: dict[tuple[str, tuple[str, str]], float] = defaultdict(float)
+    edges = {e.name: e for e in model.problem.edges}
+    for (edge, route, k), f in v.flow.items():
+        items = value(f)
+        if items <= EPS:
+            continue
+        size = model.classes[edge][k][0]
+        for arc, share in _arcs_of(model, edges[edge], route, items, value):
+            flows[edge, arc] += share
+            kb[edge, arc] += share * size
+    consumed: dict[tuple[str, str], float] = {}
+    for e in model.problem.edges:
+        for loc in model.problem.locations:
+            amount = value(model.consumed(e, loc.name))
+            if amount > EPS:
+                consumed[e.name, loc.name] = amount
+    return Solution(
+        status=result.status,
+        objective=result.objective,
+        best_bound=result.bound,
+        seconds=result.seconds,
         backend=model.backend,
         variants=variants,
         workers=workers,
         loads=loads,
-        flows=flows,
-        kb=kb,
-        slack={k: s.solution_value() for k, s in v.slack.items() if s.solution_value() > 1e-6},
+        flows=dict(flows),
+        kb=dict(kb),
+        slack={k: value(s) for k, s in v.slack.items() if value(s) > 1e-6},
         consumed=consumed,
     )
 
 
-def _value(expr) -> float:
-    """A constant, a variable or a linear expression, after a solve."""
-    return float(expr) if isinstance(expr, (int, float)) else expr.solution_value()
+def _arcs_of(model: PlanningModel, e, route: tuple[str, str], items: float, value):
+    """Split a route's flow over the arcs between its groups' members.
+
+    Each sender gives the route its share of what the group produces, and each receiver takes its
+    share of what the group consumes; inside the route, the north-west corner rule pairs them off,
+    so the plan has at most |senders| + |receivers| - 1 routes per group pair, not their product.
+    """
+    senders, receivers = model.senders[route[0]], model.receivers[route[1]]
+    if len(senders) == 1 and len(receivers) == 1:
+        yield (senders[0], receivers[0]), items
+        return
+    out = [(a, value(model.produced(e, a))) for a in senders]
+    into = [(b, value(model.consumed(e, b))) for b in receivers]
+    out_total, in_total = sum(q for _, q in out), sum(q for _, q in into)
+    supply = [[a, items * q / out_total] for a, q in out if q > EPS] if out_total > EPS else []
+    demand = [[b, items * q / in_total] for b, q in into if q > EPS] if in_total > EPS else []
+    i = j = 0
+    while i < len(supply) and j < len(demand):
+        amount = min(supply[i][1], demand[j][1])
+        if amount > EPS:
+            yield (supply[i][0], demand[j][0]), amount
+        supply[i][1] -= amount
+        demand[j][1] -= amount
+        if supply[i][1] <= EPS:
+            i += 1
+        else:
+            j += 1
 
 
 WARM_START_SHARE = 0.25  # of a time limit, spent finding a good first plan
@@ -138,31 +184,27 @@ def solve(
     problem: Problem,
     restriction: Restriction = Restriction(),
     time_limit: float | None = None,
-    backend: str = "SCIP",
+    backend: str = "HIGHS",
     warm_start: bool = True,
+    on_progress: ProgressFn | None = None,
+    decompose: bool | None = None,
 ) -> Solution:
-    """Build and solve; infeasible problems are explained, a time limit without a plan is an error."""
+    """Build and solve; infeasible problems are explained, a time limit without a plan is an error.
+
+    ``decompose``: branch on variant combinations (decompose.py) with HiGHS; by default whenever
+    they are few enough, and never when a restriction already fixes the variants.
+    """
     start = time.monotonic()
     model = PlanningModel(problem, restriction, backend=backend)
-    warm = None
-    # The warm start re-solves one model with changed bounds and hints the full one; HiGHS through
-    # pywraplp crashes the process on that (segfault, OR-Tools 9.15), so only SCIP gets it.
-    if warm_start and restriction == Restriction() and backend == "SCIP":
-        from jellybean.planner.search import VariantSearch
-
-        budget = WARM_START_SHARE * time_limit if time_limit else WARM_START_DEFAULT_S
-        warm = VariantSearch(problem, backend).run(budget, per_mip=max(0.5, budget / 8))
-        if warm is not None:
-            variables = model.solver.variables()
-            model.solver.SetHint(variables, [warm.values.get(v.name(), 0.0) for v in variables])
-    remaining = None if time_limit is None else max(time_limit - (time.monotonic() - start), 0.05)
-    status, solution = run(model, remaining)
+    if log.isEnabledFor(logging.DEBUG):
+        full = PlanningModel(problem, restriction, backend=backend, reduce=False)
+        log.debug("model without route aggregation: %s", _size_text(full.size()))
+        log.debug("model solved: %s", _size_text(model.size()))
+    if backend == "HIGHS":
+        status, solution = _solve_highs(model, time_limit, on_progress, decompose)
+    else:
+        status, solution = _solve_pywraplp(model, time_limit, warm_start)
     seconds = time.monotonic() - start
-    if warm is not None and (solution is None or warm.solution.objective < solution.objective - 1e-9):
-        # The full model did not better the warm start in time: keep that plan, with the full model's
-        # bound where it has one (the warm start's own status holds only for its fixed variants).
-        bound = solution.best_bound if solution is not None else warm.bound
-        solution = replace(warm.solution, status="FEASIBLE", best_bound=bound)
     if solution is not None:
         solution = replace(solution, seconds=seconds)
         if solution.status == "FEASIBLE" and solution.gap is not None and solution.gap <= RELATIVE_GAP:
@@ -181,8 +223,53 @@ def solve(
     raise SolverError(f"the solver stopped with status {status}; rerun with --debug and report the inputs")
 
 
+def _size_text(size: tuple[int, int, int, int]) -> str:
+    return "{} rows / {} columns / {} integers / {} nonzeros".format(*size)
+
+
+def _solve_highs(model: PlanningModel, time_limit: float | None, on_progress: ProgressFn | None,
+                 decompose: bool | None) -> tuple[str, Solution | None]:
+    highs = HighsModel(model.solver, RELATIVE_GAP)
+    choices = None
+    if decompose is not False and model.restriction.variants is None:
+        choices = combinations(model)
+        if decompose and choices is None:
+            choices = combinations(model, limit=10**6)
+    if choices is not None and len(choices) > 1:
+        log.debug("decomposing over %d variant combinations", len(choices))
+        result = VariantDecomposition(model, highs, choices, RELATIVE_GAP).run(time_limit, on_progress)
+    else:
+        result = highs.solve(time_limit, on_progress=on_progress)
+    if result.values is None:
+        return result.status, None
+    return result.status, read_solution(model, result)
+
+
+def _solve_pywraplp(model: PlanningModel, time_limit: float | None, warm_start: bool) -> tuple[str, Solution | None]:
+    """SCIP (or another OR-Tools backend), with a neighbourhood search over variants as warm start."""
+    start = time.monotonic()
+    problem, backend = model.problem, model.backend
+    warm = None
+    if warm_start and model.restriction == Restriction() and backend == "SCIP":
+        from jellybean.planner.search import VariantSearch
+
+        budget = WARM_START_SHARE * time_limit if time_limit else WARM_START_DEFAULT_S
+        warm = VariantSearch(problem, backend).run(budget, per_mip=max(0.5, budget / 8))
+        if warm is not None:
+            variables = model.solver.variables()
+            model.solver.SetHint(variables, [warm.values.get(v.name(), 0.0) for v in variables])
+    remaining = None if time_limit is None else max(time_limit - (time.monotonic() - start), 0.05)
+    status, solution = run(model, remaining)
+    if warm is not None and (solution is None or warm.solution.objective < solution.objective - 1e-9):
+        # The full model did not better the warm start in time: keep that plan, with the full model's
+        # bound where it has one (the warm start's own status holds only for its fixed variants).
+        bound = solution.best_bound if solution is not None else warm.bound
+        solution = replace(warm.solution, status="FEASIBLE", best_bound=bound)
+    return status, solution
+
+
 def elastic_solve(
-    problem: Problem, restriction: Restriction, families: frozenset[str], backend: str = "SCIP"
+    problem: Problem, restriction: Restriction, families: frozenset[str], backend: str = "HIGHS"
 ) -> Solution | None:
     """Solve with the named constraint families made elastic; None if even that is infeasible."""
     model = PlanningModel(problem, restriction, elastic=Elastic(families=families), backend=backend)

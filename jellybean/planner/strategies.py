@@ -7,6 +7,7 @@ from typing import Literal
 from jellybean.errors import JellyBeanError
 from jellybean.planner.baselines import greedy_restriction, tier_restriction
 from jellybean.planner.extract import extract_plan
+from jellybean.planner.highs import ProgressFn
 from jellybean.planner.model import Restriction
 from jellybean.planner.problem import Problem
 from jellybean.planner.solve import solve
@@ -32,12 +33,13 @@ def make_plan(
     problem: Problem,
     strategy: str = "optimal",
     time_limit: float | None = None,
-    backend: str = "SCIP",
+    backend: str = "HIGHS",
     inputs: dict[str, str] | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> Plan:
     restriction = restriction_for(problem, strategy)
     try:
-        solution = solve(problem, restriction, time_limit=time_limit, backend=backend)
+        solution = solve(problem, restriction, time_limit=time_limit, backend=backend, on_progress=on_progress)
     except JellyBeanError as exc:
         if strategy == "optimal":
             raise
