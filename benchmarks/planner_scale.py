@@ -8,7 +8,7 @@ constraint family.
 
     .venv/bin/python benchmarks/planner_scale.py                      # 25..300 workers, 3 seeds, 60 s
     .venv/bin/python benchmarks/planner_scale.py --sizes 25,50 --seeds 1 --time-limit 20
-    .venv/bin/python benchmarks/planner_scale.py --compare-at 100 --backends SCIP,HIGHS
+    .venv/bin/python benchmarks/planner_scale.py --compare-at 100 --configs HIGHS,SCIP,SCIP:cold
     .venv/bin/python benchmarks/planner_scale.py --sizes 300 --seeds 1 --families --json out.json
 """
 
@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jellybean.errors import JellyBeanError  # noqa: E402
 from jellybean.planner.generate import random_problem  # noqa: E402
+from jellybean.planner.highs import HighsModel  # noqa: E402
 from jellybean.planner.model import PlanningModel  # noqa: E402
 from jellybean.planner.problem import Problem  # noqa: E402
 from jellybean.planner.extract import extract_plan  # noqa: E402
@@ -67,6 +68,16 @@ class Row:
     bound: float | None
     greedy: float | None
     greedy_error: str = ""
+    first_plan_s: float | None = None  # until the solver held its first plan
+    root_bound: float | None = None  # the LP relaxation of the full model, $/h
+
+    @property
+    def proof_s(self) -> float | None:
+        return self.seconds if self.status == "OPTIMAL" else None
+
+    @property
+    def root_ratio(self) -> float | None:
+        return self.root_bound / self.optimal if self.root_bound is not None and self.optimal else None
 
     @property
     def ratio(self) -> float | None:
@@ -86,12 +97,20 @@ def model_size(problem: Problem, backend: str) -> tuple[int, int, int, Counter, 
     )
 
 
-def optimal_plan(problem: Problem, time_limit: float, backend: str, warm_start: bool):
+def optimal_plan(problem: Problem, time_limit: float, backend: str, warm_start: bool, on_progress=None):
     """make_plan(problem, "optimal"), or the same without the planner's warm start ("cold")."""
     if warm_start or "warm_start" not in inspect.signature(solve).parameters:
-        return make_plan(problem, "optimal", time_limit=time_limit, backend=backend)
-    solution = solve(problem, time_limit=time_limit, backend=backend, warm_start=False)
+        return make_plan(problem, "optimal", time_limit=time_limit, backend=backend, on_progress=on_progress)
+    solution = solve(problem, time_limit=time_limit, backend=backend, warm_start=False, on_progress=on_progress)
     return extract_plan(problem, solution, "optimal")
+
+
+def root_bound(problem: Problem) -> float | None:
+    """The LP relaxation of the full model (variants free): what branch-and-bound starts from."""
+    highs = HighsModel(PlanningModel(problem).solver)
+    highs.relax(True)
+    result = highs.solve()
+    return result.objective if result.status == "OPTIMAL" else None
 
 
 def run_one(workers: int, seed: int, time_limit: float, config: str, greedy: bool = True) -> tuple[Row, Counter, Counter]:
@@ -106,15 +125,21 @@ def run_one(workers: int, seed: int, time_limit: float, config: str, greedy: boo
         except JellyBeanError as exc:
             greedy_error = str(exc)
     start = time.perf_counter()
+    first: list[float] = []
+
+    def on_progress(event) -> None:
+        if event.incumbent is not None and not first:
+            first.append(time.perf_counter() - start)
+
     try:
-        plan = optimal_plan(problem, time_limit, backend, warm_start=mode != "cold")
+        plan = optimal_plan(problem, time_limit, backend, warm_start=mode != "cold", on_progress=on_progress)
         status, gap, cost, bound = plan.solver.status, plan.solver.gap, plan.cost.total, plan.solver.best_bound
     except JellyBeanError as exc:
         status, gap, cost, bound = "NO PLAN", None, None, None
         greedy_error = greedy_error or str(exc)
     seconds = time.perf_counter() - start
     row = Row(workers, seed, config, len(problem.pools), len(problem.locations), nvars, nints, ncons, seconds,
-              status, gap, cost, bound, greedy_cost, greedy_error)
+              status, gap, cost, bound, greedy_cost, greedy_error, first[0] if first else None, root_bound(problem))
     return row, var_families, con_families
 
 
@@ -158,9 +183,10 @@ def _median(values) -> float | None:
 def results_table(rows: list[Row], title: str, medians: bool = True) -> Table:
     table = Table(title=title, show_lines=False)
     for name, justify in (("workers", "right"), ("seed", "right"), ("config", "left"), ("vars (int)", "right"),
-                          ("cons", "right"), ("solve s", "right"), ("status", "left"), ("gap", "right"),
-                          ("optimal $/h", "right"), ("greedy $/h", "right"), ("opt/greedy", "right")):
-        table.add_column(name, justify=justify)
+                          ("cons", "right"), ("first plan s", "right"), ("solve s", "right"), ("proof s", "right"),
+                          ("status", "left"), ("gap", "right"), ("optimal $/h", "right"), ("root bound", "right"),
+                          ("root/plan", "right"), ("greedy $/h", "right"), ("opt/greedy", "right")):
+        table.add_column(name, justify=justify, min_width=len(name))
     by_size: dict[tuple[int, str], list[Row]] = {}
     for r in rows:
         by_size.setdefault((r.workers, r.backend), []).append(r)
@@ -168,16 +194,20 @@ def results_table(rows: list[Row], title: str, medians: bool = True) -> Table:
         for r in group:
             table.add_row(
                 str(r.workers), str(r.seed), r.backend, f"{r.variables} ({r.integers})", str(r.constraints),
-                _fmt(r.seconds, ".1f"), r.status, _fmt(None if r.gap is None else 100 * r.gap, ".2f") + ("%" if r.gap is not None else ""),
-                _fmt(r.optimal, ".3f"), _fmt(r.greedy, ".3f") if r.greedy is not None else "fails", _fmt(r.ratio, ".3f"),
+                _fmt(r.first_plan_s, ".1f"), _fmt(r.seconds, ".1f"), _fmt(r.proof_s, ".1f"), r.status,
+                _fmt(None if r.gap is None else 100 * r.gap, ".2f") + ("%" if r.gap is not None else ""),
+                _fmt(r.optimal, ".3f"), _fmt(r.root_bound, ".3f"), _fmt(r.root_ratio, ".3f"),
+                _fmt(r.greedy, ".3f") if r.greedy is not None else "fails", _fmt(r.ratio, ".3f"),
             )
         if medians and len(group) > 1:
             gap = _median(r.gap for r in group)
             optimal_count = sum(r.status == "OPTIMAL" for r in group)
             table.add_row(
-                f"[bold]{size}", "[bold]median", backend, "", "", f"[bold]{_fmt(_median(r.seconds for r in group), '.1f')}",
+                f"[bold]{size}", "[bold]median", backend, "", "", f"[bold]{_fmt(_median(r.first_plan_s for r in group), '.1f')}",
+                f"[bold]{_fmt(_median(r.seconds for r in group), '.1f')}", f"[bold]{_fmt(_median(r.proof_s for r in group), '.1f')}",
                 f"[bold]{optimal_count}/{len(group)} optimal", f"[bold]{_fmt(None if gap is None else 100 * gap, '.2f')}" + ("%" if gap is not None else ""),
-                f"[bold]{_fmt(_median(r.optimal for r in group), '.3f')}", f"[bold]{_fmt(_median(r.greedy for r in group), '.3f')}",
+                f"[bold]{_fmt(_median(r.optimal for r in group), '.3f')}", "",
+                f"[bold]{_fmt(_median(r.root_ratio for r in group), '.3f')}", f"[bold]{_fmt(_median(r.greedy for r in group), '.3f')}",
                 f"[bold]{_fmt(_median(r.ratio for r in group), '.3f')}", end_section=True,
             )
     return table
@@ -203,11 +233,11 @@ def main(
     sizes: Annotated[str, typer.Option(help="Comma-separated worker counts.")] = "25,50,100,200,300",
     seeds: Annotated[int, typer.Option(help="Instances (seeds 0..N-1) per size.")] = 3,
     time_limit: Annotated[float, typer.Option("--time-limit", help="Seconds for each optimal solve.")] = 60.0,
-    backend: Annotated[str, typer.Option(help="OR-Tools backend of the main run (SCIP, HIGHS, CBC).")] = "SCIP",
+    backend: Annotated[str, typer.Option(help="Solver of the main run (HIGHS, SCIP, CBC).")] = "HIGHS",
     compare_at: Annotated[int, typer.Option("--compare-at", help="Size at which to compare --configs (0: skip).")] = 50,
     configs: Annotated[str, typer.Option(
         help="Configurations to compare: BACKEND runs make_plan as is, BACKEND:cold without the warm start."
-    )] = "SCIP,HIGHS,SCIP:cold,HIGHS:cold",
+    )] = "HIGHS,SCIP",
     families: Annotated[bool, typer.Option(help="Break the largest model down by variable and constraint family.")] = True,
     isolate: Annotated[bool, typer.Option(help="Solve every instance in its own process (survives solver crashes).")] = True,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write every row to this JSON file.")] = None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from typing import Annotated
 
 import typer
@@ -75,9 +77,16 @@ app = typer.Typer(
 
 @app.callback()
 def main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show tracebacks instead of one-line errors, and the planner's debug log (model sizes).")] = False,
 ) -> None:
     """JellyBean."""
+    if debug:
+        handler = logging.StreamHandler()  # stderr: stdout stays for --json
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        planner = logging.getLogger("jellybean.planner")
+        planner.addHandler(handler)
+        planner.setLevel(logging.DEBUG)
 
 
 from jellybean.cli import plan as _plan  # noqa: E402  (registers commands on `app`)

@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,8 +32,10 @@ def quiet_stdout():
     """Native solver libraries print banners on the process's stdout; keep stdout for --json."""
     sys.stdout.flush()
     saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(2, 1)
+        os.dup2(devnull, 1)
+        os.close(devnull)
         yield
     finally:
         os.dup2(saved, 1)
@@ -168,28 +171,33 @@ class HighsModel:
         h.setOptionValue("time_limit", float(max(time_limit, 0.01)) if time_limit is not None else INF)
         h.setOptionValue("objective_bound", float(cutoff) if cutoff is not None else INF)
         origin = time.monotonic() if clock_start is None else clock_start
-        callback = None
-        if on_progress is not None and not self._relaxed:
-            last = [0.0]
+        last = [0.0]
+        stop = threading.Event()
 
-            def callback(event) -> None:  # noqa: ANN001 (highspy's event type)
-                now = time.monotonic()
-                # The interrupt callback fires thousands of times a second; the bar needs a few.
-                if event.callback_type == highspy.cb.HighsCallbackType.kCallbackMipInterrupt and now - last[0] < 0.2:
-                    return
-                last[0] = now
-                out = event.data_out
-                on_progress(Progress(_finite(out.mip_primal_bound), _finite(out.mip_dual_bound), now - origin, stage))
+        def callback(event) -> None:  # noqa: ANN001 (highspy's event type)
+            if stop.is_set():
+                event.interrupt()
+                return
+            kind = event.callback_type
+            if on_progress is None or kind == highspy.cb.HighsCallbackType.kCallbackSimplexInterrupt:
+                return
+            now = time.monotonic()
+            # The interrupt callback fires thousands of times a second; the bar needs a few.
+            if kind == highspy.cb.HighsCallbackType.kCallbackMipInterrupt and now - last[0] < 0.2:
+                return
+            last[0] = now
+            out = event.data_out
+            on_progress(Progress(_finite(out.mip_primal_bound), _finite(out.mip_dual_bound), now - origin, stage))
 
-            h.cbMipInterrupt.subscribe(callback)
-            h.cbMipImprovingSolution.subscribe(callback)
+        events = [h.cbSimplexInterrupt] + ([] if self._relaxed else [h.cbMipInterrupt, h.cbMipImprovingSolution])
+        for event in events:
+            event.subscribe(callback)
         start = time.perf_counter()
         try:
-            h.run()
+            self._run(stop)
         finally:
-            if callback is not None:
-                h.cbMipInterrupt.unsubscribe(callback)
-                h.cbMipImprovingSolution.unsubscribe(callback)
+            for event in events:
+                event.unsubscribe(callback)
         seconds = time.perf_counter() - start
         status = _STATUS.get(h.getModelStatus(), "ABNORMAL")
         info = h.getInfo()
@@ -205,3 +213,22 @@ class HighsModel:
         if status == "OPTIMAL" and not self._relaxed and bound is None:
             bound = objective
         return Result(status, objective, bound, values, seconds)
+
+    def _run(self, stop: threading.Event) -> None:
+        """Solve in a thread, so that Ctrl-C reaches Python at once and stops the search cleanly."""
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                self.h.run()
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name="highs", daemon=True).start()
+        try:
+            while not done.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            stop.set()  # the next callback interrupts HiGHS
+            done.wait()
+            raise
