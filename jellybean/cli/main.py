@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from typing import Annotated
 
@@ -75,18 +76,35 @@ app = typer.Typer(
 )
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (stdout stays for --json)."""
+
+    @property
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # noqa: ANN001
+        pass
+
+
+_DEBUG_LOG = _StderrHandler()
+_DEBUG_LOG.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option(
         "--debug", help="Show tracebacks instead of one-line errors, and the planner's debug log (model sizes).")] = False,
 ) -> None:
     """JellyBean."""
+    planner = logging.getLogger("jellybean.planner")
     if debug:
-        handler = logging.StreamHandler()  # stderr: stdout stays for --json
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        planner = logging.getLogger("jellybean.planner")
-        planner.addHandler(handler)
+        planner.addHandler(_DEBUG_LOG)
         planner.setLevel(logging.DEBUG)
+    else:  # commands run in one process (tests) must not inherit an earlier --debug
+        planner.removeHandler(_DEBUG_LOG)
+        planner.setLevel(logging.NOTSET)
 
 
 from jellybean.cli import plan as _plan  # noqa: E402  (registers commands on `app`)
