@@ -73,14 +73,15 @@ class VariantDecomposition:
                                      f"bounding variant choices {i + 1}/{len(self.choices)}"))
         self.highs.relax(False)
 
-    def run(self, time_limit: float | None, on_progress: ProgressFn | None = None) -> Result:
+    def run(self, time_limit: float | None, on_progress: ProgressFn | None = None, first: Result | None = None) -> Result:
+        """``first``: a plan in hand (the greedy one), the cutoff until a combination beats it."""
         origin = time.monotonic()
         deadline = origin + (time_limit if time_limit is not None else math.inf)
         self._bound_each(deadline, on_progress, origin)
         # A combination left without a bound (time ran out) stays open at zero: plans cost no less.
         open_bound = {c: self.lp_bound.get(c, 0.0) for c in self.choices}
         order = sorted((b, i) for i, b in enumerate(open_bound.values()) if b < math.inf)
-        best: Result | None = None
+        best: Result | None = first
         started = time.perf_counter()
         for bound, i in order:
             choice = self.choices[i]

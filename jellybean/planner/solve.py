@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from ortools.linear_solver import pywraplp
 
-from jellybean.errors import SolverError
+from jellybean.errors import JellyBeanError, SolverError
 from jellybean.planner.decompose import VariantDecomposition, combinations
-from jellybean.planner.highs import HighsModel, ProgressFn, Result, quiet_stdout
+from jellybean.planner.highs import HighsModel, Progress, ProgressFn, Result, quiet_stdout
 from jellybean.planner.model import Elastic, PlanningModel, Restriction
 from jellybean.planner.problem import Problem
 
@@ -230,6 +230,11 @@ def _size_text(size: tuple[int, int, int, int]) -> str:
 def _solve_highs(model: PlanningModel, time_limit: float | None, on_progress: ProgressFn | None,
                  decompose: bool | None) -> tuple[str, Solution | None]:
     highs = HighsModel(model.solver, RELATIVE_GAP)
+    first = greedy_start(model) if model.restriction == Restriction() else None
+    if first is not None:
+        highs.hint(first.values)
+        if on_progress is not None:
+            on_progress(Progress(first.objective, None, 0.0, "greedy plan"))
     choices = None
     if decompose is not False and model.restriction.variants is None:
         choices = combinations(model)
@@ -237,12 +242,35 @@ def _solve_highs(model: PlanningModel, time_limit: float | None, on_progress: Pr
             choices = combinations(model, limit=10**6)
     if choices is not None and len(choices) > 1:
         log.debug("decomposing over %d variant combinations", len(choices))
-        result = VariantDecomposition(model, highs, choices, RELATIVE_GAP).run(time_limit, on_progress)
+        result = VariantDecomposition(model, highs, choices, RELATIVE_GAP).run(time_limit, on_progress, first)
     else:
         result = highs.solve(time_limit, on_progress=on_progress)
+        if first is not None and (result.values is None or result.objective > first.objective):
+            result = Result("FEASIBLE", first.objective, result.bound, first.values, result.seconds)
     if result.values is None:
         return result.status, None
     return result.status, read_solution(model, result)
+
+
+def greedy_start(model: PlanningModel) -> Result | None:
+    """The greedy baseline's plan in ``model``'s columns: a plan in hand before the search starts.
+
+    With it, a time limit never ends without a plan where the heuristic has one, and the search
+    prunes against it from the first node.
+    """
+    from jellybean.planner.baselines import greedy_restriction
+
+    try:
+        restriction = greedy_restriction(model.problem)
+    except JellyBeanError:
+        return None
+    fixed = PlanningModel(model.problem, restriction, backend="HIGHS", reduce=model.reduce)
+    result = HighsModel(fixed.solver, RELATIVE_GAP).solve()
+    if result.values is None:
+        return None
+    by_name = {var.name(): result.values[var.index()] for var in fixed.solver.variables()}
+    values = np.array([by_name.get(var.name(), 0.0) for var in model.solver.variables()])
+    return Result("FEASIBLE", result.objective, None, values, result.seconds)
 
 
 def _solve_pywraplp(model: PlanningModel, time_limit: float | None, warm_start: bool) -> tuple[str, Solution | None]:
