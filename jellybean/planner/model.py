@@ -181,11 +181,58 @@ class PlanningModel:
         self.route_price: dict[tuple[str, str], float] = {}
         for a, b in self.arcs:
             self.route_price[self.sender[a], self.receiver[b]] = price((a, b))
+        self.hubs: dict[str, list[str]] = {}  # a hub joins a clique of locations free to reach each other
+        if self.aggregated:
+            self._free_hubs(names, price)
         self.routes_out: dict[str, list[tuple[str, str]]] = defaultdict(list)
         self.routes_in: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for route in self.route_price:
             self.routes_out[route[0]].append(route)
             self.routes_in[route[1]].append(route)
+
+    def _free_hubs(self, names: list[str], price) -> None:
+        """Replace the free routes inside a clique (a tier, in the prototype) by a hub: n + n, not n².
+
+        Locations that reach each other both ways at no cost are one clique; an item from a sender
+        of the clique to a receiver of it goes through the clique's hub, both hops free. Exact,
+        since every such pair was linked at price 0; the hub only conserves flow.
+        """
+        clique_of: dict[str, int] = {}
+        cliques: list[list[str]] = []
+        for a in names:
+            if a in clique_of or price((a, a)) != 0.0:
+                continue
+            members = [a]
+            for b in names:
+                if b not in clique_of and b != a and price((b, b)) == 0.0 and all(
+                        price((b, m)) == 0.0 and price((m, b)) == 0.0 for m in members):
+                    members.append(b)
+            for m in members:
+                clique_of[m] = len(cliques)
+            cliques.append(members)
+
+        def inside(groups: dict[str, list[str]]) -> dict[str, int]:
+            out = {}
+            for group, members in groups.items():
+                at = {clique_of.get(m) for m in members}
+                if len(at) == 1 and None not in at:
+                    out[group] = at.pop()
+            return out
+
+        senders, receivers = inside(self.senders), inside(self.receivers)
+        for index, members in enumerate(cliques):
+            s_in = [g for g, c in senders.items() if c == index]
+            r_in = [g for g, c in receivers.items() if c == index]
+            if len(s_in) * len(r_in) <= len(s_in) + len(r_in):
+                continue  # a hub would not save routes
+            hub = f"{members[0]}+free"
+            self.hubs[hub] = members
+            for a in s_in:
+                for b in r_in:
+                    self.route_price.pop((a, b), None)
+                self.route_price[a, hub] = 0.0
+            for b in r_in:
+                self.route_price[hub, b] = 0.0
 
     def _reach_share(self) -> dict[tuple[str, str], float]:
         """Upper bound on the fraction of each operator's items that can be at each location.
@@ -374,6 +421,10 @@ class PlanningModel:
             for group, members in self.receivers.items():
                 inflow = sum((self.route_flow(e, r) for r in self.routes_in[group]), start=0.0)
                 s.Add(inflow == sum((self.consumed(e, m) for m in members), start=0.0), f"receive[{e.name},{group}]")
+            for hub in self.hubs:
+                for k in range(len(self.classes[e.name])):
+                    s.Add(sum(v.flow[e.name, r, k] for r in self.routes_in[hub])
+                          == sum(v.flow[e.name, r, k] for r in self.routes_out[hub]), f"hub[{e.name},{hub},{k}]")
 
         # Message sizes: flow travels in the size class of the chosen (src variant, dst variant).
         for e in p.edges:
@@ -395,9 +446,9 @@ class PlanningModel:
                     for route in self.route_price:
                         s.Add(v.flow[e.name, route, k] <= e.rate * chosen, f"size_class[{e.name},{route},{k}]")
                 else:
-                    # Every item takes exactly one route, so one row per class bounds them all, and
-                    # more tightly than a row per route.
-                    total = sum(v.flow[e.name, route, k] for route in self.route_price)
+                    # Every item takes exactly one route (a hub's second hop is not counted again), so one row
+                    # per class bounds them all, and more tightly than a row per route.
+                    total = sum(v.flow[e.name, route, k] for route in self.route_price if route[0] not in self.hubs)
                     s.Add(total <= e.rate * chosen, f"size_class[{e.name},{k}]")
 
         # Link bandwidth (routes are the arcs whenever a link has a limit).

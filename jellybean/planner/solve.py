@@ -117,14 +117,27 @@ def read_solution(model: PlanningModel, result: Result) -> Solution:
     flows: dict[tuple[str, tuple[str, str]], float] = defaultdict(float)
     kb: dict[tuple[str, tuple[str, str]], float] = defaultdict(float)
     edges = {e.name: e for e in model.problem.edges}
+    at_hub: dict[tuple[str, str, int], tuple[list, list]] = defaultdict(lambda: ([], []))
     for (edge, route, k), f in v.flow.items():
         items = value(f)
         if items <= EPS:
             continue
-        size = model.classes[edge][k][0]
-        for arc, share in _arcs_of(model, edges[edge], route, items, value):
+        e = edges[edge]
+        if route[1] in model.hubs:
+            at_hub[edge, route[1], k][0].extend(_members(model, e, route[0], items, value, sending=True))
+            continue
+        if route[0] in model.hubs:
+            at_hub[edge, route[0], k][1].extend(_members(model, e, route[1], items, value, sending=False))
+            continue
+        pairs = _pair(_members(model, e, route[0], items, value, sending=True),
+                      _members(model, e, route[1], items, value, sending=False))
+        for arc, share in pairs:
             flows[edge, arc] += share
-            kb[edge, arc] += share * size
+            kb[edge, arc] += share * model.classes[edge][k][0]
+    for (edge, _, k), (supply, demand) in at_hub.items():
+        for arc, share in _pair(supply, demand):
+            flows[edge, arc] += share
+            kb[edge, arc] += share * model.classes[edge][k][0]
     consumed: dict[tuple[str, str], float] = {}
     for e in model.problem.edges:
         for loc in model.problem.locations:
@@ -147,22 +160,23 @@ def read_solution(model: PlanningModel, result: Result) -> Solution:
     )
 
 
-def _arcs_of(model: PlanningModel, e, route: tuple[str, str], items: float, value):
-    """Split a route's flow over the arcs between its groups' members.
+def _members(model: PlanningModel, e, group: str, items: float, value, sending: bool) -> list[list]:
+    """A group's flow split over its members, each by its share of what the group sends or takes in.
 
-    Each sender gives the route its share of what the group produces, and each receiver takes its
-    share of what the group consumes; inside the route, the north-west corner rule pairs them off,
-    so the plan has at most |senders| + |receivers| - 1 routes per group pair, not their product.
+    Shares of the whole, not of this route: every member then sends (takes) exactly what it
+    produces (consumes) over all of its group's routes together.
     """
-    senders, receivers = model.senders[route[0]], model.receivers[route[1]]
-    if len(senders) == 1 and len(receivers) == 1:
-        yield (senders[0], receivers[0]), items
-        return
-    out = [(a, value(model.produced(e, a))) for a in senders]
-    into = [(b, value(model.consumed(e, b))) for b in receivers]
-    out_total, in_total = sum(q for _, q in out), sum(q for _, q in into)
-    supply = [[a, items * q / out_total] for a, q in out if q > EPS] if out_total > EPS else []
-    demand = [[b, items * q / in_total] for b, q in into if q > EPS] if in_total > EPS else []
+    members = model.senders[group] if sending else model.receivers[group]
+    if len(members) == 1:
+        return [[members[0], items]]
+    amounts = [value(model.produced(e, m) if sending else model.consumed(e, m)) for m in members]
+    total = sum(amounts)
+    return [[m, items * q / total] for m, q in zip(members, amounts) if q > EPS] if total > EPS else []
+
+
+def _pair(supply: list[list], demand: list[list]):
+    """Pair senders with receivers by the north-west corner rule: at most |supply| + |demand| - 1
+    arcs per route, not their product."""
     i = j = 0
     while i < len(supply) and j < len(demand):
         amount = min(supply[i][1], demand[j][1])
@@ -176,7 +190,7 @@ def _arcs_of(model: PlanningModel, e, route: tuple[str, str], items: float, valu
             j += 1
 
 
-WARM_START_SHARE = 0.25  # of a time limit, spent finding a good first plan
+WARM_START_SHARE = 0.25  # of a time limit, spent finding a good first plan (SCIP)
 WARM_START_DEFAULT_S = 10.0  # without a time limit
 
 

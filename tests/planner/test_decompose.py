@@ -112,3 +112,19 @@ def test_highs_and_scip_agree() -> None:
     scip = solve(problem, backend="SCIP")
     assert highs.status == scip.status == "OPTIMAL"
     assert close(highs.objective, scip.objective), (highs.objective, scip.objective)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_free_hubs_are_exact_on_prototype_instances(seed: int, tmp_path: Path) -> None:
+    from jellybean.planner.prototype_instances import write_prototype_instance
+
+    write_prototype_instance(tmp_path, seed, 16, tiers=3)
+    problem = load_jellybean_inputs(tmp_path)
+    reduced, full = PlanningModel(problem), PlanningModel(problem, reduce=False)
+    assert reduced.hubs, "no clique of free routes found in a tiered instance"
+    assert len(reduced.route_price) < len(full.route_price)
+    status_r, r = run(reduced)
+    status_f, f = run(full)
+    assert status_r == status_f == "OPTIMAL"
+    assert close(r.objective, f.objective), (r.objective, f.objective)
+    check_plan(problem, extract_plan(problem, r, "optimal"))
