@@ -311,14 +311,47 @@ class PlanningModel:
                 if counts:
                     v.workers[pool.name, op.name] = s.IntVar(0, max(counts), f"workers[{pool.name},{op.name}]")
 
+        self.edge_routes: dict[str, list[tuple[str, str]]] = {e.name: self._routes_of(e) for e in p.edges}
         for e in p.edges:
             for k in range(len(self.classes[e.name])):
-                for route in self.route_price:
+                for route in self.edge_routes[e.name]:
                     v.flow[e.name, route, k] = s.NumVar(0, e.rate, f"f[{e.name},{route[0]}>{route[1]},{k}]")
             op = p.operator(e.dst)
             if op.join == "merge":
                 for loc in p.locations:
                     v.merge_in[e.name, loc.name] = s.NumVar(0, e.rate, f"in[{e.name},{loc.name}]")
+
+    def _routes_of(self, e: Edge) -> list[tuple[str, str]]:
+        """The routes that can carry ``e``: from a group that can produce it to one that can take it in.
+
+        With transit every location may relay items, so every route stays; straight from producer to
+        consumer, a location whose pools cannot run the producer (or consumer) never sends (takes in)
+        any: small devices that cannot host a large model carry none of its inputs.
+        """
+        p, v = self.problem, self.v
+        if p.transit:
+            return list(self.route_price)
+        runs: dict[str, set[str]] = defaultdict(set)  # operator -> locations with a pool that can run it
+        for pool_name, op, _ in v.x:
+            runs[op].add(self.pool_by_name[pool_name].location)
+        if e.src in p.source_names:
+            sends = {loc for (src, loc), rate in self.stream_rate.items() if src == e.src and rate > 0}
+        else:
+            sends = runs[e.src]
+        takes = runs[e.dst]
+        can_send = {g for g, members in self.senders.items() if sends.intersection(members)}
+        can_take = {g for g, members in self.receivers.items() if takes.intersection(members)}
+        out = []
+        for a, b in self.route_price:
+            if b in self.hubs:
+                ok = a in can_send
+            elif a in self.hubs:
+                ok = b in can_take
+            else:
+                ok = a in can_send and b in can_take
+            if ok:
+                out.append((a, b))
+        return out
 
     # -- helpers -------------------------------------------------------------------------------
     def load_at(self, op: str, location: str):
@@ -344,12 +377,15 @@ class PlanningModel:
         return self.load_at(e.dst, location) * (e.rate / op.rate)
 
     def route_flow(self, e: Edge, route: tuple[str, str]):
-        return sum((self.v.flow[e.name, route, k] for k in range(len(self.classes[e.name]))), start=0.0)
+        flow = self.v.flow
+        return sum((flow[e.name, route, k] for k in range(len(self.classes[e.name])) if (e.name, route, k) in flow),
+                   start=0.0)
 
     def route_kb(self, route: tuple[str, str]):
         return sum(
             (size * self.v.flow[e.name, route, k]
-             for e in self.problem.edges for k, (size, _) in enumerate(self.classes[e.name])),
+             for e in self.problem.edges for k, (size, _) in enumerate(self.classes[e.name])
+             if (e.name, route, k) in self.v.flow),
             start=0.0,
         )
 
@@ -423,8 +459,10 @@ class PlanningModel:
                 s.Add(inflow == sum((self.consumed(e, m) for m in members), start=0.0), f"receive[{e.name},{group}]")
             for hub in self.hubs:
                 for k in range(len(self.classes[e.name])):
-                    s.Add(sum(v.flow[e.name, r, k] for r in self.routes_in[hub])
-                          == sum(v.flow[e.name, r, k] for r in self.routes_out[hub]), f"hub[{e.name},{hub},{k}]")
+                    into = [v.flow[e.name, r, k] for r in self.routes_in[hub] if (e.name, r, k) in v.flow]
+                    out = [v.flow[e.name, r, k] for r in self.routes_out[hub] if (e.name, r, k) in v.flow]
+                    if into or out:
+                        s.Add(sum(into, start=0.0) == sum(out, start=0.0), f"hub[{e.name},{hub},{k}]")
 
         # Message sizes: flow travels in the size class of the chosen (src variant, dst variant).
         for e in p.edges:
@@ -443,12 +481,13 @@ class PlanningModel:
             for k, (_, members) in enumerate(classes):
                 chosen = sum(pair[a, b] for a, b in members)
                 if p.transit:
-                    for route in self.route_price:
+                    for route in self.edge_routes[e.name]:
                         s.Add(v.flow[e.name, route, k] <= e.rate * chosen, f"size_class[{e.name},{route},{k}]")
                 else:
                     # Every item takes exactly one route (a hub's second hop is not counted again), so one row
                     # per class bounds them all, and more tightly than a row per route.
-                    total = sum(v.flow[e.name, route, k] for route in self.route_price if route[0] not in self.hubs)
+                    total = sum((v.flow[e.name, route, k] for route in self.edge_routes[e.name] if route[0] not in self.hubs),
+                                start=0.0)
                     s.Add(total <= e.rate * chosen, f"size_class[{e.name},{k}]")
 
         # Link bandwidth (routes are the arcs whenever a link has a limit).
