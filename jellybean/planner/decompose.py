@@ -56,7 +56,8 @@ class VariantDecomposition:
         on = [1.0 if key in chosen else 0.0 for key in self.z_columns]
         self.highs.set_bounds(cols, on, on)
 
-    def _bound_each(self, deadline: float, on_progress: ProgressFn | None, origin: float) -> None:
+    def _bound_each(self, deadline: float, on_progress: ProgressFn | None, origin: float,
+                    incumbent: float | None) -> None:
         self.highs.relax(True)
         for i, choice in enumerate(self.choices):
             if time.monotonic() >= deadline:
@@ -68,16 +69,18 @@ class VariantDecomposition:
             elif result.status == "INFEASIBLE":
                 self.lp_bound[choice] = math.inf
             if on_progress is not None:
-                least = min((self.lp_bound.get(c, 0.0) for c in self.choices), default=math.inf)
-                on_progress(Progress(None, least if math.isfinite(least) else None, time.monotonic() - origin,
-                                     f"bounding variant choices {i + 1}/{len(self.choices)}"))
+                # Until every choice has its bound, the least one is not a bound on the whole space.
+                least = (min((self.lp_bound.get(c, 0.0) for c in self.choices), default=math.inf)
+                         if i + 1 == len(self.choices) else None)
+                on_progress(Progress(incumbent, least if least is not None and math.isfinite(least) else None,
+                                     time.monotonic() - origin, f"bounding variant choices {i + 1}/{len(self.choices)}"))
         self.highs.relax(False)
 
     def run(self, time_limit: float | None, on_progress: ProgressFn | None = None, first: Result | None = None) -> Result:
         """``first``: a plan in hand (the greedy one), the cutoff until a combination beats it."""
         origin = time.monotonic()
         deadline = origin + (time_limit if time_limit is not None else math.inf)
-        self._bound_each(deadline, on_progress, origin)
+        self._bound_each(deadline, on_progress, origin, first.objective if first is not None else None)
         # A combination left without a bound (time ran out) stays open at zero: plans cost no less.
         open_bound = {c: self.lp_bound.get(c, 0.0) for c in self.choices}
         order = sorted((b, i) for i, b in enumerate(open_bound.values()) if b < math.inf)
