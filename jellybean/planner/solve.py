@@ -243,18 +243,23 @@ def _size_text(size: tuple[int, int, int, int]) -> str:
 
 def _solve_highs(model: PlanningModel, time_limit: float | None, on_progress: ProgressFn | None,
                  decompose: bool | None) -> tuple[str, Solution | None]:
+    choices = None
+    if decompose is not False and model.restriction.variants is None:
+        choices = combinations(model)
+        if decompose and choices is None:
+            choices = combinations(model, limit=10**6)
+    split = choices is not None and len(choices) > 1
+    if split:
+        # With the variants fixed the covers are knapsack rows over whole workers; in the full
+        # model they only slowed the search (planner_scale, 200 workers: gaps 0/0.9/1.2 % -> 5.8/3.5/1.4 %).
+        model.add_covers()
     highs = HighsModel(model.solver, RELATIVE_GAP)
     first = greedy_start(model) if model.restriction == Restriction() else None
     if first is not None:
         highs.hint(first.values)
         if on_progress is not None:
             on_progress(Progress(first.objective, None, 0.0, "greedy plan"))
-    choices = None
-    if decompose is not False and model.restriction.variants is None:
-        choices = combinations(model)
-        if decompose and choices is None:
-            choices = combinations(model, limit=10**6)
-    if choices is not None and len(choices) > 1:
+    if split:
         log.debug("decomposing over %d variant combinations", len(choices))
         result = VariantDecomposition(model, highs, choices, RELATIVE_GAP).run(time_limit, on_progress, first)
     else:
