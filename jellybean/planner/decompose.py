@@ -86,7 +86,7 @@ class VariantDecomposition:
         order = sorted((b, i) for i, b in enumerate(open_bound.values()) if b < math.inf)
         best: Result | None = first
         started = time.perf_counter()
-        for bound, i in order:
+        for rank, (bound, i) in enumerate(order):
             choice = self.choices[i]
             incumbent = best.objective if best is not None else math.inf
             if bound >= incumbent - self.gap * abs(incumbent):
@@ -95,7 +95,7 @@ class VariantDecomposition:
             if left <= 0:
                 break
             self._fix(choice)
-            step = f"solving variant choice {order.index((bound, i)) + 1}/{len(order)}"
+            step = f"solving variant choice {rank + 1}/{len(order)}"
 
             def progress(event: Progress) -> None:
                 if on_progress is not None:

@@ -91,7 +91,6 @@ class HighsModel:
     def __init__(self, solver: pywraplp.Solver, relative_gap: float = 1e-7):
         proto = linear_solver_pb2.MPModelProto()
         solver.ExportModelToProto(proto)
-        self.offset = proto.objective_offset
         variables = proto.variable
         n = len(variables)
         lower = np.fromiter((v.lower_bound for v in variables), float, n)
@@ -113,14 +112,13 @@ class HighsModel:
         lp.col_upper_ = np.minimum(upper, INF)
         lp.row_lower_ = np.maximum(np.asarray(row_lower, float), -INF)
         lp.row_upper_ = np.minimum(np.asarray(row_upper, float), INF)
-        lp.offset_ = self.offset
+        lp.offset_ = proto.objective_offset
         lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
         lp.a_matrix_.start_ = np.asarray(starts, np.int32)
         lp.a_matrix_.index_ = np.asarray(index, np.int32)
         lp.a_matrix_.value_ = np.asarray(value, float)
         lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
                            for i in self.integer]
-        self.size = (lp.num_row_, n, int(self.integer.sum()), len(index))
         self.lower, self.upper = np.maximum(lower, -INF), np.minimum(upper, INF)
         with quiet_stdout():
             h = highspy.Highs()  # prints its banner on stdout before any option can silence it

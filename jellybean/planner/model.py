@@ -127,11 +127,6 @@ class PlanningModel:
         if not p.transit:
             for loc in p.locations:
                 self.arcs[(loc.name, loc.name)] = None
-        self.arcs_out: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        self.arcs_in: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for arc in self.arcs:
-            self.arcs_out[arc[0]].append(arc)
-            self.arcs_in[arc[1]].append(arc)
         self._routes()
         # Size classes per edge: variant pairs grouped by KB per item, so that flows are split only
         # where the variant choice changes the bytes on the wire.
@@ -595,7 +590,7 @@ class PlanningModel:
 
     # -- objective -----------------------------------------------------------------------------
     def _objective(self) -> None:
-        p, v = self.problem, self.v
+        v = self.v
         self.compute_cost = sum((self.pool_by_name[pl].price * w for (pl, _), w in v.workers.items()), start=0.0)
         network = []
         for route, price in self.route_price.items():
