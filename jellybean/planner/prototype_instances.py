@@ -198,7 +198,14 @@ def generate_prototype_instance(
     overestimate: float = 1.1,
     comm_scale: float = 0.1,
 ) -> PrototypeInstance:
-    """The instance ``write_prototype_instance`` writes (see there for the arguments)."""
+    """The instance ``write_prototype_instance`` writes.
+
+    ``load`` is the share of the fleet's compute the lightest admissible variants need at the input
+    rates; ``link_spread`` the lognormal sigma of each pair's $/GB around its sites' price;
+    ``missing_links`` the share of upward pairs left out of the link files (they then cost 0, as
+    the prototype reads them); ``overestimate`` and ``comm_scale`` go to config.yaml as
+    LATENCY_OVERESTIMATE_RATIO and COMM_COST_SCALING_FACTOR.
+    """
     if tiers not in TIER_KINDS:
         raise ValueError(f"tiers must be one of {', '.join(map(str, TIER_KINDS))}, got {tiers}")
     if workers < 2 * tiers:
@@ -555,31 +562,12 @@ def write_instance(directory: Path, instance: PrototypeInstance) -> None:
     (directory / "nodes_accuracy_profiles.pkl").write_bytes(_profiles_pickle(instance))
 
 
-def write_prototype_instance(
-    directory: Path,
-    seed: int,
-    workers: int,
-    tiers: int = 4,
-    *,
-    load: float = 0.45,
-    link_spread: float = 0.1,
-    missing_links: float = 0.0,
-    overestimate: float = 1.1,
-    comm_scale: float = 0.1,
-) -> None:
+def write_prototype_instance(directory: Path, seed: int, workers: int, tiers: int = 4, **options: float) -> None:
     """Write a prototype optimizer input directory of ``workers`` workers over ``tiers`` (2..4) tiers.
 
-    The same arguments always give the same files. ``load`` is the share of the fleet's compute
-    the lightest admissible variants need at the input rates; ``link_spread`` the lognormal sigma
-    of each pair's $/GB around its sites' price; ``missing_links`` the share of upward pairs left
-    out of the link files (they then cost 0, as the prototype reads them); ``overestimate`` and
-    ``comm_scale`` go to config.yaml as LATENCY_OVERESTIMATE_RATIO and COMM_COST_SCALING_FACTOR.
+    The same arguments always give the same files; ``options`` are generate_prototype_instance's.
     """
-    instance = generate_prototype_instance(
-        seed, workers, tiers, load=load, link_spread=link_spread, missing_links=missing_links,
-        overestimate=overestimate, comm_scale=comm_scale,
-    )
-    write_instance(directory, instance)
+    write_instance(directory, generate_prototype_instance(seed, workers, tiers, **options))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
