@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import inspect
 import json
-import multiprocessing
 import os
 import re
-import statistics
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Optional
@@ -36,6 +32,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from isolation import Isolated, fmt, median  # noqa: E402
 from jellybean.errors import JellyBeanError  # noqa: E402
 from jellybean.planner.generate import random_problem  # noqa: E402
 from jellybean.planner.highs import HighsModel  # noqa: E402
@@ -143,41 +140,10 @@ def run_one(workers: int, seed: int, time_limit: float, config: str, greedy: boo
     return row, var_families, con_families
 
 
-def _quiet() -> None:
-    """In the worker process: drop what native solvers print on stdout (HiGHS's banner)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-
-
-class Isolated:
-    """Runs every instance in a separate process, so that a crash in a native solver costs one row."""
-
-    def __init__(self) -> None:
-        self.pool: ProcessPoolExecutor | None = None
-
-    def __call__(self, workers: int, seed: int, time_limit: float, config: str, greedy: bool = True):
-        if self.pool is None:
-            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet)
-        try:
-            return self.pool.submit(run_one, workers, seed, time_limit, config, greedy).result()
-        except BrokenProcessPool:
-            self.pool = None
-            console.log(f"[red]{workers} workers, seed {seed}, {config}: the solver process crashed")
-            row = Row(workers, seed, config, 0, 0, 0, 0, 0, None, "CRASH", None, None, None, None)
-            return row, Counter(), Counter()
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _median(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
+def _crashed(workers: int, seed: int, time_limit: float, config: str, greedy: bool = True):
+    console.log(f"[red]{workers} workers, seed {seed}, {config}: the solver process crashed")
+    row = Row(workers, seed, config, 0, 0, 0, 0, 0, None, "CRASH", None, None, None, None)
+    return row, Counter(), Counter()
 
 
 def results_table(rows: list[Row], title: str, medians: bool = True) -> Table:
@@ -194,21 +160,21 @@ def results_table(rows: list[Row], title: str, medians: bool = True) -> Table:
         for r in group:
             table.add_row(
                 str(r.workers), str(r.seed), r.backend, f"{r.variables} ({r.integers})", str(r.constraints),
-                _fmt(r.first_plan_s, ".1f"), _fmt(r.seconds, ".1f"), _fmt(r.proof_s, ".1f"), r.status,
-                _fmt(None if r.gap is None else 100 * r.gap, ".2f") + ("%" if r.gap is not None else ""),
-                _fmt(r.optimal, ".3f"), _fmt(r.root_bound, ".3f"), _fmt(r.root_ratio, ".3f"),
-                _fmt(r.greedy, ".3f") if r.greedy is not None else "fails", _fmt(r.ratio, ".3f"),
+                fmt(r.first_plan_s, ".1f"), fmt(r.seconds, ".1f"), fmt(r.proof_s, ".1f"), r.status,
+                fmt(None if r.gap is None else 100 * r.gap, ".2f") + ("%" if r.gap is not None else ""),
+                fmt(r.optimal, ".3f"), fmt(r.root_bound, ".3f"), fmt(r.root_ratio, ".3f"),
+                fmt(r.greedy, ".3f") if r.greedy is not None else "fails", fmt(r.ratio, ".3f"),
             )
         if medians and len(group) > 1:
-            gap = _median(r.gap for r in group)
+            gap = median(r.gap for r in group)
             optimal_count = sum(r.status == "OPTIMAL" for r in group)
             table.add_row(
-                f"[bold]{size}", "[bold]median", backend, "", "", f"[bold]{_fmt(_median(r.first_plan_s for r in group), '.1f')}",
-                f"[bold]{_fmt(_median(r.seconds for r in group), '.1f')}", f"[bold]{_fmt(_median(r.proof_s for r in group), '.1f')}",
-                f"[bold]{optimal_count}/{len(group)} optimal", f"[bold]{_fmt(None if gap is None else 100 * gap, '.2f')}" + ("%" if gap is not None else ""),
-                f"[bold]{_fmt(_median(r.optimal for r in group), '.3f')}", "",
-                f"[bold]{_fmt(_median(r.root_ratio for r in group), '.3f')}", f"[bold]{_fmt(_median(r.greedy for r in group), '.3f')}",
-                f"[bold]{_fmt(_median(r.ratio for r in group), '.3f')}", end_section=True,
+                f"[bold]{size}", "[bold]median", backend, "", "", f"[bold]{fmt(median(r.first_plan_s for r in group), '.1f')}",
+                f"[bold]{fmt(median(r.seconds for r in group), '.1f')}", f"[bold]{fmt(median(r.proof_s for r in group), '.1f')}",
+                f"[bold]{optimal_count}/{len(group)} optimal", f"[bold]{fmt(None if gap is None else 100 * gap, '.2f')}" + ("%" if gap is not None else ""),
+                f"[bold]{fmt(median(r.optimal for r in group), '.3f')}", "",
+                f"[bold]{fmt(median(r.root_ratio for r in group), '.3f')}", f"[bold]{fmt(median(r.greedy for r in group), '.3f')}",
+                f"[bold]{fmt(median(r.ratio for r in group), '.3f')}", end_section=True,
             )
     return table
 
@@ -245,7 +211,7 @@ def main(
     size_list = [int(s) for s in sizes.split(",") if s.strip()]
     config_list = [c.strip().upper().replace(":COLD", ":cold") for c in configs.split(",") if c.strip()] if compare_at else []
     backend = backend.upper()
-    runner = Isolated() if isolate else run_one
+    runner = Isolated(run_one, _crashed) if isolate else run_one
     rows: list[Row] = []
     compare_rows: list[Row] = []
     largest: tuple[int, Counter, Counter] | None = None

@@ -17,14 +17,10 @@ at its time limit, each one's plan must cost no less than the other's proven bou
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Optional
@@ -40,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "planner"))
 
 from independent import solve_independent  # noqa: E402
+from isolation import Isolated, fmt, median  # noqa: E402
 from jellybean.errors import JellyBeanError  # noqa: E402
 from jellybean.planner.jellybean_format import load_jellybean_inputs  # noqa: E402
 from jellybean.planner.model import PlanningModel  # noqa: E402
@@ -129,45 +126,12 @@ def run_one(seed: int, workers: int, tiers: int, load: float, time_limit: float,
                ref.columns, ref.integers, ref.rows, ref.status, ref.cost, ref.bound, ref.seconds, ref.mips, error)
 
 
-def _quiet() -> None:
-    """In the worker process: drop what native solvers print on stdout (HiGHS's banner)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-
-
-class Isolated:
-    """Runs every instance in a separate process, so that a crash in a native solver costs one row."""
-
-    def __init__(self) -> None:
-        self.pool: ProcessPoolExecutor | None = None
-
-    def __call__(self, seed: int, workers: int, tiers: int, load: float, time_limit: float,
-                 reference_limit: float) -> Row | None:
-        if self.pool is None:
-            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet)
-        try:
-            return self.pool.submit(run_one, seed, workers, tiers, load, time_limit, reference_limit).result()
-        except BrokenProcessPool:
-            self.pool = None
-            console.log(f"[red]{workers} workers, seed {seed}: the solver process crashed")
-            return None
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
-
-
-def _fmt(value: float | int | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def _crashed(seed: int, workers: int, tiers: int, load: float, time_limit: float, reference_limit: float) -> None:
+    console.log(f"[red]{workers} workers, seed {seed}: the solver process crashed")
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def _median(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 def _excess(r: Row) -> float | None:
@@ -193,9 +157,9 @@ COLUMNS = (("seed", "right"), ("workers", "right"), ("combos", "right"), ("vars 
 def _cells(r: Row) -> list[str]:
     return [
         str(r.seed), str(r.workers), str(r.combos), "-" if r.variables is None else f"{r.variables} ({r.integers})",
-        _fmt(r.constraints, "d"), r.status, _pct(r.gap), _fmt(r.cost, ".4f"), _fmt(r.seconds, ".1f"),
+        fmt(r.constraints, "d"), r.status, _pct(r.gap), fmt(r.cost, ".4f"), fmt(r.seconds, ".1f"),
         f"{r.ref_columns} ({r.ref_integers})", str(r.ref_rows), r.ref_status, _pct(_ref_gap(r)),
-        _fmt(r.ref_cost, ".4f"), _fmt(r.ref_seconds, ".1f"), str(r.ref_mips), _pct(_excess(r)),
+        fmt(r.ref_cost, ".4f"), fmt(r.ref_seconds, ".1f"), str(r.ref_mips), _pct(_excess(r)),
         r.agree if r.agree != "NO" else "[bold red]NO",
     ]
 
@@ -205,11 +169,11 @@ def _median_cells(rows: list[Row]) -> list[str]:
     ref_optimal = sum(r.ref_status == "Optimal" for r in rows)
     agreed = sum(r.agree == "yes" for r in rows)
     cells = [
-        "median", _fmt(_median(r.workers for r in rows), "g"), "", "", "", f"{optimal}/{len(rows)} optimal",
-        _pct(_median(r.gap for r in rows)), _fmt(_median(r.cost for r in rows), ".4f"),
-        _fmt(_median(r.seconds for r in rows), ".1f"), "", "", f"{ref_optimal}/{len(rows)} optimal",
-        _pct(_median(_ref_gap(r) for r in rows)), _fmt(_median(r.ref_cost for r in rows), ".4f"),
-        _fmt(_median(r.ref_seconds for r in rows), ".1f"), "", _pct(_median(_excess(r) for r in rows)),
+        "median", fmt(median(r.workers for r in rows), "g"), "", "", "", f"{optimal}/{len(rows)} optimal",
+        _pct(median(r.gap for r in rows)), fmt(median(r.cost for r in rows), ".4f"),
+        fmt(median(r.seconds for r in rows), ".1f"), "", "", f"{ref_optimal}/{len(rows)} optimal",
+        _pct(median(_ref_gap(r) for r in rows)), fmt(median(r.ref_cost for r in rows), ".4f"),
+        fmt(median(r.ref_seconds for r in rows), ".1f"), "", _pct(median(_excess(r) for r in rows)),
         f"{agreed}/{len(rows)} yes",
     ]
     return [f"[bold]{c}" if c else c for c in cells]
@@ -253,7 +217,7 @@ def main(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write every row to this JSON file.")] = None,
 ) -> None:
     size_list = [int(s) for s in sizes.split(",") if s.strip()]
-    runner = Isolated() if isolate else run_one
+    runner = Isolated(run_one, _crashed) if isolate else run_one
     rows: list[Row] = []
     console.print(f"[bold]prototype scale[/]: {len(size_list)} instances ({', '.join(map(str, size_list))} workers, "
                   f"{tiers} tiers, load {load:g}), planner limit {time_limit:g} s, independent limit {reference_limit:g} s, "
