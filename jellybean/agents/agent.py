@@ -297,7 +297,8 @@ class Agent:
 
     def _start_task(self, task: Task, a: Assignment) -> TaskRunner:
         model = self._model_path(task) if task.model else None
-        threads = self.opts.threads
+        # The plan's capacity was measured with the profile's threads; run with them where it says.
+        threads = task.threads or self.opts.threads
 
         def factory(i: int):
             return create(task.runtime, OperatorConfig(operator=task.operator, variant=task.variant, model=model,

@@ -220,7 +220,7 @@ def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], versio
             raise JellyBeanError(f"{dep.zoo_dir}: variant {w.operator}={w.variant} names model '{v.model}', "
                                  "which does not exist; build the zoo again or fix the manifest")
         merged[key] = dict(operator=w.operator, variant=w.variant, runtime=runtime_for(zop.task, v.runtime),
-                           keyed=keyed[w.operator], workers=w.count, batch=max(1, w.batch),
+                           keyed=keyed[w.operator], workers=w.count, batch=max(1, w.batch), threads=w.threads,
                            max_batch_latency_ms=windows.get(w.operator, 0.0) if w.batch > 1 else 0.0,
                            model=v.model, sha256=(v.sha256 or file_sha256(model_path)) if model_path else None,
                            size=model_path.stat().st_size if model_path else None, params=dict(v.params))

@@ -75,6 +75,8 @@ class Task(BaseModel):
     workers: int = Field(1, ge=1)
     batch: int = Field(1, ge=1)
     max_batch_latency_ms: float = Field(0.0, ge=0)
+    threads: int | None = Field(None, ge=1, le=1024, description="ONNX Runtime intra-op threads per worker, "
+                                                                 "as profiled; None: the agent's --threads")
     model: str | None = Field(None, description="file name in the zoo; None for built-in operators")
     sha256: str | None = None
     size: int | None = None

@@ -68,7 +68,7 @@ def agent(
     zoo: Annotated[list[Path], typer.Option("--zoo", help="Directory where model files are looked up (repeatable).")] = [],
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Where models fetched over the broker are kept.")] = None,
     metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Prometheus endpoint port (0: any free port).")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="ONNX Runtime threads per worker.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="ONNX Runtime threads per worker where the plan does not say (it gives the threads each variant was profiled with).")] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Run an agent: announce, heartbeat, and run whatever the controller assigns, until stopped."""

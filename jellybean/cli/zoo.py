@@ -178,9 +178,15 @@ def profile(
     provider: Annotated[Optional[str], typer.Option("--provider", help="cpu | cuda | tensorrt (default: the best available).")] = None,
     operator: Annotated[Optional[list[str]], typer.Option("--operator", help="Only these operators (repeatable).")] = None,
     dim: Annotated[Optional[list[str]], typer.Option("--dim", metavar="NAME=N", help="Size of a dynamic non-batch dimension.")] = None,
+    scene: Annotated[Optional[Path], typer.Option(
+        "--scene", help="A CityFlow-layout directory whose frames the operators are profiled on (default: a "
+                        "synthetic scene, 640x360).")] = None,
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Frames of the scene to make the inputs of.")] = 200,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Measure latency p50/p90/p99, throughput per batch size and peak memory of every variant; record them."""
+    """Measure every variant as an agent runs it (decode, pre- and post-processing included) on frames of a
+    scene and what the zoo's operators make of them: ms per item, throughput per batch size, peak memory,
+    and the bare model's time beside it. Record them."""
     from jellybean.zoo.profile import DEFAULT_HARDWARE, profile_zoo
 
     _quiet_logs(False)
@@ -197,22 +203,23 @@ def profile(
         result = profile_zoo(
             zoo_dir, name, _parse_batch_sizes(batch_sizes), warmup=warmup, runs=runs, min_seconds=min_seconds,
             max_seconds=max_seconds, intra_op_threads=threads, provider=provider, dims=_parse_dims(dim),
-            operators=operator, progress=tick,
+            operators=operator, scene=scene, frames=frames, progress=tick,
         )
     if as_json:
         typer.echo(json.dumps(result.as_json(), indent=2))
         return
     sizes = sorted({b for m in result.measured for b in m.profile.throughput})
-    table = Table(title=f"{zoo_dir} on {result.hardware} ({result.threads} threads); "
-                        "latency ms at batch 1, throughput items/s at batch b", title_justify="left")
+    table = Table(title=f"{zoo_dir} on {result.hardware} ({result.threads} threads); ms per item at batch 1 as "
+                        "the operator runs it, items/s at batch b", title_justify="left")
     table.add_column("variant", no_wrap=True)
-    for col in ("EP", "p50", "p90", "p99", *(f"b{b}/s" for b in sizes), "peak MB"):
-        table.add_column(col, justify="left" if col == "EP" else "right")
+    for col in ("EP", "ms/item", "p90", "p99", "model ms", *(f"b{b}/s" for b in sizes), "peak MB"):
+        table.add_column(col, justify="left" if col == "EP" else "right", no_wrap=True)
     for m in result.measured:
         p = m.profile
         table.add_row(
             f"{m.operator}/{m.variant}", (p.execution_provider or "").replace("ExecutionProvider", ""),
             f"{p.latency_ms:.3f}", f"{p.p90_ms:.3f}", f"{p.p99_ms:.3f}",
+            f"{p.model_ms:.3f}" if p.model_ms else "",
             *(_rate(p.throughput[b]) if b in p.throughput else "" for b in sizes),
             f"{p.peak_memory_mb:.1f}" if p.peak_memory_mb else "",
         )
@@ -223,8 +230,14 @@ def profile(
     for op, var, reason in result.skipped:
         console.print(f"skipped {op}/{var}: {reason}", style="dim", highlight=False)
     console.print(table)
-    console.print("peak MB: growth of the profiling process's peak RSS from loading the variant to its last run "
-                  "(host RAM; GPU memory not included)", style="dim", highlight=False)
+    inputs = sorted({m.profile.inputs for m in result.measured if m.profile.inputs})
+    for text in inputs:
+        console.print(f"measured on {text}", style="dim", highlight=False)
+    for (op, var), note in result.notes.items():
+        console.print(f"{op}/{var}: {note}", style="yellow", highlight=False)
+    console.print("ms/item: per item of the plan (a frame, or one per box); model ms: the bare model per call at "
+                  "batch 1; peak MB: growth of the profiling process's peak RSS from loading the variant to its "
+                  "last run (host RAM; GPU memory not included)", style="dim", highlight=False)
     if hardware is None:
         err_console.print(
             f"note: recorded as profiles.{name}; pass --hardware with this machine's name in your hardware catalog "

@@ -151,7 +151,7 @@ def _capability(variant: Variant, profile: Profile, max_batch_latency_ms: float 
             if batch_latency <= max_batch_latency_ms and thr > capacity:
                 capacity, latency, batch = thr, batch_latency, b
     memory = max(variant.memory_mb, profile.peak_memory_mb or 0.0)
-    return Capability(capacity=capacity, latency_ms=latency, batch=batch, memory_mb=memory)
+    return Capability(capacity=capacity, latency_ms=latency, batch=batch, memory_mb=memory, threads=profile.threads)
 
 
 def _rates(wf: Workflow, source_rates: dict[str, float]) -> tuple[dict[str, float], dict[tuple[str, str], float]]:

@@ -37,6 +37,7 @@ def extract_plan(problem: Problem, solution: Solution, strategy: str, inputs: di
                 capacity=cap.capacity * count,
                 batch=cap.batch,
                 latency_ms=cap.latency_ms,
+                threads=cap.threads,
                 price_per_hour=pool.price,
                 members=pool.members[start : start + count],
             )

@@ -44,6 +44,7 @@ class Capability:
     latency_ms: float  # per item (batch 1) or per batch (batching)
     batch: int = 1
     memory_mb: float = 0.0
+    threads: int | None = None  # ONNX Runtime intra-op threads the figures were measured with
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class WorkerGroup(StrictModel):
     capacity: float  # items/s, all ``count`` workers together
     batch: int = 1
     latency_ms: float = 0.0
+    threads: int | None = None  # intra-op threads its capacity was measured with; the agent runs with them
     price_per_hour: float = 0.0  # per worker
     members: tuple[str, ...] = ()
 

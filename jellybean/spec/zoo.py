@@ -21,9 +21,16 @@ from jellybean.spec.base import (
 
 
 class Profile(StrictModel):
-    """What one variant does on one kind of hardware, as measured by `jellybean zoo profile`."""
+    """What one variant does on one kind of hardware, as measured by `jellybean zoo profile`.
 
-    latency_ms: float = Field(ge=MIN_MS, le=MAX_MS, description="batch-1 latency (p50)")
+    With ``basis: operator`` (what `zoo profile` measures wherever an agent can run the variant)
+    every figure is the operator's as a worker runs it: decode, pre- and post-processing included,
+    per item of the plan (a frame, or one per box), so that ``1000 / latency_ms`` is the items/s a
+    worker delivers at batch 1. ``model_ms`` is the bare model's time per call at batch 1, beside
+    it for comparison; the planner never uses it. ``basis: model`` says the figures are the bare
+    model's, because no operator implementation runs the variant here."""
+
+    latency_ms: float = Field(ge=MIN_MS, le=MAX_MS, description="ms per item at batch 1 (1000 / items/s)")
     p90_ms: float | None = Field(None, ge=MIN_MS, le=MAX_MS)
     p99_ms: float | None = Field(None, ge=MIN_MS, le=MAX_MS)
     throughput: dict[int, float] = Field(
@@ -32,6 +39,11 @@ class Profile(StrictModel):
     peak_memory_mb: float | None = Field(None, gt=0, le=MAX_MEMORY_MB)
     execution_provider: str | None = None
     measured_at: str | None = None
+    model_ms: float | None = Field(None, ge=MIN_MS, le=MAX_MS, description="the bare model's ms per call at batch 1")
+    basis: Literal["operator", "model"] | None = Field(
+        None, description="operator: measured as an agent runs it; model: the bare model only; none: written by hand")
+    threads: int | None = Field(None, ge=1, le=1024, description="ONNX Runtime intra-op threads it was measured with")
+    inputs: str | None = Field(None, description="what it was measured on")
 
     @field_validator("throughput")
     @classmethod
