@@ -7,8 +7,11 @@ row alike; figures are medians over rounds, ratios are taken between medians of 
   JPEG-encoded at quality 90, as the replay driver publishes them (the example's frames).
 - Baseline "Detector.process": the agent's own detector operator ("yolov8-detector": JPEG decode,
   resize, ONNX Runtime, NMS, crops as JPEGs) called directly in a loop, batch B, no MQTT.
-- Row "bare ORT": `InferenceSession.run` alone on tensors preprocessed beforehand, batch B: what
-  the model costs without decode, preprocessing, NMS and crops.
+- Row "bare ORT + preprocessing" (the aim's baseline): per batch of B frames, `cv2.imdecode` of the
+  same JPEGs, the detector's preprocessing (`preprocess` to the model's input size, its letterbox
+  setting) and `InferenceSession.run`: the work a frame cannot avoid, without NMS and crops.
+- Row "bare ORT run": `InferenceSession.run` alone on tensors preprocessed beforehand, batch B:
+  what the model costs without decode, preprocessing, NMS and crops.
 - Row "agent": a real broker (Mosquitto; `--embedded`: the embedded amqtt broker), an agent process
   (`python -m jellybean agent`, or `--in-process`) given a retained Assignment with one detector
   task per batch size, frames published to its data topic with at most `--window` x B in flight
@@ -18,8 +21,14 @@ row alike; figures are medians over rounds, ratios are taken between medians of 
   agent, against one Detector.process call.
 - Broker throughput: one publisher and one subscriber moving the example's frame items through
   the broker at QoS 1 as fast as a bounded window lets them (Mosquitto and the embedded broker).
+- Levers, measured in the same rounds: `--threads 1,2` runs every row at each intra-op thread
+  count (one agent process per count, both on the one broker); `--batch 1,4,8` the batch sizes;
+  and every round times JPEG decode + preprocessing per frame with `cv2.IMREAD_COLOR` against
+  `cv2.IMREAD_REDUCED_COLOR_2` (libjpeg's DCT scaling: half the width and height).
 
-    python benchmarks/agent_throughput.py [--batch 1,4] [--rounds 3] [--threads 1] [--embedded]
+The aim: agent / (bare ORT + preprocessing) >= 0.8.
+
+    python benchmarks/agent_throughput.py [--batch 1,4] [--rounds 3] [--threads 1[,2]] [--embedded]
 """
 
 from __future__ import annotations
@@ -54,9 +63,21 @@ from jellybean.replay.scene import SceneConfig, write_scene
 from jellybean.zoo.yolo import preprocess
 
 REPO = Path(__file__).resolve().parents[1]
-AGENT = "bench"
-AIM = 0.85
-console = Console(width=None if sys.stdout.isatty() else 120)
+AGENT = "bench"  # agent names: bench-t<threads>
+AIM = 0.80  # agent / (bare ORT + preprocessing)
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def show(table: Table) -> None:
+    """Print a table at its full width, even past the console's: rich then never folds or cuts a
+    cell (a narrow terminal wraps the lines instead; piped output stays whole)."""
+    need = console.measure(table, options=console.options.update_width(10_000)).maximum
+    width = console.width
+    console.width = max(width, need)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 # -- frames --------------------------------------------------------------------------------------
@@ -125,6 +146,39 @@ def time_bare_ort(session, tensors: list[np.ndarray], n: int) -> float:
         done += len(batch)
         k += 1
     return done / (time.perf_counter() - t0)
+
+
+def decode_all(jpegs: list[bytes], flag: int = cv2.IMREAD_COLOR) -> list[np.ndarray]:
+    return [cv2.imdecode(np.frombuffer(j, np.uint8), flag) for j in jpegs]
+
+
+def time_bare_pre(session, jpegs: list[bytes], size, letterbox: bool, batch: int, n: int,
+                  flag: int = cv2.IMREAD_COLOR) -> float:
+    """Frames/s of JPEG decode + the detector's preprocessing + session.run, `n` frames in batches
+    of `batch`: what every frame costs before NMS and crops."""
+    name = session.get_inputs()[0].name
+    t0 = time.perf_counter()
+    done = k = 0
+    while done < n:
+        part = [jpegs[(k + i) % len(jpegs)] for i in range(batch)]
+        images = decode_all(part, flag)
+        session.run(None, {name: preprocess(images, size, letterbox=letterbox).images})
+        done += batch
+        k += batch
+    return done / (time.perf_counter() - t0)
+
+
+def decode_costs(jpegs: list[bytes], size, letterbox: bool, flag: int) -> tuple[float, float]:
+    """(decode, preprocess) ms per frame over `jpegs`, one frame at a time, with imdecode flag `flag`."""
+    t_dec = t_pre = 0.0
+    for j in jpegs:
+        t0 = time.perf_counter()
+        image = cv2.imdecode(np.frombuffer(j, np.uint8), flag)
+        t1 = time.perf_counter()
+        preprocess([image], size, letterbox=letterbox)
+        t_dec += t1 - t0
+        t_pre += time.perf_counter() - t1
+    return 1000 * t_dec / len(jpegs), 1000 * t_pre / len(jpegs)
 
 
 # -- brokers -------------------------------------------------------------------------------------
@@ -271,8 +325,9 @@ def broker_rate(url: str, payloads: list[bytes], seconds: float, window: int, ta
 class AgentUnderTest:
     """An agent (process or in-process) given one detector task per batch size, driven through the broker."""
 
-    def __init__(self, url: str, model: Path, batches: list[int], threads: int, latency_ms: float,
+    def __init__(self, name: str, url: str, model: Path, batches: list[int], threads: int, latency_ms: float,
                  workdir: Path, in_process: bool) -> None:
+        self.name = name
         self.url = url
         self.ops = {b: f"detect-b{b}" for b in batches}
         self.batches = batches
@@ -280,18 +335,18 @@ class AgentUnderTest:
         self.agent = None
         if in_process:
             from jellybean.agents.agent import Agent, AgentOptions
-            self.agent = Agent(AgentOptions(name=AGENT, hardware="bench", broker=url, model_dirs=(model.parent,),
+            self.agent = Agent(AgentOptions(name=name, hardware="bench", broker=url, model_dirs=(model.parent,),
                                             cache_dir=workdir / "cache", threads=threads)).start()
         else:
-            self._log = open(workdir / "agent.log", "w")
+            self._log = open(workdir / f"{name}.log", "w")
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jellybean", "agent", "--name", AGENT, "--hardware", "bench", "--broker", url,
+                [sys.executable, "-m", "jellybean", "agent", "--name", name, "--hardware", "bench", "--broker", url,
                  "--zoo", str(model.parent), "--threads", str(threads), "--cache", str(workdir / "cache"),
                  "--log-level", "warning"],
                 stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.log_path = workdir / "agent.log"
-        self.link = Client(url, "jb-bench-driver")
+        self.log_path = workdir / f"{name}.log"
+        self.link = Client(url, f"jb-bench-driver-{name}")
         self._beat: Heartbeat | None = None
         self._beat_cond = threading.Condition()
         self._out_lock = threading.Lock()
@@ -303,18 +358,18 @@ class AgentUnderTest:
         self.tombstones = 0
         self.foreign = 0
         self.last_out = 0.0
-        self.link.subscribe(topics.heartbeat(AGENT), self._on_heartbeat, qos=0)
-        self.link.subscribe(topics.sink("bench"), self._on_sink, qos=1)
+        self.link.subscribe(topics.heartbeat(name), self._on_heartbeat, qos=0)
+        self.link.subscribe(topics.sink(name), self._on_sink, qos=1)
         self.link.start()
         sha = hashlib.sha256(model.read_bytes()).hexdigest()
         tasks = [Task(operator=self.ops[b], variant=model.stem, runtime="yolov8-detector", batch=b,
                       max_batch_latency_ms=latency_ms, workers=1, model=model.name, sha256=sha,
                       size=model.stat().st_size) for b in batches]
         ops = [self.ops[b] for b in batches]
-        assignment = Assignment(agent=AGENT, site=AGENT, version=1, plan="bench", workflow="bench", tasks=tasks,
-                                placements={op: {AGENT: 1.0} for op in ops}, downstream={op: [] for op in ops},
-                                sinks=ops, sink_topic=topics.sink("bench"), drop_after_ms=1e9)
-        self.link.publish(topics.assignment(AGENT), assignment.to_bytes(), retain=True)
+        assignment = Assignment(agent=name, site=name, version=1, plan="bench", workflow=name, tasks=tasks,
+                                placements={op: {name: 1.0} for op in ops}, downstream={op: [] for op in ops},
+                                sinks=ops, sink_topic=topics.sink(name), drop_after_ms=1e9)
+        self.link.publish(topics.assignment(name), assignment.to_bytes(), retain=True)
         self._wait_running(1, set(ops), timeout=90)
 
     def _on_heartbeat(self, topic: str, payload: bytes) -> None:
@@ -362,7 +417,7 @@ class AgentUnderTest:
     def run(self, batch: int, items: list[Item], window: int, timeout: float) -> dict:
         """Publish `items` to the batch-`batch` task with at most `window` in flight; frames/s out."""
         payloads = [encode_item(i) for i in items]
-        topic = topics.data(AGENT, self.ops[batch])
+        topic = topics.data(self.name, self.ops[batch])
         with self._out_lock:
             self._expect = {i.key: 1 for i in items}
             self.received = self.duplicates = self.tombstones = 0
@@ -392,7 +447,7 @@ class AgentUnderTest:
         return self.log_path.read_text(errors="replace").count("lost the broker connection")
 
     def stop(self) -> None:
-        self.link.publish(topics.assignment(AGENT), b"", retain=True)  # clear the retained assignment
+        self.link.publish(topics.assignment(self.name), b"", retain=True)  # clear the retained assignment
         time.sleep(0.1)
         self.link.stop()
         if self.agent is not None:
@@ -408,11 +463,18 @@ def spread(values: list[float], fmt: str = "{:.0f}") -> str:
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
 
 
+def ratio(a: list[float], b: list[float]) -> float:
+    """The ratio of two rows' medians (of the same run)."""
+    return statistics.median(a) / statistics.median(b)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=REPO / "model_zoo/aicity/detector_w100.onnx")
     parser.add_argument("--batch", default="1,4", help="batch sizes, comma-separated")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (baseline and agent)")
+    parser.add_argument("--threads", default="1",
+                        help="ONNX Runtime intra-op threads (baselines and agent), comma-separated: "
+                             "one agent per count")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=400, help="frames per measurement (per row, batch and round)")
     parser.add_argument("--window", type=int, default=4, help="frames in flight to the agent, in batches")
@@ -430,9 +492,13 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(threadName)s %(name)s: %(message)s")
     batches = [int(b) for b in args.batch.split(",")]
+    threads = [int(t) for t in args.threads.split(",")]
+    if args.in_process and len(threads) > 1:
+        raise SystemExit("--in-process runs one agent: give one --threads count")
     width, height = (int(v) for v in args.size.lower().split("x"))
     if find_mosquitto() is None:
         raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
+    keys = [(t, b) for t in threads for b in batches]
 
     with tempfile.TemporaryDirectory(prefix="jb-agent-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -447,15 +513,20 @@ def main() -> None:
                       f"{args.rounds} rounds, agent window {args.window}×batch, max_batch_latency {args.latency_ms:g} ms, "
                       f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
 
-        # Baselines: the operator itself, and a bare session on preprocessed tensors.
-        ops = {b: detector(args.model, b, args.threads) for b in batches}
-        session = ort_session(args.model, args.threads)
-        size = ops[batches[0]].size
-        decoded = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in jpegs[:32]]
-        tensors = {b: [preprocess(decoded[i:i + b], size).images for i in range(0, 32 - b + 1, b)] for b in batches}
-        for b in batches:  # warm-up
-            time_process(ops[b], frame_items(jpegs, "warm", 4 * b), b)
-            time_bare_ort(session, tensors[b], 4 * b)
+        # Baselines: the operator itself, decode + preprocessing + a bare session, and a bare session
+        # on preprocessed tensors; each with its own session per thread count.
+        ops = {(t, b): detector(args.model, b, t) for t, b in keys}
+        sessions = {t: ort_session(args.model, t) for t in threads}
+        op0 = ops[keys[0]]
+        size, letterbox = op0.size, op0.letterbox
+        decoded = decode_all(jpegs[:32])
+        tensors = {b: [preprocess(decoded[i:i + b], size, letterbox=letterbox).images for i in range(0, 32 - b + 1, b)]
+                   for b in batches}
+        console.print(f"model input {size[1]}x{size[0]} (WxH), letterbox {letterbox}")
+        for t, b in keys:  # warm-up
+            time_process(ops[t, b], frame_items(jpegs, "warm", 4 * b), b)
+            time_bare_ort(sessions[t], tensors[b], 4 * b)
+            time_bare_pre(sessions[t], jpegs, size, letterbox, b, 4 * b)
 
         mosquitto = MosquittoBroker(None, workdir=tmp / "mosquitto")
         mosquitto.start()
@@ -464,38 +535,51 @@ def main() -> None:
         if args.embedded or not args.no_embedded_rate:
             embedded = EmbeddedProcess(tmp / "embedded.log")
         agent_broker = embedded.url if args.embedded else mosquitto.url
-        agent = None
+        agents: dict[int, AgentUnderTest] = {}
         try:
-            with console.status("starting the agent"):
-                agent = AgentUnderTest(agent_broker, args.model, batches, args.threads, args.latency_ms, tmp,
-                                       args.in_process)
-            for b in batches:  # warm-up through the agent
-                w = agent.run(b, frame_items(jpegs, f"warm/b{b}", 4 * args.window * b), args.window * b, 60)
+            for t in threads:
+                with console.status(f"starting the agent with {t} ORT thread(s)"):
+                    agents[t] = AgentUnderTest(f"{AGENT}-t{t}", agent_broker, args.model, batches, t, args.latency_ms,
+                                               tmp, args.in_process)
+            for t, b in keys:  # warm-up through the agent
+                w = agents[t].run(b, frame_items(jpegs, f"warm/b{b}", 4 * args.window * b), args.window * b, 60)
                 if w["missing"]:
-                    raise SystemExit(f"warm-up at batch {b}: {w['missing']} frames did not come back; see {agent.log_path}")
+                    raise SystemExit(f"warm-up at {t} thread(s), batch {b}: {w['missing']} frames did not come "
+                                     f"back; see {agents[t].log_path}")
 
-            process = {b: [] for b in batches}
-            bare = {b: [] for b in batches}
-            through = {b: [] for b in batches}
-            checks = {b: [] for b in batches}
+            process = {k: [] for k in keys}
+            bare = {k: [] for k in keys}
+            bare_pre = {k: [] for k in keys}
+            through = {k: [] for k in keys}
+            checks = {k: [] for k in keys}
+            decode_ms = {"IMREAD_COLOR": [], "IMREAD_REDUCED_COLOR_2": []}  # (decode, preprocess) per round
             single = []  # ms per frame with one frame in flight (batch 1): the round trip
             brokers = {"mosquitto": [], **({"embedded": []} if embedded else {})}
             for r in range(args.rounds):
-                for b in batches:
-                    with console.status(f"round {r + 1}/{args.rounds}, batch {b}"):
-                        process[b].append(time_process(ops[b], frame_items(jpegs, f"base/r{r}", args.frames), b))
-                        bare[b].append(time_bare_ort(session, tensors[b], args.frames))
-                        res = agent.run(b, frame_items(jpegs, f"agent/r{r}/b{b}", args.frames), args.window * b,
-                                        timeout=60 + args.frames / 5)
-                    through[b].append(res["rate"])
-                    checks[b].append(res)
-                    console.print(f"round {r + 1} batch {b}: Detector.process {process[b][-1]:.1f} f/s, bare ORT "
-                                  f"{bare[b][-1]:.1f} f/s, agent {res['rate']:.1f} f/s "
+                for t, b in keys:
+                    k = (t, b)
+                    with console.status(f"round {r + 1}/{args.rounds}, {t} thread(s), batch {b}"):
+                        process[k].append(time_process(ops[k], frame_items(jpegs, f"base/r{r}", args.frames), b))
+                        bare_pre[k].append(time_bare_pre(sessions[t], jpegs, size, letterbox, b, args.frames))
+                        bare[k].append(time_bare_ort(sessions[t], tensors[b], args.frames))
+                        res = agents[t].run(b, frame_items(jpegs, f"agent/r{r}/b{b}", args.frames), args.window * b,
+                                            timeout=60 + args.frames / 5)
+                    through[k].append(res["rate"])
+                    checks[k].append(res)
+                    console.print(f"round {r + 1}, {t} thread(s), batch {b}: Detector.process {process[k][-1]:.1f} "
+                                  f"f/s, bare ORT + preprocessing {bare_pre[k][-1]:.1f} f/s, bare ORT run "
+                                  f"{bare[k][-1]:.1f} f/s, agent {res['rate']:.1f} f/s "
                                   f"({res['received']}/{res['sent']} back, {res['duplicates']} duplicates, "
                                   f"{res['tombstones']} tombstones)")
+                with console.status(f"round {r + 1}/{args.rounds}, decode at full and half size"):
+                    for flag_name in decode_ms:
+                        decode_ms[flag_name].append(decode_costs(jpegs, size, letterbox, getattr(cv2, flag_name)))
+                console.print(f"round {r + 1}: decode + preprocess per frame: " + ", ".join(
+                    f"{n} {sum(v[-1]):.2f} ms" for n, v in decode_ms.items()))
                 if 1 in batches:
                     with console.status(f"round {r + 1}/{args.rounds}, one frame in flight"):
-                        res = agent.run(1, frame_items(jpegs, f"single/r{r}", args.single_frames), 1, timeout=60)
+                        res = agents[threads[0]].run(1, frame_items(jpegs, f"single/r{r}", args.single_frames), 1,
+                                                     timeout=60)
                     single.append(1000.0 / res["rate"] if res["rate"] else float("nan"))
                     console.print(f"round {r + 1}: one frame in flight: {single[-1]:.1f} ms per frame "
                                   f"({res['received']}/{res['sent']} back)")
@@ -506,52 +590,94 @@ def main() -> None:
                                                          f"{name}{r}"))
                         console.print(f"round {r + 1} broker {name}: {brokers[name][-1][0]:.0f} frames/s, "
                                       f"{brokers[name][-1][1]:.1f} MB/s")
-            reconnects = agent.reconnects()
+            reconnects = {t: a.reconnects() for t, a in agents.items()}
         finally:
-            if agent is not None:
-                agent.stop()
+            for a in agents.values():
+                a.stop()
             mosquitto.stop()
             if embedded is not None:
                 embedded.stop()
 
     broker_name = "embedded amqtt" if args.embedded else "Mosquitto"
-    table = Table(title=f"{args.model.name}, {args.threads} ORT thread(s): frames/s, medians (min–max) over "
-                        f"{args.rounds} rounds", title_justify="left")
-    for col in ("batch", "bare ORT run", "Detector.process", f"agent via {broker_name}", "agent / process",
-                "aim", "frames back"):
-        table.add_column(col, justify="right")
-    for b in batches:
-        ratio = statistics.median(through[b]) / statistics.median(process[b])
-        ok = all(c["missing"] == 0 and c["duplicates"] == 0 and c["tombstones"] == 0 for c in checks[b])
-        sent = sum(c["sent"] for c in checks[b])
-        back = sum(c["received"] - c["tombstones"] for c in checks[b])
-        table.add_row(str(b), spread(bare[b]), spread(process[b]), spread(through[b]), f"{ratio:.2f}",
-                      f"≥ {AIM:.2f} {'met' if ratio >= AIM else '[bold red]below the aim[/]'}",
+    table = Table(title=f"{args.model.name}: frames/s, medians (min–max) over {args.rounds} rounds; ratios between "
+                        f"medians", title_justify="left")
+    for col in ("threads", "batch", "bare ORT run", "bare ORT + preproc", "Detector.process",
+                f"agent via {broker_name}",
+                "agent / (ORT + preproc)", "aim", "agent / ORT run", "agent / process", "frames back"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for k in keys:
+        t, b = k
+        aim = ratio(through[k], bare_pre[k])
+        ok = all(c["missing"] == 0 and c["duplicates"] == 0 and c["tombstones"] == 0 for c in checks[k])
+        sent = sum(c["sent"] for c in checks[k])
+        back = sum(c["received"] - c["tombstones"] for c in checks[k])
+        table.add_row(str(t), str(b), spread(bare[k]), spread(bare_pre[k]), spread(process[k]), spread(through[k]),
+                      f"{aim:.2f}", f"≥ {AIM:.2f} {'met' if aim >= AIM else '[bold red]below[/]'}",
+                      f"{ratio(through[k], bare[k]):.2f}", f"{ratio(through[k], process[k]):.2f}",
                       f"{back}/{sent}" + (" exactly once" if ok else
-                                          f" [red]{sum(c['duplicates'] for c in checks[b])} dup[/]"))
-    console.print(table)
+                                          f" [red]{sum(c['duplicates'] for c in checks[k])} dup, "
+                                          f"{sum(c['missing'] for c in checks[k])} missing, "
+                                          f"{sum(c['tombstones'] for c in checks[k])} tombstones[/]"))
+    show(table)
+
+    # Levers: threads (same batch, against the first thread count), batch (against the first batch size).
+    if len(threads) > 1 or len(batches) > 1:
+        lt = Table(title="levers: each row's median frames/s against the first thread count (same batch) and the "
+                         "first batch size (same threads)", title_justify="left")
+        for col in ("threads", "batch", "agent", "× vs threads", "× vs batch", "bare ORT + preproc", "× vs threads",
+                    "× vs batch", "bare ORT run", "× vs threads", "× vs batch"):
+            lt.add_column(col, justify="right", no_wrap=True)
+        for t, b in keys:
+            row = [str(t), str(b)]
+            for rows in (through, bare_pre, bare):
+                row += [f"{statistics.median(rows[t, b]):.0f}", f"{ratio(rows[t, b], rows[threads[0], b]):.2f}",
+                        f"{ratio(rows[t, b], rows[t, batches[0]]):.2f}"]
+            lt.add_row(*row)
+        show(lt)
+    dt = Table(title=f"decode + preprocessing to {size[1]}x{size[0]}, ms per frame (one at a time), "
+                     f"medians (min–max) over {args.rounds} rounds of {len(jpegs)} frames", title_justify="left")
+    for col in ("imdecode flag", "decoded size", "decode", "preprocess", "decode + preprocess"):
+        dt.add_column(col, justify="right" if col != "imdecode flag" else "left", no_wrap=True)
+    for name, values in decode_ms.items():
+        shape = cv2.imdecode(np.frombuffer(jpegs[0], np.uint8), getattr(cv2, name)).shape
+        dt.add_row(name, f"{shape[1]}x{shape[0]}", spread([v[0] for v in values], "{:.3f}"),
+                   spread([v[1] for v in values], "{:.3f}"), spread([sum(v) for v in values], "{:.3f}"))
+    show(dt)
+    full = statistics.median(sum(v) for v in decode_ms["IMREAD_COLOR"])
+    half = statistics.median(sum(v) for v in decode_ms["IMREAD_REDUCED_COLOR_2"])
+    console.print(f"IMREAD_REDUCED_COLOR_2 saves {full - half:.3f} ms per frame ({100 * (full - half) / full:.0f} % of "
+                  f"decode + preprocess); crops would then come from the {width // 2}x{height // 2} image")
+    for k in keys:
+        ms = 1000 / statistics.median(through[k])
+        console.print(f"{k[0]} thread(s), batch {k[1]}: the agent spends {ms:.2f} ms per frame; less {full - half:.3f} "
+                      f"ms it would run at ≈ {1000 / (ms - (full - half)):.0f} f/s, "
+                      f"{1000 / (ms - (full - half)) / statistics.median(bare_pre[k]):.2f} of today's bare ORT + "
+                      f"preprocessing")
     if single:
-        console.print(f"one frame in flight (batch 1): {spread(single, '{:.1f}')} ms per frame through the agent and "
-                      f"the broker, against {1000 / statistics.median(process[1]):.1f} ms in Detector.process")
+        console.print(f"one frame in flight (batch 1, {threads[0]} thread(s)): {spread(single, '{:.1f}')} ms per frame "
+                      f"through the agent and the broker, against "
+                      f"{1000 / statistics.median(process[threads[0], 1]):.1f} ms in Detector.process")
     bt = Table(title=f"broker throughput, QoS 1, one publisher → one subscriber, {args.broker_window} in flight, "
                      f"frame items of {item_size / 1e3:.1f} KB", title_justify="left")
     for col in ("broker", "frames/s", "MB/s", "lost QoS 1 messages"):
-        bt.add_column(col, justify="right" if col != "broker" else "left")
+        bt.add_column(col, justify="right" if col != "broker" else "left", no_wrap=True)
     for name, values in brokers.items():
         stalls = sum(v[2] for v in values)
         bt.add_row(name, spread([v[0] for v in values]), spread([v[1] for v in values], "{:.1f}"),
                    f"[red]{stalls} of {len(values)} rounds stalled[/]" if stalls else "none")
-    console.print(bt)
-    for b in batches:
-        ratio = statistics.median(through[b]) / statistics.median(process[b])
-        paired = statistics.median(a / p for a, p in zip(through[b], process[b]))
-        share = statistics.median(process[b]) / statistics.median(bare[b])
-        console.print(f"batch {b}: agent / Detector.process = {ratio:.2f} ({'meets' if ratio >= AIM else 'below'} the "
-                      f"aim of {AIM:.2f}; median of per-round ratios {paired:.2f}); "
-                      f"Detector.process / bare ORT = {share:.2f}")
-    if reconnects is not None:
-        console.print(f"the agent process lost its broker connection {reconnects} time(s) during the run"
-                      + (" (see benchmarks/README.md: paho writes from two threads)" if reconnects else ""))
+    show(bt)
+    for k in keys:
+        aim = ratio(through[k], bare_pre[k])
+        paired = statistics.median(a / p for a, p in zip(through[k], bare_pre[k]))
+        console.print(f"{k[0]} thread(s), batch {k[1]}: agent / (bare ORT + preprocessing) = {aim:.2f} "
+                      f"({'meets' if aim >= AIM else 'below'} the aim of {AIM:.2f}; median of per-round ratios "
+                      f"{paired:.2f}); agent / bare ORT run = {ratio(through[k], bare[k]):.2f}; agent / "
+                      f"Detector.process = {ratio(through[k], process[k]):.2f}; Detector.process / (bare ORT + "
+                      f"preprocessing) = {ratio(process[k], bare_pre[k]):.2f}")
+    for t, n in reconnects.items():
+        if n is not None:
+            console.print(f"the agent process with {t} thread(s) lost its broker connection {n} time(s) during the run"
+                          + (" (see benchmarks/README.md: paho writes from two threads)" if n else ""))
 
 
 if __name__ == "__main__":
