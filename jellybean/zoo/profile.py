@@ -1,30 +1,30 @@
 """Profile every variant of a zoo on this machine and record it under ``profiles[HARDWARE]``.
 
-A variant is measured as an agent's worker runs it, because that is what the planner's capacities
-must be (``1000 / latency_ms`` items/s per worker). For each variant, in a fresh process of its own:
+A variant is measured as an agent runs it, because that is what the planner's capacities must be
+(``1000 / latency_ms`` items/s per worker):
 
 1. the workload: frames of a scene (``--scene``, or a synthetic one) as replay publishes them, and
    what the zoo's own operators make of them (`jellybean.zoo.workload`): a re-ID variant is fed the
    detector's boxes and crops, a tracker the re-ID features;
-2. for each batch size (1 always; 1, 2, 4, 8 by default, for operators that take any items; 1 for
-   stream-keyed ones such as trackers): ``warmup`` untimed calls, then timed calls until at least
-   ``runs`` calls AND ``min_seconds`` have passed, or ``max_seconds`` (with at least 3 calls). A
-   call is a worker's step without the sockets: decode the batch from the wire format,
-   ``Operator.process`` (decode, pre-processing, model, post-processing), encode the outputs;
+2. one real agent process per variant (`jellybean.zoo.saturate`), on a local broker (Mosquitto,
+   else the embedded one), given the variant as its one task at each batch size (1 always; 1, 2,
+   4, 8 by default for operators that take any items; 1 for stream-keyed ones such as trackers)
+   and kept saturated: ``warmup`` outputs untimed, then until ``runs`` outputs AND ``min_seconds``,
+   or ``max_seconds`` (with at least 3 outputs);
 3. rates count the plan's items (``Item.units``: a frame, or one per box): ``latency_ms`` is the
-   seconds per item at batch 1 (so the capacity formula gives exactly the measured rate),
-   p90/p99 the per-item time of single calls, throughput at batch b the items/s at b;
-4. beside it, the bare model (``InferenceSession.run`` on seeded random tensors, batch 1):
-   ``model_ms``, for comparison only. A variant that no registered operator runs (a plain
-   classifier) is profiled as its bare model and says so (``basis: model``);
-5. peak memory: how much the process's peak resident set size (Linux ``VmHWM``) grew from just
-   before the model was loaded (after ``import onnxruntime``, with the peak reset through
-   ``/proc/self/clear_refs``) to the end of the last timed call. It does not include GPU memory.
+   seconds per item at batch 1 (so the capacity formula gives exactly the measured rate), p90/p99
+   the per-item time between consecutive outputs at batch 1, throughput at batch b the items/s;
+4. beside it, the bare model (``InferenceSession.run`` on seeded random tensors, batch 1, in a fresh
+   process): ``model_ms``, for comparison only. A variant that no registered operator runs (a plain
+   classifier) is profiled as its bare model at every batch size and says so (``basis: model``);
+5. peak memory: how much the agent's peak resident set size (Linux ``VmHWM``) grew from when it
+   came up (``onnxruntime`` imported, the peak reset through ``/proc/PID/clear_refs``) to the end of
+   its last run; for a bare model, the same in its own process. GPU memory is not included.
 
-Reproducible within noise: a fixed intra-op thread count (default: every core this process may use;
-profile with the threads your agents run, `jellybean up` runs 1), one process per variant so no
-variant inherits another's allocator state. ``isolate=False`` measures in this process and records
-no memory.
+Reproducible within noise: a fixed intra-op thread count, passed to the agent through its task
+(default: every core this process may use; `jellybean up` runs agents with 1), one process per
+variant so no variant inherits another's allocator state. ``isolate=False`` measures bare models
+in this process and records no memory for them.
 """
 
 from __future__ import annotations
@@ -44,17 +44,22 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from jellybean.agents.backends import ONNX_SUFFIXES, default_threads, open_backend, random_inputs, tensorrt_available
-from jellybean.agents.items import Item, decode_item, encode_item
-from jellybean.agents.operators.base import Operator, OperatorConfig, create, runtime_for
+from jellybean.agents.broker import start_local_broker
+from jellybean.agents.items import Item
+from jellybean.agents.messages import Task
+from jellybean.agents.operators.base import lookup, runtime_for
 from jellybean.errors import JellyBeanError, NotSupportedError
 from jellybean.spec.zoo import Profile, Variant, Zoo, ZooOperator
 from jellybean.zoo.manifest import load_zoo, set_profile, sha256_file, update_manifest
-from jellybean.zoo.workload import DEFAULT_FRAMES, build_workload, read_items, runtime_class, write_items
+from jellybean.zoo.saturate import AgentBench, Saturated
+from jellybean.zoo.workload import DEFAULT_FRAMES, build_workload, runtime_class
 
 log = logging.getLogger("jellybean.zoo")
 
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 2, 4, 8)
 DEFAULT_HARDWARE = "local-cpu"
+# How long a batching worker may wait to fill a batch; a saturated agent never waits.
+BATCH_WINDOW_MS = 1000.0
 _HARDWARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 ProgressFn = Callable[[str, int, int], None]
@@ -197,8 +202,8 @@ def measure_variant(
 
 
 def measure_operator(
-    runtime: str,
-    config: OperatorConfig,
+    bench: AgentBench,
+    task: Task,
     items: list[Item],
     batch_sizes: Iterable[int] = DEFAULT_BATCH_SIZES,
     *,
@@ -208,119 +213,36 @@ def measure_operator(
     max_seconds: float = 10.0,
     on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Time `Operator.process` of one variant on `items`, batch by batch, as an agent's worker calls
-    it; rates are in the plan's items (`Item.units`: a frame, or one per box)."""
-    if not items:
-        raise JellyBeanError(f"{config.operator}/{config.variant}: no inputs to profile it on")
-    operator = create(runtime, config)
-    streams = sorted({i.stream for i in items})
-    payloads = [encode_item(i) for i in items]
-    sizes = sorted({1, *(int(b) for b in batch_sizes)}) if operator.keyed == "item" else [1]
-    calls: dict[int, list[tuple[float, int]]] = {}
-    try:
-        for b in sizes:
-            calls[b] = _timed_calls(operator, payloads, b, streams, warmup, runs, min_seconds, max_seconds)
-            if on_batch is not None:
-                on_batch(b)
-    finally:
-        operator.close()
-    seconds = {b: sum(t for t, _ in c) for b, c in calls.items()}
-    units = {b: sum(u for _, u in c) for b, c in calls.items()}
-    if units[1] == 0:
-        raise JellyBeanError(f"{config.operator}/{config.variant}: its inputs carry no items to process (no boxes "
+    """Items/s of `task` in a real agent kept saturated (`AgentBench`), at each batch size: the rate a
+    worker delivers. Rates count the plan's items (`Item.units`: a frame, or one per box)."""
+    sizes = sorted({1, *(int(b) for b in batch_sizes)}) if task.keyed == "item" else [1]
+    results: dict[int, Saturated] = {}
+    for b in sizes:
+        batched = task.model_copy(update={"batch": b, "max_batch_latency_ms": BATCH_WINDOW_MS if b > 1 else 0.0})
+        results[b] = bench.saturate(batched, items, warmup=warmup, runs=runs, min_seconds=min_seconds,
+                                    max_seconds=max_seconds, session=f"profile-b{b}-{time.time_ns():x}")
+        if on_batch is not None:
+            on_batch(b)
+    rate = {b: r.rate for b, r in results.items() if r.rate > 0}
+    if 1 not in rate:
+        raise JellyBeanError(f"{task.operator}/{task.variant}: its inputs carry no items to process (no boxes "
                              "in any frame?); profile on a scene where the detector finds objects (--scene)")
-    per_unit = np.asarray([t / u for t, u in calls[1] if u > 0]) * 1000.0
-    p90, p99 = (float(np.percentile(per_unit, q)) for q in (90, 99))
-    mean_ms = 1000.0 * seconds[1] / units[1]
+    mean_ms = 1000.0 / rate[1]
+    p90, p99 = results[1].percentile(90), results[1].percentile(99)
     return {
         # The capacity formula 1000 / latency_ms is then exactly the items/s measured at batch 1.
         "latency_ms": mean_ms,
         "p90_ms": max(p90, mean_ms),
         "p99_ms": max(p99, p90, mean_ms),
-        "throughput": {b: units[b] / seconds[b] for b in sizes if units[b] > 0 and seconds[b] > 0},
-        "runs": {b: len(c) for b, c in calls.items()},
+        "throughput": rate,
+        "runs": {b: r.outputs for b, r in results.items()},
     }
-
-
-def _timed_calls(operator: Operator, payloads: list[bytes], batch: int, streams: list[str], warmup: int, runs: int,
-                 min_seconds: float, max_seconds: float) -> list[tuple[float, int]]:
-    """(seconds, items) of each timed call, passing over the inputs as often as needed.
-
-    A call is what an agent's worker does with a batch, sockets aside: decode the items from the
-    wire format, `process` them, encode the outputs. Every pass starts the streams afresh, so that
-    a tracker sees each pass as a new run of its cameras (as after a replay restarts), not frames
-    going back in time."""
-    calls: list[tuple[float, int]] = []
-    skip = max(0, warmup)
-    start = time.perf_counter()
-    while True:
-        for stream in streams:
-            operator.reset_stream(stream)
-        for k in range(0, len(payloads), batch):
-            chunk = payloads[k:k + batch]
-            t0 = time.perf_counter()
-            items = [decode_item(p) for p in chunk]
-            for out in operator.process(items):
-                encode_item(out)
-            t1 = time.perf_counter()
-            if skip:
-                skip -= 1
-                start = t1
-                continue
-            calls.append((t1 - t0, sum(i.units for i in items)))
-            elapsed = t1 - start
-            if len(calls) >= runs and elapsed >= min_seconds:
-                return calls
-            if elapsed >= max_seconds and len(calls) >= min(3, runs):
-                return calls
-
-
-def measure_job(job: dict[str, Any], on_batch: Callable[[int], None] | None = None,
-                measure_memory: bool = False) -> dict[str, Any]:
-    """One variant: the operator on its workload (when it has one), and the bare model beside it."""
-    job = dict(job)
-    path = job.pop("path")
-    inputs = job.pop("inputs")
-    runtime = job.pop("runtime")
-    params = job.pop("params")
-    names = job.pop("names")
-    timing = {k: job[k] for k in ("warmup", "runs", "min_seconds", "max_seconds")}
-    if path is not None and Path(path).suffix.lower() in ONNX_SUFFIXES:
-        import onnxruntime  # noqa: F401  (imported before the memory baseline)
-    reset = _reset_peak() if measure_memory else False
-    base_kb = _status_kb("VmRSS") if measure_memory else None
-    model = None
-    if path is not None:
-        # Beside an operator profile only the batch-1 figure is kept (`model_ms`).
-        model_sizes = (1,) if inputs is not None else job["batch_sizes"]
-        model = measure_variant(path, measure_memory=False, on_batch=None if inputs else on_batch,
-                                **{**job, "batch_sizes": model_sizes})
-    numbers: dict[str, Any]
-    if inputs is not None:
-        config = OperatorConfig(operator=names[0], variant=names[1], model=Path(path) if path else None,
-                                provider=job.get("provider"), threads=job["intra_op_threads"], params=params)
-        numbers = measure_operator(runtime, config, read_items(Path(inputs)), job["batch_sizes"],
-                                   on_batch=on_batch, **timing)
-        numbers["basis"] = "operator"
-        numbers["execution_provider"] = model["execution_provider"] if model else None
-    else:
-        assert model is not None
-        numbers = {k: model[k] for k in ("latency_ms", "p90_ms", "p99_ms", "throughput", "runs", "execution_provider")}
-        numbers["basis"] = "model"
-    numbers["model_ms"] = model["latency_ms"] if model else None
-    peak_kb = _status_kb("VmHWM") if measure_memory else None
-    memory = None
-    if peak_kb is not None and base_kb is not None and peak_kb > base_kb:
-        memory = (peak_kb - base_kb) / 1024.0
-    numbers["peak_memory_mb"] = memory
-    numbers["memory_exact"] = reset
-    return numbers
 
 
 def _child_main(job: dict[str, Any], out: Any) -> None:
     """Entry point of the per-variant process: measure, report through ``out`` (a Queue)."""
     try:
-        result = measure_job(job, on_batch=lambda b: out.put(("batch", b)), measure_memory=True)
+        result = measure_variant(job.pop("path"), measure_memory=True, on_batch=lambda b: out.put(("batch", b)), **job)
         out.put(("result", result))
     except JellyBeanError as exc:
         out.put(("error", str(exc)))
@@ -422,46 +344,69 @@ def profile_zoo(
     measured: list[VariantProfile] = []
     skipped: list[tuple[str, str, str]] = []
     notes: dict[tuple[str, str], str] = {}
+    timing = dict(warmup=warmup, runs=runs, min_seconds=min_seconds, max_seconds=max_seconds)
+    feeds = _feeds(zoo, zoo_dir, todo, scene, frames, threads, lambda d: tick(d, done, total))
+    broker = None
     with tempfile.TemporaryDirectory(prefix="jellybean-profile-") as tmp:
-        inputs = _workload_files(zoo, zoo_dir, todo, Path(tmp), scene, frames, threads,
-                                 lambda d: tick(d, done, total))
-        for op, variant in todo:
-            label = f"{op.name}/{variant.name}"
-            path = zoo_dir / variant.model if variant.model else None
-            feed, text = inputs.get((op.name, variant.name), (None, "no operator"))
-            reason = _cannot_run(path, variant)
-            if reason is None and path is None and feed is None:
-                reason = f"a built-in operator that cannot be profiled here: {text}"
-            if reason is not None:
-                skipped.append((op.name, variant.name, reason))
-                done += per_variant
-                tick(f"{label}: skipped", done, total)
-                continue
+        try:
+            for k, (op, variant) in enumerate(todo):
+                label = f"{op.name}/{variant.name}"
+                path = zoo_dir / variant.model if variant.model else None
+                feed = feeds[(op.name, variant.name)]
+                reason = _cannot_run(path, variant)
+                if reason is None and path is None and isinstance(feed, str):
+                    reason = f"a built-in operator that cannot be profiled here: {feed}"
+                if reason is not None:
+                    skipped.append((op.name, variant.name, reason))
+                    done += per_variant
+                    tick(f"{label}: skipped", done, total)
+                    continue
 
-            def on_batch(b: int, _label: str = label) -> None:
-                nonlocal done
-                done += 1
-                tick(f"{_label} batch {b}", done, total)
+                def on_batch(b: int, _label: str = label) -> None:
+                    nonlocal done
+                    done += 1
+                    tick(f"{_label} batch {b}", done, total)
 
-            tick(f"{label}", done, total)
-            job = dict(path=str(path) if path else None, inputs=feed[0] if feed else None,
-                       runtime=feed[1] if feed else None, params=dict(variant.params), names=(op.name, variant.name),
-                       batch_sizes=sizes, warmup=warmup, runs=runs, min_seconds=min_seconds,
-                       max_seconds=max_seconds, intra_op_threads=threads, provider=provider, dims=dict(dims or {}))
-            start_done = done
-            try:
-                numbers = _measure_isolated(job, on_batch, timeout) if isolate else measure_job(job, on_batch)
-            except JellyBeanError as exc:
-                skipped.append((op.name, variant.name, str(exc)))
-                log.warning("profiling %s skipped: %s", label, exc)
+                tick(label, done, total)
+                start_done = done
+                bare = dict(path=str(path) if path else None, batch_sizes=sizes, intra_op_threads=threads,
+                            provider=provider, dims=dict(dims or {}), **timing)
+                try:
+                    if isinstance(feed, str):  # no operator runs it: the bare model is all there is
+                        numbers = _bare(bare, on_batch, isolate, timeout)
+                        numbers["basis"] = "model"
+                        numbers["model_ms"] = numbers["latency_ms"]
+                        notes[(op.name, variant.name)] = f"bare model only: {feed}"
+                    else:
+                        if broker is None:
+                            broker = start_local_broker(Path(tmp) / "broker")
+                        task = _task(op, variant, path, threads)
+                        bench = AgentBench(broker.url, zoo_dir, hardware, threads, Path(tmp) / "agents",
+                                           name=f"profile-{k}")
+                        try:
+                            numbers = measure_operator(bench, task, feed.items, sizes, on_batch=on_batch, **timing)
+                            numbers["peak_memory_mb"] = bench.peak_memory_mb()
+                        finally:
+                            bench.close()
+                        numbers["basis"] = "operator"
+                        numbers["model_ms"] = None
+                        numbers["execution_provider"] = None
+                        if path is not None:
+                            model = _bare({**bare, "batch_sizes": (1,)}, lambda _b: None, isolate, timeout)
+                            numbers["model_ms"] = model["latency_ms"]
+                            numbers["execution_provider"] = model["execution_provider"]
+                except JellyBeanError as exc:
+                    skipped.append((op.name, variant.name, str(exc)))
+                    log.warning("profiling %s skipped: %s", label, exc)
+                    done = start_done + per_variant
+                    tick(f"{label}: failed", done, total)
+                    continue
                 done = start_done + per_variant
-                tick(f"{label}: failed", done, total)
-                continue
-            done = start_done + per_variant
-            if feed is None:
-                notes[(op.name, variant.name)] = f"bare model only: {text}"
-            profile = _profile(numbers, threads, text if feed else None)
-            measured.append(VariantProfile(op.name, variant.name, profile, numbers["runs"]))
+                profile = _profile(numbers, threads, None if isinstance(feed, str) else feed.inputs)
+                measured.append(VariantProfile(op.name, variant.name, profile, numbers["runs"]))
+        finally:
+            if broker is not None:
+                broker.stop()
     if not measured:
         why = "; ".join(f"{o}/{v}: {r}" for o, v, r in skipped[:3])
         raise JellyBeanError(f"{zoo_dir}: no variant could be profiled here ({why})")
@@ -491,33 +436,51 @@ def _cannot_run(path: Path | None, variant: Variant) -> str | None:
     return None
 
 
-def _workload_files(zoo: Zoo, zoo_dir: Path, todo: list[tuple[ZooOperator, Variant]], tmp: Path,
-                    scene: str | os.PathLike | None, frames: int, threads: int, tick: Callable[[str], None]
-                    ) -> dict[tuple[str, str], tuple[tuple[str, str] | None, str]]:
-    """Per variant: ((items file, runtime), "") to profile it as its operator, or (None, why not)."""
-    out: dict[tuple[str, str], tuple[tuple[str, str] | None, str]] = {}
+@dataclass(frozen=True)
+class _Feed:
+    items: list[Item]
+    runtime: str
+    inputs: str          # what the items are, for the manifest
+
+
+def _feeds(zoo: Zoo, zoo_dir: Path, todo: list[tuple[ZooOperator, Variant]], scene: str | os.PathLike | None,
+           frames: int, threads: int, tick: Callable[[str], None]) -> dict[tuple[str, str], "_Feed | str"]:
+    """Per variant: the items to profile it as its operator on, or why it cannot be."""
+    out: dict[tuple[str, str], _Feed | str] = {}
     runnable: list[tuple[ZooOperator, Variant, type]] = []
     for op, variant in todo:
         try:
             runnable.append((op, variant, runtime_class(op, variant)))
         except NotSupportedError as exc:
-            out[(op.name, variant.name)] = (None, f"no operator implementation runs it ({exc})")
+            out[(op.name, variant.name)] = f"no operator implementation runs it ({exc})"
     if not runnable:
         return out
     workload = build_workload(zoo, zoo_dir, Path(scene) if scene is not None else None, frames=frames,
                               threads=threads, tick=tick)
-    files: dict[str, str] = {}
     for op, variant, cls in runnable:
         kind = next((k for k in cls.accepts if k in workload.items), None)
         if kind is None:
-            out[(op.name, variant.name)] = (None, f"nothing in the zoo makes its inputs ({', '.join(cls.accepts)}) "
-                                                  "from frames")
-            continue
-        if kind not in files:
-            files[kind] = str(tmp / f"{kind}.items")
-            write_items(Path(files[kind]), workload.items[kind])
-        out[(op.name, variant.name)] = ((files[kind], runtime_for(op.task, variant.runtime)), workload.describe(kind))
+            out[(op.name, variant.name)] = f"nothing in the zoo makes its inputs ({', '.join(cls.accepts)}) from frames"
+        else:
+            out[(op.name, variant.name)] = _Feed(workload.items[kind], runtime_for(op.task, variant.runtime),
+                                                 workload.describe(kind))
     return out
+
+
+def _task(op: ZooOperator, variant: Variant, path: Path | None, threads: int) -> Task:
+    """The one task a profiling agent runs: the variant, as a plan would assign it."""
+    runtime = runtime_for(op.task, variant.runtime)
+    return Task(operator=op.name, variant=variant.name, runtime=runtime, keyed=lookup(runtime).keyed, workers=1,
+                model=variant.model, sha256=(variant.sha256 or sha256_file(path)) if path else None,
+                size=path.stat().st_size if path else None, params=dict(variant.params), threads=threads)
+
+
+def _bare(job: dict[str, Any], on_batch: Callable[[int], None], isolate: bool, timeout: float) -> dict[str, Any]:
+    """The bare model's figures (`measure_variant`), in a fresh process unless `isolate` is off."""
+    if isolate:
+        return _measure_isolated(dict(job), on_batch, timeout)
+    job = dict(job)
+    return measure_variant(job.pop("path"), on_batch=on_batch, **job)
 
 
 def _profile(numbers: dict[str, Any], threads: int, inputs: str | None) -> Profile:

@@ -6,21 +6,19 @@ the zoo's own operators: the detector's outputs (boxes and crops) feed re-ID, re
 the tracker, and so on, each produced by the most accurate variant of the operator that makes it.
 So a re-ID profile sees the crops, and the number of crops per frame, that its detector delivers.
 
-Workloads cross into the per-variant profiling processes as files of encoded items (the data
-topics' wire format), never pickled.
+The items reach the profiling agents over the broker, in the data topics' wire format.
 """
 
 from __future__ import annotations
 
 import logging
-import struct
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from jellybean.agents.items import Item, decode_item, encode_item
+from jellybean.agents.items import Item
 from jellybean.agents.operators.base import OperatorConfig, create, lookup, runtime_for
 from jellybean.errors import JellyBeanError, NotSupportedError
 from jellybean.spec.zoo import Variant, Zoo, ZooOperator
@@ -31,7 +29,6 @@ FRAME = "frame"
 DEFAULT_FRAMES = 200
 # The synthetic scene written when no scene is given: the example's cameras (640x360, 10 fps).
 SYNTHETIC = dict(cameras=2, seconds=10.0, seed=11)
-_LENGTH = struct.Struct(">I")
 
 Tick = Callable[[str], None]
 
@@ -64,7 +61,10 @@ def scene_frames(scene: Path, limit: int) -> tuple[list[Item], str]:
     from jellybean.replay.cityflow import open_dataset
     from jellybean.replay.driver import encode_frame, playable_cameras, schedule
 
-    dataset = open_dataset(scene, load_gt=False)
+    try:
+        dataset = open_dataset(scene, load_gt=False)
+    except JellyBeanError as exc:
+        raise JellyBeanError(f"--scene: {exc}") from None
     if not dataset.scenarios:
         raise JellyBeanError(f"--scene {scene}: no scenario with video in this directory; give a CityFlow-layout "
                              "directory (train/S01/c001/vdo.avi, ...) or leave --scene out for a synthetic scene")
@@ -149,26 +149,3 @@ def build_workload(zoo: Zoo, zoo_dir: Path, scene: Path | None = None, *, frames
     kinds = Counter({k: len(v) for k, v in workload.items()})
     log.info("workload: %s", ", ".join(f"{n} {k}" for k, n in kinds.items()))
     return Workload(workload, source, made_by)
-
-
-# Files of items, for the profiling processes ------------------------------------------------
-
-
-def write_items(path: Path, items: list[Item]) -> None:
-    with open(path, "wb") as fh:
-        for item in items:
-            blob = encode_item(item)
-            fh.write(_LENGTH.pack(len(blob)))
-            fh.write(blob)
-
-
-def read_items(path: Path) -> list[Item]:
-    data = Path(path).read_bytes()
-    items: list[Item] = []
-    offset = 0
-    while offset < len(data):
-        (n,) = _LENGTH.unpack_from(data, offset)
-        offset += _LENGTH.size
-        items.append(decode_item(data[offset:offset + n], str(path)))
-        offset += n
-    return items
