@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import OrderedDict, deque
@@ -178,9 +179,19 @@ class TaskRunner:
         """Create the operator instances (loads models; may raise) and start the workers."""
         n = 1 if self.keyed != "item" else self.task.workers
         self._operators = [self._factory(i) for i in range(n)]
+        finishers = []
         for i, op in enumerate(self._operators):
-            t = threading.Thread(target=self._work, args=(op,), daemon=True,
+            # A pipelined worker finishes one batch on a second thread while it begins the next.
+            handoff: queue.Queue[_Begun | None] | None = None
+            if op.pipelined and self.keyed == "item":
+                handoff = queue.Queue(maxsize=1)
+                finishers.append(threading.Thread(target=self._finish, args=(op, handoff), daemon=True,
+                                                  name=f"{self.task.operator}-{i}-finish"))
+            t = threading.Thread(target=self._work, args=(op, handoff), daemon=True,
                                  name=f"{self.task.operator}-{i}")
+            t.start()
+            self._threads.append(t)
+        for t in finishers:   # joined after the workers, which hand them their last batch
             t.start()
             self._threads.append(t)
         if self.keyed != "item":
@@ -324,52 +335,99 @@ class TaskRunner:
                     break
         return batch
 
-    def _work(self, operator: Operator) -> None:
+    def _work(self, operator: Operator, handoff: "queue.Queue[_Begun | None] | None" = None) -> None:
         name = self.task.operator
         sessions: dict[str, str] = {}   # stream -> the session the operator's state belongs to
-        while not self._stop.is_set():
-            batch = self._take()
-            if not batch:
-                continue
-            now = time.time()
-            live, passed = [], []
-            for q in batch:
-                item = q.item
-                if item.dropped is None and (now - item.capture_ts) * 1000.0 > self.drop_after_ms:
-                    item = item.tombstone(f"late at {name}")
-                    self.telemetry.dropped(name, "late")
-                if item.dropped is not None and self.keyed == "item":
-                    passed.append((item, q.received))
+        try:
+            while not self._stop.is_set():
+                batch = self._take()
+                if not batch:
+                    continue
+                now = time.time()
+                live, passed = [], []
+                for q in batch:
+                    item = q.item
+                    if item.dropped is None and (now - item.capture_ts) * 1000.0 > self.drop_after_ms:
+                        item = item.tombstone(f"late at {name}")
+                        self.telemetry.dropped(name, "late")
+                    if item.dropped is not None and self.keyed == "item":
+                        passed.append((item, q.received))
+                    else:
+                        live.append((item, q.received))
+                if self.keyed != "item":
+                    for item, _ in live:
+                        if sessions.setdefault(item.stream, item.session) != item.session:
+                            # The stream's counter restarted: what the operator knew of it is over.
+                            sessions[item.stream] = item.session
+                            operator.reset_stream(item.stream)
+                begun = _Begun(batch, live, passed)
+                if live:
+                    started = time.perf_counter()
+                    try:
+                        begun.state = operator.begin([i for i, _ in live]) if handoff is not None \
+                            else operator.process([i for i, _ in live])
+                    except Exception as exc:  # noqa: BLE001 - an operator failure drops its batch, not the agent
+                        begun.error = exc
+                    begun.seconds = time.perf_counter() - started
+                if handoff is not None:
+                    handoff.put(begun)
                 else:
-                    live.append((item, q.received))
-            if self.keyed != "item":
-                for item, _ in live:
-                    if sessions.setdefault(item.stream, item.session) != item.session:
-                        # The stream's counter restarted: what the operator knew of it is over.
-                        sessions[item.stream] = item.session
-                        operator.reset_stream(item.stream)
-            outputs: list[tuple[Item, float]] = []
-            if live:
+                    self._complete(begun, begun.state)
+        finally:
+            if handoff is not None:
+                handoff.put(None)
+
+    def _finish(self, operator: Operator, handoff: "queue.Queue[_Begun | None]") -> None:
+        """The second half of a pipelined worker: finish each begun batch and send it on."""
+        while True:
+            begun = handoff.get()
+            if begun is None:
+                return
+            results = None
+            if begun.live and begun.error is None:
                 started = time.perf_counter()
                 try:
-                    results = operator.process([i for i, _ in live])
-                    if len(results) != len(live):
-                        raise RuntimeError(f"returned {len(results)} items for {len(live)}")
+                    results = operator.finish(begun.state)
                 except Exception as exc:  # noqa: BLE001 - an operator failure drops its batch, not the agent
-                    log.exception("operator %s failed on a batch of %d", name, len(live))
-                    self.error = f"{type(exc).__name__}: {exc}"
-                    results = [i.tombstone(f"{name} failed") for i, _ in live]
-                    self.telemetry.dropped(name, "error", len(live))
-                ms = (time.perf_counter() - started) * 1000.0
-                self.telemetry.processed(name, ms, len(live))
-                outputs.extend((r, rec) for r, (_, rec) in zip(results, live))
-            outputs.extend(passed)
-            out_ts = time.time()
-            items = []
-            for item, received in outputs:
-                item.trace.append([self.site, name, round(received, 4), round(out_ts, 4)])
-                items.append(item)
-            try:
-                self.emit(name, items, acks_of(batch))
-            except Exception:  # noqa: BLE001
-                log.exception("publishing outputs of %s", name)
+                    begun.error = exc
+                begun.seconds += time.perf_counter() - started
+            self._complete(begun, results)
+
+    def _complete(self, begun: "_Begun", results: list[Item] | None) -> None:
+        """Count a processed batch and send its outputs on; its inputs are acknowledged once sent."""
+        name = self.task.operator
+        live = begun.live
+        outputs: list[tuple[Item, float]] = []
+        if live:
+            if begun.error is None and results is not None and len(results) != len(live):
+                begun.error = RuntimeError(f"returned {len(results)} items for {len(live)}")
+            if begun.error is not None:
+                exc = begun.error
+                log.error("operator %s failed on a batch of %d", name, len(live), exc_info=exc)
+                self.error = f"{type(exc).__name__}: {exc}"
+                results = [i.tombstone(f"{name} failed") for i, _ in live]
+                self.telemetry.dropped(name, "error", len(live))
+            self.telemetry.processed(name, begun.seconds * 1000.0, len(live))
+            outputs.extend((r, rec) for r, (_, rec) in zip(results, live))
+        outputs.extend(begun.passed)
+        out_ts = time.time()
+        items = []
+        for item, received in outputs:
+            item.trace.append([self.site, name, round(received, 4), round(out_ts, 4)])
+            items.append(item)
+        try:
+            self.emit(name, items, acks_of(begun.batch))
+        except Exception:  # noqa: BLE001
+            log.exception("publishing outputs of %s", name)
+
+
+@dataclass
+class _Begun:
+    """A batch a worker has taken: its inputs, and what the operator made of the live ones so far."""
+
+    batch: list[_Queued]
+    live: list[tuple[Item, float]]
+    passed: list[tuple[Item, float]]
+    state: object = None                 # begin()'s result, or process()'s outputs
+    error: Exception | None = None
+    seconds: float = 0.0

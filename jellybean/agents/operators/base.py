@@ -62,6 +62,19 @@ class Operator(ABC):
     def process(self, items: list[Item]) -> list[Item]:
         """One output per input, in the same order, same (stream, frame, capture_ts)."""
 
+    # An operator may split `process` in two, so that a worker runs the second half of one batch
+    # (post-processing, mostly Python) while the first half of the next (decode, model: native
+    # code that lets go of the GIL) runs beside it: `finish(begin(items)) == process(items)`.
+    pipelined: ClassVar[bool] = False
+
+    def begin(self, items: list[Item]) -> Any:
+        """The first half of `process` (only where `pipelined`): what `finish` needs."""
+        raise NotSupportedError(f"operator '{self.name}' does not split its work; call process()")
+
+    def finish(self, begun: Any) -> list[Item]:
+        """The second half of `process`, on what `begin` returned."""
+        raise NotSupportedError(f"operator '{self.name}' does not split its work; call process()")
+
     def reset_stream(self, stream: str) -> None:
         """Forget what is kept about `stream`: its frame counter restarted (a new session: a camera
         rebooted, a replay began again). Stateless operators keep nothing."""

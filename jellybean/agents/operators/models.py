@@ -25,6 +25,7 @@ Params (`OperatorConfig.params`), with defaults:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import cv2
@@ -73,6 +74,17 @@ def chunks(n: int, size: int | None) -> list[slice]:
     return [slice(i, min(i + step, n)) for i in range(0, n, max(step, 1))]
 
 
+@dataclass
+class _Begun:
+    """A detector batch between `begin` and `finish`."""
+
+    items: list[Item]
+    out: list[Item | None]
+    images: list[np.ndarray]
+    where: list[int]
+    runs: list[tuple[Any, np.ndarray]]     # (preprocessed batch with its transforms, raw model output)
+
+
 def _tombstone(item: Item, reason: str, operator: str) -> Item:
     log.warning("%s: %s frame %d dropped: %s", operator, item.stream, item.frame, reason)
     return item.tombstone(reason)
@@ -104,7 +116,13 @@ class Detector(Operator):
         self.backend = open_model(config)
         self.spec, self.size = image_input(self.backend, p.get("imgsz"), str(config.model))
 
+    pipelined = True
+
     def process(self, items: list[Item]) -> list[Item]:
+        return self.finish(self.begin(items))
+
+    def begin(self, items: list[Item]) -> "_Begun":
+        """Decode the frames and run the model on them."""
         out: list[Item | None] = [None] * len(items)
         images: list[np.ndarray] = []
         where: list[int] = []
@@ -119,19 +137,22 @@ class Detector(Operator):
             else:
                 images.append(image)
                 where.append(i)
-        for i, image, det in zip(where, images, self._detect(images)):
-            out[i] = self._output(items[i], image, det)
-        return [o for o in out if o is not None]
-
-    def _detect(self, images: list[np.ndarray]) -> list[Detections]:
-        """All frames through the model, in one call unless its batch size is fixed."""
-        results: list[Detections] = []
+        runs = []
         for part in chunks(len(images), self.spec.batch):
             batch = preprocess(images[part], self.size, letterbox=self.letterbox)
-            raw = run_model(self.backend, self.spec, batch.images, str(self.config.model))
+            runs.append((batch, run_model(self.backend, self.spec, batch.images, str(self.config.model))))
+        return _Begun(items, out, images, where, runs)
+
+    def finish(self, begun: "_Begun") -> list[Item]:
+        """Boxes from the model's output (NMS), crops, the output items."""
+        results: list[Detections] = []
+        for batch, raw in begun.runs:
             results.extend(decode_yolov8(raw, conf=self.conf, iou=self.iou, max_det=self.max_det,
                                          class_agnostic=True, transforms=batch, classes=self.classes))
-        return results
+        out = begun.out
+        for i, image, det in zip(begun.where, begun.images, results):
+            out[i] = self._output(begun.items[i], image, det)
+        return [o for o in out if o is not None]
 
     def _output(self, item: Item, image: np.ndarray, det: Detections) -> Item:
         h, w = image.shape[:2]
