@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from jellybean.agents import topics
 from jellybean.agents.deployment import (
@@ -211,13 +211,18 @@ class Controller:
         self.link.start()
         self.link.wait_connected(timeout)
 
-    def wait_for_agents(self, timeout: float, progress: Callable[[int, int, list[str]], None] | None = None) -> list[str]:
-        """Wait until every site the plan uses has an online agent; returns the sites still missing."""
+    def wait_for_agents(self, timeout: float, progress: Callable[[int, int, list[str]], None] | None = None,
+                        expect: Iterable[str] = ()) -> list[str]:
+        """Wait until every site the plan uses has an online agent, and every agent in `expect` is
+        online (a site's tasks are spread over the agents there when the plan is published);
+        returns the sites, and the expected agents, still missing."""
         deadline = time.monotonic() + timeout
+        expect = set(expect)
         while True:
             with self._lock:
                 online = {n: s.announce for n, s in self.agents.items() if s.online}
             chosen, missing = match_agents(self.current.plan, online)
+            missing = missing + sorted(expect - set(online) - set(missing))
             if progress:
                 progress(len(chosen), len(chosen) + len(missing), missing)
             if not missing or time.monotonic() >= deadline:

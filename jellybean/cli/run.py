@@ -114,7 +114,7 @@ def _metrics_table(controller) -> Table:
 
 
 def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_after_ms: float, quiet: bool,
-                     load_tolerance: Optional[float] = None, takeover=None):
+                     load_tolerance: Optional[float] = None, takeover=None, expect: tuple[str, ...] = ()):
     """Connect, wait for agents (with a progress bar), publish, wait until they run it."""
     from jellybean.agents.controller import Controller
     from jellybean.errors import JellyBeanError
@@ -128,7 +128,8 @@ def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_aft
     with progress:
         missing = controller.wait_for_agents(
             wait, lambda n, total, miss: progress.update(task, completed=n, total=total,
-                                                          description=f"waiting for {', '.join(miss)}" if miss else ""))
+                                                          description=f"waiting for {', '.join(miss)}" if miss else ""),
+            expect=expect)
     if missing:
         from jellybean.agents.broker import parse_broker_url
 
@@ -219,28 +220,35 @@ def watch(controller, duration: Optional[float] = None, quiet: bool = False) -> 
 
 def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: int = 1,
                  ca: Path | None = None, only: set[str] | None = None,
-                 append: bool = False) -> dict[str, subprocess.Popen]:
-    """One agent process per site the plan uses (named after the site), logs in workdir.
+                 append: bool = False, per_worker: bool = False) -> dict[str, subprocess.Popen]:
+    """One agent process per site the plan uses (named after the site), logs in workdir; with
+    `per_worker`, one per worker the plan puts at the site (`SITE-1`, `SITE-2`, ...: each a device,
+    so that a machine's cores run the site's operators side by side, not in one process).
     `broker_url` may map each site to its own URL (with that agent's credentials); a password goes
     to the agent in its environment ($JELLYBEAN_BROKER_PASSWORD), never on its command line."""
     from jellybean.agents.broker import PASSWORD_ENV, split_password
     from jellybean.agents.deployment import sites_needed
 
+    workers: dict[str, int] = {}
+    for w in dep.plan.workers:
+        workers[w.location] = workers.get(w.location, 0) + w.count
     procs = {}
     for site, hardware in sorted(sites_needed(dep.plan).items()):
-        if only is not None and site not in only:
-            continue
-        url, password = split_password(broker_url[site] if isinstance(broker_url, dict) else broker_url)
-        env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
-        env["PYTHONUNBUFFERED"] = "1"
-        if password is not None:
-            env[PASSWORD_ENV] = password
-        log = open(workdir / f"agent-{site}.log", "a" if append else "w")  # a restarted agent's log goes on
-        procs[site] = subprocess.Popen(
-            [sys.executable, "-m", "jellybean", "agent", "--name", site, "--hardware", hardware, "--broker", url,
-             "--zoo", str(dep.zoo_dir), "--threads", str(threads), "--metrics-port", "0",
-             "--cache", str(workdir / "models"), *(["--ca", str(ca)] if ca else [])],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
+        names = [f"{site}-{k}" for k in range(1, workers[site] + 1)] if per_worker else [site]
+        for name in names:
+            if only is not None and name not in only:
+                continue
+            url, password = split_password(broker_url[site] if isinstance(broker_url, dict) else broker_url)
+            env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
+            env["PYTHONUNBUFFERED"] = "1"
+            if password is not None:
+                env[PASSWORD_ENV] = password
+            log = open(workdir / f"agent-{name}.log", "a" if append else "w")  # a restarted agent's log goes on
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "jellybean", "agent", "--name", name, "--site", site, "--hardware", hardware,
+                 "--broker", url, "--zoo", str(dep.zoo_dir), "--threads", str(threads), "--metrics-port", "0",
+                 "--cache", str(workdir / "models"), *(["--ca", str(ca)] if ca else [])],
+                stdout=log, stderr=subprocess.STDOUT, env=env)
     return procs
 
 
@@ -259,6 +267,8 @@ def up(
     duration: Annotated[Optional[float], typer.Option("--for", help="Without --replay: stop after this many seconds.")] = None,
     replan_on_load: Annotated[Optional[float], typer.Option(
         "--replan-on-load", help="Also re-plan when the measured load differs from the plan's by this fraction.")] = None,
+    agent_per_worker: Annotated[bool, typer.Option(
+        "--agent-per-worker", help="One agent process per planned worker (a device each) instead of one per site.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Everything on one machine: plan, a broker, one agent process per planned site, the controller."""
@@ -288,9 +298,10 @@ def up(
     controller = None
     try:
         err.print(f"broker: {broker.kind} at [bold]{broker.url}[/]")
-        procs = spawn_agents(dep, broker.url, workdir)
+        procs = spawn_agents(dep, broker.url, workdir, per_worker=agent_per_worker)
         err.print(f"agents: {', '.join(procs)} (logs in {workdir})")
-        controller = start_controller(dep, broker.url, None, 60.0, 5000.0, quiet, replan_on_load)
+        controller = start_controller(dep, broker.url, None, 60.0, 5000.0, quiet, replan_on_load,
+                                      expect=tuple(procs) if agent_per_worker else ())
         if replay is not None:
             from jellybean.cli.replay import finish_replay, open_scenario
             from jellybean.replay.driver import BrokerReplay

@@ -40,6 +40,8 @@ class Profile(StrictModel):
     execution_provider: str | None = None
     measured_at: str | None = None
     model_ms: float | None = Field(None, ge=MIN_MS, le=MAX_MS, description="the bare model's ms per call at batch 1")
+    cpu_ms: float | None = Field(None, ge=MIN_MS, le=MAX_MS, description="an agent's CPU ms per item at batch 1, all "
+                                                                      "its threads")
     basis: Literal["operator", "model"] | None = Field(
         None, description="operator: measured as an agent runs it; model: the bare model only; none: written by hand")
     threads: int | None = Field(None, ge=1, le=1024, description="ONNX Runtime intra-op threads it was measured with")

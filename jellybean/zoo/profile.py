@@ -13,7 +13,9 @@ A variant is measured as an agent runs it, because that is what the planner's ca
    or ``max_seconds`` (with at least 3 outputs);
 3. rates count the plan's items (``Item.units``: a frame, or one per box): ``latency_ms`` is the
    seconds per item at batch 1 (so the capacity formula gives exactly the measured rate), p90/p99
-   the per-item time between consecutive outputs at batch 1, throughput at batch b the items/s;
+   the per-item time between consecutive outputs at batch 1, throughput at batch b the items/s,
+   ``cpu_ms`` the agent process's CPU time per item at batch 1, all threads (what the operator
+   costs a machine whose cores several operators share);
 4. beside it, the bare model (``InferenceSession.run`` on seeded random tensors, batch 1, in a fresh
    process): ``model_ms``, for comparison only. A variant that no registered operator runs (a plain
    classifier) is profiled as its bare model at every batch size and says so (``basis: model``);
@@ -235,6 +237,7 @@ def measure_operator(
         "p90_ms": max(p90, mean_ms),
         "p99_ms": max(p99, p90, mean_ms),
         "throughput": rate,
+        "cpu_ms": results[1].cpu_ms,
         "runs": {b: r.outputs for b, r in results.items()},
     }
 
@@ -493,6 +496,7 @@ def _profile(numbers: dict[str, Any], threads: int, inputs: str | None) -> Profi
         execution_provider=numbers["execution_provider"],
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         model_ms=_round(numbers["model_ms"]) if numbers.get("model_ms") else None,
+        cpu_ms=_round(numbers["cpu_ms"]) if numbers.get("cpu_ms") else None,
         basis=numbers["basis"],
         threads=threads,
         inputs=inputs,

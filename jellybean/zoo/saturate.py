@@ -42,6 +42,12 @@ class Saturated:
     seconds: float = 0.0              # from the last untimed output to the last timed one
     outputs: int = 0                  # timed output messages
     per_unit_ms: list[float] = field(default_factory=list)   # gap before each output / its items
+    cpu_seconds: float | None = None  # the agent process's CPU time (all threads) over the timed outputs
+
+    @property
+    def cpu_ms(self) -> float | None:
+        """The agent's CPU milliseconds per item: what a worker costs a machine whose cores it shares."""
+        return 1000.0 * self.cpu_seconds / self.units if self.cpu_seconds is not None and self.units else None
 
     @property
     def rate(self) -> float:
@@ -49,6 +55,16 @@ class Saturated:
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.per_unit_ms, q)) if self.per_unit_ms else 1000.0 / max(self.rate, 1e-9)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process, all its threads (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _status_kb(pid: int, fieldname: str) -> int | None:
@@ -202,6 +218,7 @@ class AgentBench:
         feeder.start()
         deadline = time.monotonic() + max_seconds + START_TIMEOUT_S
         seen = 0
+        cpu_start = None
         try:
             while True:
                 with self._out_cond:
@@ -220,12 +237,18 @@ class AgentBench:
                         raise JellyBeanError(f"{task.operator}/{task.variant} dropped an item while profiled: "
                                              f"{item.dropped}; {self._log_tail()}")
                     window.release()
+                if cpu_start is None and len(self._outputs) >= max(warmup, 1):
+                    cpu_start = cpu_seconds(self.proc.pid)
                 if _enough(self._outputs, warmup, runs, min_seconds, max_seconds):
+                    cpu_end = cpu_seconds(self.proc.pid)
                     break
         finally:
             stop.set()
             feeder.join(timeout=10)
-        return _result(self._outputs, units_of, warmup)
+        result = _result(self._outputs, units_of, warmup)
+        if cpu_start is not None and cpu_end is not None:
+            result.cpu_seconds = cpu_end - cpu_start
+        return result
 
     def _log_tail(self, lines: int = 6) -> str:
         """The end of the agent's log, for an error message (its directory is temporary)."""
