@@ -179,19 +179,20 @@ class TaskRunner:
         """Create the operator instances (loads models; may raise) and start the workers."""
         n = 1 if self.keyed != "item" else self.task.workers
         self._operators = [self._factory(i) for i in range(n)]
-        finishers = []
+        later = []
         for i, op in enumerate(self._operators):
-            # A pipelined worker finishes one batch on a second thread while it begins the next.
-            handoff: queue.Queue[_Begun | None] | None = None
-            if op.pipelined and self.keyed == "item":
-                handoff = queue.Queue(maxsize=1)
-                finishers.append(threading.Thread(target=self._finish, args=(op, handoff), daemon=True,
-                                                  name=f"{self.task.operator}-{i}-finish"))
-            t = threading.Thread(target=self._work, args=(op, handoff), daemon=True,
+            # A pipelined worker runs each stage on its own thread; consecutive batches overlap.
+            stages = op.stages() if self.keyed == "item" else None
+            steps = list(stages) if stages and len(stages) > 1 else [op.process]
+            queues: list[queue.Queue[_Begun | None]] = [queue.Queue(maxsize=1) for _ in steps[1:]]
+            for k, step in enumerate(steps[1:], start=1):
+                later.append(threading.Thread(target=self._stage, args=(step, queues[k - 1], queues[k:k + 1]),
+                                              daemon=True, name=f"{self.task.operator}-{i}-stage{k}"))
+            t = threading.Thread(target=self._work, args=(op, steps[0], queues[:1]), daemon=True,
                                  name=f"{self.task.operator}-{i}")
             t.start()
             self._threads.append(t)
-        for t in finishers:   # joined after the workers, which hand them their last batch
+        for t in later:   # joined after the workers, which hand them their last batch
             t.start()
             self._threads.append(t)
         if self.keyed != "item":
@@ -335,7 +336,9 @@ class TaskRunner:
                     break
         return batch
 
-    def _work(self, operator: Operator, handoff: "queue.Queue[_Begun | None] | None" = None) -> None:
+    def _work(self, operator: Operator, first: Callable[[list[Item]], object],
+              onward: "list[queue.Queue[_Begun | None]]") -> None:
+        """Take batches; run the first stage (all of `process` unless pipelined) and hand it on."""
         name = self.task.operator
         sessions: dict[str, str] = {}   # stream -> the session the operator's state belongs to
         try:
@@ -362,41 +365,45 @@ class TaskRunner:
                             operator.reset_stream(item.stream)
                 begun = _Begun(batch, live, passed)
                 if live:
-                    started = time.perf_counter()
-                    try:
-                        begun.state = operator.begin([i for i, _ in live]) if handoff is not None \
-                            else operator.process([i for i, _ in live])
-                    except Exception as exc:  # noqa: BLE001 - an operator failure drops its batch, not the agent
-                        begun.error = exc
-                    begun.seconds = time.perf_counter() - started
-                if handoff is not None:
-                    handoff.put(begun)
+                    self._run_step(first, begun, [i for i, _ in live])
+                if onward:
+                    onward[0].put(begun)
                 else:
-                    self._complete(begun, begun.state)
+                    self._complete(begun)
         finally:
-            if handoff is not None:
-                handoff.put(None)
+            for q in onward:
+                q.put(None)
 
-    def _finish(self, operator: Operator, handoff: "queue.Queue[_Begun | None]") -> None:
-        """The second half of a pipelined worker: finish each begun batch and send it on."""
+    def _stage(self, step: Callable[[object], object], inbox: "queue.Queue[_Begun | None]",
+               onward: "list[queue.Queue[_Begun | None]]") -> None:
+        """A later stage of a pipelined worker: run `step` on each batch and hand it on, or send it."""
         while True:
-            begun = handoff.get()
+            begun = inbox.get()
             if begun is None:
+                for q in onward:
+                    q.put(None)
                 return
-            results = None
             if begun.live and begun.error is None:
-                started = time.perf_counter()
-                try:
-                    results = operator.finish(begun.state)
-                except Exception as exc:  # noqa: BLE001 - an operator failure drops its batch, not the agent
-                    begun.error = exc
-                begun.seconds += time.perf_counter() - started
-            self._complete(begun, results)
+                self._run_step(step, begun, begun.state)
+            if onward:
+                onward[0].put(begun)
+            else:
+                self._complete(begun)
 
-    def _complete(self, begun: "_Begun", results: list[Item] | None) -> None:
+    @staticmethod
+    def _run_step(step: Callable[[object], object], begun: "_Begun", value: object) -> None:
+        started = time.perf_counter()
+        try:
+            begun.state = step(value)
+        except Exception as exc:  # noqa: BLE001 - an operator failure drops its batch, not the agent
+            begun.error = exc
+        begun.seconds += time.perf_counter() - started
+
+    def _complete(self, begun: "_Begun") -> None:
         """Count a processed batch and send its outputs on; its inputs are acknowledged once sent."""
         name = self.task.operator
         live = begun.live
+        results = begun.state if begun.error is None else None
         outputs: list[tuple[Item, float]] = []
         if live:
             if begun.error is None and results is not None and len(results) != len(live):
@@ -428,6 +435,6 @@ class _Begun:
     batch: list[_Queued]
     live: list[tuple[Item, float]]
     passed: list[tuple[Item, float]]
-    state: object = None                 # begin()'s result, or process()'s outputs
+    state: object = None                 # what the last stage returned (the outputs, after the last)
     error: Exception | None = None
     seconds: float = 0.0

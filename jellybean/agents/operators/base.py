@@ -62,18 +62,13 @@ class Operator(ABC):
     def process(self, items: list[Item]) -> list[Item]:
         """One output per input, in the same order, same (stream, frame, capture_ts)."""
 
-    # An operator may split `process` in two, so that a worker runs the second half of one batch
-    # (post-processing, mostly Python) while the first half of the next (decode, model: native
-    # code that lets go of the GIL) runs beside it: `finish(begin(items)) == process(items)`.
-    pipelined: ClassVar[bool] = False
-
-    def begin(self, items: list[Item]) -> Any:
-        """The first half of `process` (only where `pipelined`): what `finish` needs."""
-        raise NotSupportedError(f"operator '{self.name}' does not split its work; call process()")
-
-    def finish(self, begun: Any) -> list[Item]:
-        """The second half of `process`, on what `begin` returned."""
-        raise NotSupportedError(f"operator '{self.name}' does not split its work; call process()")
+    def stages(self) -> list[Callable[[Any], Any]] | None:
+        """`process` cut into steps for a worker's pipeline, or None. A pipelined worker runs each
+        step on its own thread, so that the steps of consecutive batches overlap: decode and the
+        model (native code that lets go of the GIL) beside post-processing (mostly Python). The
+        first step takes the batch's items, each later one what the step before returned, and the
+        last returns the outputs: chained, they are `process`."""
+        return None
 
     def reset_stream(self, stream: str) -> None:
         """Forget what is kept about `stream`: its frame counter restarted (a new session: a camera

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -76,7 +76,7 @@ def chunks(n: int, size: int | None) -> list[slice]:
 
 @dataclass
 class _Begun:
-    """A detector batch between `begin` and `finish`."""
+    """A detector batch on its way through the stages."""
 
     items: list[Item]
     out: list[Item | None]
@@ -116,13 +116,14 @@ class Detector(Operator):
         self.backend = open_model(config)
         self.spec, self.size = image_input(self.backend, p.get("imgsz"), str(config.model))
 
-    pipelined = True
+    def stages(self) -> list[Callable[[Any], Any]]:
+        return [self._decode, self._infer, self._finish]
 
     def process(self, items: list[Item]) -> list[Item]:
-        return self.finish(self.begin(items))
+        return self._finish(self._infer(self._decode(items)))
 
-    def begin(self, items: list[Item]) -> "_Begun":
-        """Decode the frames and run the model on them."""
+    def _decode(self, items: list[Item]) -> "_Begun":
+        """Decode the frames a detector looks at."""
         out: list[Item | None] = [None] * len(items)
         images: list[np.ndarray] = []
         where: list[int] = []
@@ -137,13 +138,16 @@ class Detector(Operator):
             else:
                 images.append(image)
                 where.append(i)
-        runs = []
-        for part in chunks(len(images), self.spec.batch):
-            batch = preprocess(images[part], self.size, letterbox=self.letterbox)
-            runs.append((batch, run_model(self.backend, self.spec, batch.images, str(self.config.model))))
-        return _Begun(items, out, images, where, runs)
+        return _Begun(items, out, images, where, [])
 
-    def finish(self, begun: "_Begun") -> list[Item]:
+    def _infer(self, begun: "_Begun") -> "_Begun":
+        """The model on every decoded frame, in one call unless its batch size is fixed."""
+        for part in chunks(len(begun.images), self.spec.batch):
+            batch = preprocess(begun.images[part], self.size, letterbox=self.letterbox)
+            begun.runs.append((batch, run_model(self.backend, self.spec, batch.images, str(self.config.model))))
+        return begun
+
+    def _finish(self, begun: "_Begun") -> list[Item]:
         """Boxes from the model's output (NMS), crops, the output items."""
         results: list[Detections] = []
         for batch, raw in begun.runs:
