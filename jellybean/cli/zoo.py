@@ -212,14 +212,14 @@ def profile(
     table = Table(title=f"{zoo_dir} on {result.hardware} ({result.threads} threads); ms per item at batch 1 as "
                         "the operator runs it, items/s at batch b", title_justify="left")
     table.add_column("variant", no_wrap=True)
-    for col in ("EP", "ms/item", "p90", "p99", "model ms", *(f"b{b}/s" for b in sizes), "peak MB"):
+    for col in ("EP", "ms/item", "p90", "p99", "CPU ms", "model ms", *(f"b{b}/s" for b in sizes), "peak MB"):
         table.add_column(col, justify="left" if col == "EP" else "right", no_wrap=True)
     for m in result.measured:
         p = m.profile
         table.add_row(
             f"{m.operator}/{m.variant}", (p.execution_provider or "").replace("ExecutionProvider", ""),
             f"{p.latency_ms:.3f}", f"{p.p90_ms:.3f}", f"{p.p99_ms:.3f}",
-            f"{p.model_ms:.3f}" if p.model_ms else "",
+            f"{p.cpu_ms:.3f}" if p.cpu_ms else "", f"{p.model_ms:.3f}" if p.model_ms else "",
             *(_rate(p.throughput[b]) if b in p.throughput else "" for b in sizes),
             f"{p.peak_memory_mb:.1f}" if p.peak_memory_mb else "",
         )
@@ -235,8 +235,9 @@ def profile(
         console.print(f"measured on {text}", style="dim", highlight=False)
     for (op, var), note in result.notes.items():
         console.print(f"{op}/{var}: {note}", style="yellow", highlight=False)
-    console.print("ms/item: per item of the plan (a frame, or one per box); model ms: the bare model per call at "
-                  "batch 1; peak MB: growth of the profiling process's peak RSS from loading the variant to its "
+    console.print("ms/item: per item of the plan (a frame, or one per box), as a saturated agent delivers it; "
+                  "CPU ms: the agent's CPU time per item, all its threads; model ms: the bare model per call at "
+                  "batch 1; peak MB: growth of the agent's (or bare model process's) peak RSS from loading the variant to its "
                   "last run (host RAM; GPU memory not included)", style="dim", highlight=False)
     if hardware is None:
         err_console.print(

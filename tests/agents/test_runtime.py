@@ -159,8 +159,8 @@ def _runner(task: Task, op_cls, seen, **kw):
             out.extend(items)
         done()
 
-    runner = TaskRunner(task, "hub", lambda i: op_cls(OperatorConfig(task.operator, task.variant), seen,
-                                                       kw.pop("delay", 0.0)),
+    delay = kw.pop("delay", 0.0)
+    runner = TaskRunner(task, "hub", lambda i: op_cls(OperatorConfig(task.operator, task.variant), seen, delay),
                         emit, AgentTelemetry("a", "hub"), **kw)
     return runner.start(), out
 
@@ -353,3 +353,73 @@ def test_items_are_acknowledged_once_their_outputs_are_done_and_duplicates_at_on
     pending[0]()
     runner.stop()
     assert acked == [-1, 1]
+
+
+class _Staged(_Echo):
+    """Three stages; `process` is the same chain. Stage 2 fails on frame 2; every stage notes which
+    thread ran it."""
+
+    threads: dict[str, set[str]] = {}
+
+    def stages(self):
+        return [self._a, self._b, self._c]
+
+    def process(self, items):
+        return self._c(self._b(self._a(items)))
+
+    def _note(self, stage):
+        _Staged.threads.setdefault(stage, set()).add(threading.current_thread().name)
+
+    def _a(self, items):
+        self._note("a")
+        time.sleep(self.delay)
+        return [i.frame for i in items], items
+
+    def _b(self, state):
+        self._note("b")
+        frames, items = state
+        if 2 in frames:
+            raise ValueError("stage b failed")
+        return frames, items
+
+    def _c(self, state):
+        self._note("c")
+        frames, items = state
+        self.seen.append(frames)
+        return [i.derive("echo", meta={"n": len(items)}) for i in items]
+
+
+def test_a_pipelined_worker_runs_each_stage_on_its_own_thread_keeps_order_and_drops_only_a_failed_batch():
+    _Staged.threads = {}
+    seen: list = []
+    runner, out = _runner(Task(operator="op", variant="v", runtime="x"), _Staged, seen, delay=0.01)
+    now = time.time()
+    for f in range(1, 21):
+        runner.offer(Item("s", f, now), 1)
+    assert _wait(lambda: len(out) == 20)
+    runner.stop()
+    # One output per input, in the order taken: stages hand batches on first in, first out.
+    assert [i.frame for i in out] == list(range(1, 21))
+    status = {i.frame: i.dropped for i in out}
+    assert "failed" in status[2] and all(status[f] is None for f in status if f != 2)
+    assert "stage b failed" in runner.error
+    # The last stage never saw the failed batch; the three stages ran on three threads.
+    assert 2 not in [f for b in seen for f in b]
+    names = [next(iter(_Staged.threads[s])) for s in "abc"]
+    assert len(set(names)) == 3 and names[0] == "op-0" and names[2] == "op-0-stage2"
+    snap = runner.telemetry.snapshot(1.0, 0)
+    assert snap.operators[0].items_out == 20 and snap.operators[0].dropped == 1
+
+
+def test_stopping_a_pipelined_worker_finishes_what_its_stages_hold():
+    seen: list = []
+    acks: list[int] = []
+    runner, out = _runner(Task(operator="op", variant="v", runtime="x"), _Staged, seen, delay=0.05)
+    now = time.time()
+    for f in (1, 3, 4, 5, 6):
+        runner.offer(Item("s", f, now), 1, lambda f=f: acks.append(f))
+    assert _wait(lambda: len(out) >= 1)
+    left = runner.stop()
+    # Every item is either sent on (and acknowledged) or handed back to be re-homed: none vanish.
+    assert sorted([i.frame for i in out] + [i.frame for i, _ in left]) == [1, 3, 4, 5, 6]
+    assert sorted(acks) == sorted(i.frame for i in out)
