@@ -165,7 +165,7 @@ class Trial:
         return self.bad <= MAX_BAD
 
 
-def run_trial(work: Path, zoo_dir: Path, scenario, cameras: int, seconds: float) -> Trial:
+def run_trial(work: Path, zoo_dir: Path, scenario, cameras: int, seconds: float, preload: bool) -> Trial:
     paths = write_example(work, zoo_dir, cameras, machines=4 + cameras)
     inputs = load_inputs(paths["workflow"], paths["zoo"], paths["infrastructure"])
     plan = make_plan(build_problem(inputs), "optimal", time_limit=30, inputs=inputs.paths)
@@ -187,7 +187,7 @@ def run_trial(work: Path, zoo_dir: Path, scenario, cameras: int, seconds: float)
         pids = {"agents": [p.pid for p in procs.values()], "broker": [broker_pid] if broker_pid else []}
         before = {k: sum(cpu_seconds(pid) or 0.0 for pid in v) for k, v in pids.items()}
         own0, t0 = time.process_time(), time.monotonic()
-        data = BrokerReplay(broker.url, speed=1.0, drain_s=10.0, limit_s=seconds).run(scene)
+        data = BrokerReplay(broker.url, speed=1.0, drain_s=10.0, limit_s=seconds, preload=preload).run(scene)
         wall = time.monotonic() - t0
         cpu = {k: (sum(cpu_seconds(pid) or 0.0 for pid in v) - before[k]) / wall for k, v in pids.items()}
         cpu["replay+controller"] = (time.process_time() - own0) / wall
@@ -221,6 +221,9 @@ def main() -> None:
     ap.add_argument("--start", type=int, help="first N to try (default: the prediction)")
     ap.add_argument("--max", type=int, default=24, help="most cameras to try")
     ap.add_argument("--work", type=Path, help="keep the work directory here")
+    ap.add_argument("--encode-live", action="store_true",
+                    help="decode and JPEG-encode frames during the replay (default: beforehand, `replay --preload`, "
+                         "as cameras that encode their own frames)")
     args = ap.parse_args()
     n_cores = cores()
     work = args.work or Path(tempfile.mkdtemp(prefix="jb-cameras-"))
@@ -238,7 +241,7 @@ def main() -> None:
 
     def trial(n: int) -> Trial:
         if n not in trials:
-            t = run_trial(work, zoo_dir, scenario, n, args.seconds)
+            t = run_trial(work, zoo_dir, scenario, n, args.seconds, not args.encode_live)
             trials[n] = t
             console.print(f"N={n:>2}: {'holds' if t.holds else 'FAILS'}: {t.published} frames, "
                           f"{t.dropped} dropped, {t.late} late, {t.lost} lost ({100 * t.bad:.2f} %), "
@@ -255,10 +258,11 @@ def main() -> None:
         while n > 1 and not trial(n - 1).holds:
             n -= 1
         best = n - 1
-    report(pred, predicted, n_cores, trials, best)
+    report(pred, predicted, n_cores, trials, best, args.encode_live)
 
 
-def report(pred: Prediction, predicted: float, n_cores: int, trials: dict[int, Trial], best: int) -> None:
+def report(pred: Prediction, predicted: float, n_cores: int, trials: dict[int, Trial], best: int,
+           live: bool) -> None:
     table = Table(title="operators per camera (the plan's variants, the profiles' CPU per item)", title_justify="left")
     for col in ("operator", "variant", "items/s per camera", "agent CPU ms per item", "CPU ms per camera-second"):
         table.add_column(col, justify="left" if col in ("operator", "variant") else "right", no_wrap=True)
@@ -286,8 +290,9 @@ def report(pred: Prediction, predicted: float, n_cores: int, trials: dict[int, T
     console.print(f"measured: {best} cameras hold (p50 {t.p50_ms:.0f} ms, p99 {t.p99_ms:.0f} ms)", highlight=False)
     console.print(f"predicted from the profiles on {n_cores} cores: {predicted:.1f} cameras; measured / predicted = "
                   f"{best / predicted:.2f}", highlight=False)
-    console.print(f"at N={best} the broker took {t.cpu['broker']:.2f} cores and the source side (replay: video "
-                  f"decode, JPEG encode, publish; and the controller) {t.cpu['replay+controller']:.2f} "
+    source = "video decode, JPEG encode, publish" if live else "publish; frames encoded beforehand"
+    console.print(f"at N={best} the broker took {t.cpu['broker']:.2f} cores and the source side (replay: {source}; "
+                  f"and the controller) {t.cpu['replay+controller']:.2f} "
                   f"({100 * t.cpu['replay+controller'] / n_cores:.0f} % of the machine); with those taken off, "
                   f"{left:.2f} cores are left to the agents and the profiles predict {pred.cameras(left):.1f} cameras: "
                   f"measured / predicted = {best / pred.cameras(left):.2f}", highlight=False)

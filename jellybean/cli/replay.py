@@ -66,6 +66,10 @@ def replay(
     cert: _run.ClientCert = None,
     key: _run.ClientKey = None,
     speed: Annotated[float, typer.Option("--speed", help="Play X times faster than recorded (--local: 0 = no pacing).")] = 1.0,
+    preload: Annotated[bool, typer.Option(
+        "--preload", help="With --broker: decode and JPEG-encode every frame before the clock starts (memory for all "
+                          "of them), so that during the replay this process only publishes, as cameras that "
+                          "encode their own frames.")] = False,
     seconds: Annotated[Optional[float], typer.Option("--seconds", help="Replay only the first S seconds of each camera.")] = None,
     drain: Annotated[float, typer.Option("--drain", help="Seconds to wait for the last results.")] = 15.0,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write an HTML report with plots into this directory.")] = None,
@@ -97,7 +101,8 @@ def replay(
         else:
             from jellybean.replay.driver import BrokerReplay
 
-            data = BrokerReplay(url, ca=ca, speed=speed, drain_s=drain, limit_s=seconds, progress=cb).run(scen)
+            data = BrokerReplay(url, ca=ca, speed=speed, drain_s=drain, limit_s=seconds, progress=cb,
+                                preload=preload).run(scen)
     plan_used = dep.plan if dep else running_plan(data)
     finish_replay(data, scen, plan_used, report=report, json_out=json_out, submission=submission)
 

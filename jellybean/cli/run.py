@@ -261,6 +261,8 @@ def up(
     replay: Annotated[Optional[Path], typer.Option("--replay", help="Replay this CityFlow-layout dataset once deployed, then stop.")] = None,
     scenario: Annotated[Optional[str], typer.Option("--scenario", help="Scenario to replay (default: the first).")] = None,
     speed: Annotated[float, typer.Option("--speed", help="Replay speed-up.")] = 1.0,
+    preload: Annotated[bool, typer.Option(
+        "--preload", help="Encode every frame of the replay before it starts, as cameras that encode their own.")] = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write the replay's HTML report here.")] = None,
     submission: Annotated[Optional[Path], typer.Option("--submission", help="Write the replay's AI City submission file.")] = None,
     time_limit: Annotated[float, typer.Option("--time-limit", help="Planner time limit, s.")] = 30.0,
@@ -308,7 +310,7 @@ def up(
 
             scen = open_scenario(replay, scenario)
             with _replay_progress(quiet) as cb:
-                data = BrokerReplay(broker.url, speed=speed, progress=cb).run(scen)
+                data = BrokerReplay(broker.url, speed=speed, progress=cb, preload=preload).run(scen)
             finish_replay(data, scen, plan, report=report, json_out=False, submission=submission)
             return
         err.print(f"replay into it with: jellybean replay DATASET --broker {broker.url}   (Ctrl-C stops)")

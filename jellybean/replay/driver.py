@@ -15,9 +15,9 @@ import threading
 import time
 import weakref
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -168,10 +168,13 @@ class BrokerReplay:
 
     def __init__(self, url: str, *, ca: Path | None = None, speed: float = 1.0, routes_timeout: float = 15.0,
                  drain_s: float = 15.0, limit_s: float | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> None:
+                 progress: Callable[[int, int], None] | None = None, preload: bool = False) -> None:
         from jellybean.agents.transport import MqttLink
 
         self.speed, self.drain_s, self.limit_s, self.progress = speed, drain_s, limit_s, progress
+        # Decode and JPEG-encode every frame before the clock starts, so that during the replay this
+        # process only publishes, as cameras that encode their own frames (memory: every frame).
+        self.preload = preload
         self.routes_timeout = routes_timeout
         self.session = new_session()
         # A persistent session, so that results published while the broker restarts still reach us.
@@ -238,11 +241,13 @@ class BrokerReplay:
             data.camera_sites = assign_cameras(routes, [c.key for c in cams])
             entry = [(src, op) for src, ops in routes.sources.items() for op in ops]
             total = sum(c.frame_count or 0 for c in cams)
+            frames = self._frames(cams, data)
             t0 = time.time()
             sent = 0
-            for t_rel, cam, frame, image in schedule(cams, data.problems, self.limit_s):
+            for t_rel, cam, frame, ready in frames:
                 _pace(t0, t_rel, self.speed)
-                item = encode_frame(cam, frame, image, time.time(), self.session)
+                item = replace(ready, capture_ts=time.time()) if isinstance(ready, Item) else \
+                    encode_frame(cam, frame, ready, time.time(), self.session)
                 site = data.camera_sites[cam.key]
                 for source, op in entry:
                     dest = self._router.next_site(f"{source}->{op}", site, cam.key)
@@ -277,6 +282,14 @@ class BrokerReplay:
             self.link.stop()
             self._forget_session()
         return data
+
+    def _frames(self, cams: list[Camera], data: RunData) -> Iterable[tuple[float, Camera, int, "np.ndarray | Item"]]:
+        """The frames to publish, in capture order: decoded images, or with `preload` the frame
+        items made beforehand (their capture time is set when each is published)."""
+        frames = schedule(cams, data.problems, self.limit_s)
+        if not self.preload:
+            return frames
+        return [(t, cam, frame, encode_frame(cam, frame, image, 0.0, self.session)) for t, cam, frame, image in frames]
 
     def _wait_for_metrics(self, data: RunData, after: float, timeout: float) -> None:
         """Wait for one metrics round sent after `after` from every agent heard (their byte counts)."""

@@ -188,7 +188,7 @@ def test_one_agent_per_planned_worker_shares_out_the_sites_tasks(tmp_path, scene
         watch.start()
         served = {name for names in controller.site_agents.values() for name in names}
         assert served == set(procs)
-        data = BrokerReplay(broker.url, speed=2.0, limit_s=6).run(scene)
+        data = BrokerReplay(broker.url, speed=2.0, limit_s=6, preload=True).run(scene)  # frames encoded beforehand
         result = build_result(data, scene, plan, evaluate=False)
         t = result.totals()
         assert t.frames_in > 0 and t.lost == 0 and t.frames_in == t.frames_out + t.dropped
