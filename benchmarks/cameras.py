@@ -185,12 +185,19 @@ def run_trial(work: Path, zoo_dir: Path, scenario, cameras: int, seconds: float,
         # Mosquitto runs as a child process; the embedded broker would run in this one.
         broker_pid = getattr(broker, "pid", None)
         pids = {"agents": [p.pid for p in procs.values()], "broker": [broker_pid] if broker_pid else []}
-        before = {k: sum(cpu_seconds(pid) or 0.0 for pid in v) for k, v in pids.items()}
-        own0, t0 = time.process_time(), time.monotonic()
-        data = BrokerReplay(broker.url, speed=1.0, drain_s=10.0, limit_s=seconds, preload=preload).run(scene)
-        wall = time.monotonic() - t0
-        cpu = {k: (sum(cpu_seconds(pid) or 0.0 for pid in v) - before[k]) / wall for k, v in pids.items()}
-        cpu["replay+controller"] = (time.process_time() - own0) / wall
+        marks: dict[str, tuple[float, dict[str, float], float]] = {}
+
+        def clock(event: str) -> None:
+            # CPU over the real-time part only: not the preloading, not the drain after it.
+            marks[event] = (time.monotonic(), {k: sum(cpu_seconds(pid) or 0.0 for pid in v) for k, v in pids.items()},
+                            time.process_time())
+
+        data = BrokerReplay(broker.url, speed=1.0, drain_s=10.0, limit_s=seconds, preload=preload,
+                            on_clock=clock).run(scene)
+        (t0, cpu0, own0), (t1, cpu1, own1) = marks["start"], marks["published"]
+        wall = t1 - t0
+        cpu = {k: (cpu1[k] - cpu0[k]) / wall for k in pids}
+        cpu["replay+controller"] = (own1 - own0) / wall
     finally:
         if controller is not None:
             controller.stop()

@@ -168,13 +168,17 @@ class BrokerReplay:
 
     def __init__(self, url: str, *, ca: Path | None = None, speed: float = 1.0, routes_timeout: float = 15.0,
                  drain_s: float = 15.0, limit_s: float | None = None,
-                 progress: Callable[[int, int], None] | None = None, preload: bool = False) -> None:
+                 progress: Callable[[int, int], None] | None = None, preload: bool = False,
+                 on_clock: Callable[[str], None] | None = None) -> None:
         from jellybean.agents.transport import MqttLink
 
         self.speed, self.drain_s, self.limit_s, self.progress = speed, drain_s, limit_s, progress
         # Decode and JPEG-encode every frame before the clock starts, so that during the replay this
         # process only publishes, as cameras that encode their own frames (memory: every frame).
         self.preload = preload
+        # Called with "start" when the clock starts and "published" after the last frame went out:
+        # a benchmark measures the machine over exactly the replay's real-time part.
+        self.on_clock = on_clock or (lambda _event: None)
         self.routes_timeout = routes_timeout
         self.session = new_session()
         # A persistent session, so that results published while the broker restarts still reach us.
@@ -242,6 +246,7 @@ class BrokerReplay:
             entry = [(src, op) for src, ops in routes.sources.items() for op in ops]
             total = sum(c.frame_count or 0 for c in cams)
             frames = self._frames(cams, data)
+            self.on_clock("start")
             t0 = time.time()
             sent = 0
             for t_rel, cam, frame, ready in frames:
@@ -264,6 +269,7 @@ class BrokerReplay:
                     data.timeline.append((time.time() - t0, data.sink.count()))
                 if self.progress:
                     self.progress(sent, total)
+            self.on_clock("published")
             keys = {(s, f) for s, fs in data.published.items() for f in fs}
             # Wait for the last results until all are in, the drain time is up, or nothing has come
             # for QUIET_S (longer than an agent holds an item before dropping it as late).
