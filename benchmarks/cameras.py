@@ -295,6 +295,9 @@ def report(pred: Prediction, predicted: float, n_cores: int, trials: dict[int, T
     others = t.cpu["broker"] + t.cpu["replay+controller"]
     left = max(0.1, n_cores - others)
     console.print(f"measured: {best} cameras hold (p50 {t.p50_ms:.0f} ms, p99 {t.p99_ms:.0f} ms)", highlight=False)
+    need = best * pred.per_camera_ms / 1000.0
+    console.print(f"at N={best} the agents used {t.cpu['agents']:.2f} cores; the profiles say {best} cameras need "
+                  f"{need:.2f}: measured / predicted CPU = {t.cpu['agents'] / need:.2f}", highlight=False)
     console.print(f"predicted from the profiles on {n_cores} cores: {predicted:.1f} cameras; measured / predicted = "
                   f"{best / predicted:.2f}", highlight=False)
     source = "video decode, JPEG encode, publish" if live else "publish; frames encoded beforehand"
