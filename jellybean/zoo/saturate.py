@@ -32,6 +32,9 @@ from jellybean.errors import JellyBeanError
 
 log = logging.getLogger("jellybean.zoo")
 START_TIMEOUT_S = 120.0
+# Outputs of the first second are not timed: an agent that has just loaded its model runs slower.
+WARM_S = 1.0
+MIN_CPU_WINDOW_S = 0.5
 
 
 @dataclass
@@ -188,7 +191,7 @@ class AgentBench:
     # -- measuring ---------------------------------------------------------------------------------
     def saturate(self, task: Task, items: list[Item], *, warmup: int, runs: int, min_seconds: float,
                  max_seconds: float, session: str) -> Saturated:
-        """Outputs/s of `task` on `items` with the agent never idle: `warmup` outputs untimed, then
+        """Outputs/s of `task` on `items` with the agent never idle: `warmup` outputs and WARM_S untimed, then
         until `runs` outputs and `min_seconds`, or `max_seconds` (with at least 3 outputs)."""
         self.assign(task)
         window = threading.Semaphore(4 * task.batch + 4)
@@ -237,16 +240,21 @@ class AgentBench:
                         raise JellyBeanError(f"{task.operator}/{task.variant} dropped an item while profiled: "
                                              f"{item.dropped}; {self._log_tail()}")
                     window.release()
-                if cpu_start is None and len(self._outputs) >= max(warmup, 1):
+                if cpu_start is None and len(self._outputs) >= max(warmup, 1) and \
+                        self._outputs[-1][0] - self._outputs[0][0] >= WARM_S:
+                    # Timing starts here: after `warmup` outputs and WARM_S of work, when a fresh
+                    # agent has grown its arenas and its queue is full.
                     cpu_start = cpu_seconds(self.proc.pid)
-                if _enough(self._outputs, warmup, runs, min_seconds, max_seconds):
+                    warmup = len(self._outputs)
+                if cpu_start is not None and _enough(self._outputs, warmup, runs, min_seconds, max_seconds):
                     cpu_end = cpu_seconds(self.proc.pid)
                     break
         finally:
             stop.set()
             feeder.join(timeout=10)
         result = _result(self._outputs, units_of, warmup)
-        if cpu_start is not None and cpu_end is not None:
+        # /proc counts CPU in clock ticks (10 ms): a shorter window would say nothing.
+        if cpu_start is not None and cpu_end is not None and result.seconds >= MIN_CPU_WINDOW_S:
             result.cpu_seconds = cpu_end - cpu_start
         return result
 
