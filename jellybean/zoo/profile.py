@@ -377,27 +377,17 @@ def profile_zoo(
                 try:
                     if isinstance(feed, str):  # no operator runs it: the bare model is all there is
                         numbers = _bare(bare, on_batch, isolate, timeout)
-                        numbers["basis"] = "model"
-                        numbers["model_ms"] = numbers["latency_ms"]
+                        numbers.update(basis="model", model_ms=numbers["latency_ms"])
                         notes[(op.name, variant.name)] = f"bare model only: {feed}"
                     else:
                         if broker is None:
                             broker = start_local_broker(Path(tmp) / "broker")
-                        task = _task(op, variant, path, threads)
                         bench = AgentBench(broker.url, zoo_dir, hardware, threads, Path(tmp) / "agents",
                                            name=f"profile-{k}")
-                        try:
-                            numbers = measure_operator(bench, task, feed.items, sizes, on_batch=on_batch, **timing)
-                            numbers["peak_memory_mb"] = bench.peak_memory_mb()
-                        finally:
-                            bench.close()
-                        numbers["basis"] = "operator"
-                        numbers["model_ms"] = None
-                        numbers["execution_provider"] = None
+                        numbers = _as_agent(bench, _task(op, variant, path, threads), feed, sizes, on_batch, timing)
                         if path is not None:
                             model = _bare({**bare, "batch_sizes": (1,)}, lambda _b: None, isolate, timeout)
-                            numbers["model_ms"] = model["latency_ms"]
-                            numbers["execution_provider"] = model["execution_provider"]
+                            numbers.update(model_ms=model["latency_ms"], execution_provider=model["execution_provider"])
                 except JellyBeanError as exc:
                     skipped.append((op.name, variant.name, str(exc)))
                     log.warning("profiling %s skipped: %s", label, exc)
@@ -476,6 +466,18 @@ def _task(op: ZooOperator, variant: Variant, path: Path | None, threads: int) ->
     return Task(operator=op.name, variant=variant.name, runtime=runtime, keyed=lookup(runtime).keyed, workers=1,
                 model=variant.model, sha256=(variant.sha256 or sha256_file(path)) if path else None,
                 size=path.stat().st_size if path else None, params=dict(variant.params), threads=threads)
+
+
+def _as_agent(bench: AgentBench, task: Task, feed: _Feed, sizes: tuple[int, ...], on_batch: Callable[[int], None],
+              timing: dict[str, Any]) -> dict[str, Any]:
+    """The variant's figures as `bench`'s agent delivers them (the agent is stopped after)."""
+    try:
+        numbers = measure_operator(bench, task, feed.items, sizes, on_batch=on_batch, **timing)
+        numbers["peak_memory_mb"] = bench.peak_memory_mb()
+    finally:
+        bench.close()
+    numbers.update(basis="operator", model_ms=None, execution_provider=None)
+    return numbers
 
 
 def _bare(job: dict[str, Any], on_batch: Callable[[int], None], isolate: bool, timeout: float) -> dict[str, Any]:
