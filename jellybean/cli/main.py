@@ -70,7 +70,7 @@ class _Group(TyperGroup):
 app = typer.Typer(
     cls=_Group,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,   # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
     help="Plan and run ML inference workflows across edge devices, hubs, edge datacenters and the cloud.",
 )
@@ -92,10 +92,24 @@ _DEBUG_LOG = _StderrHandler()
 _DEBUG_LOG.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"jellybean {version('jellybean')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            typer.echo("jellybean (not installed; run `make install`)")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option(
-        "--debug", help="Show tracebacks instead of one-line errors, and the planner's debug log (model sizes).")] = False,
+        "--debug", help="Show tracebacks instead of one-line errors, and the planner's debug log (model sizes). "
+                        "Accepted anywhere on the line.")] = False,
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """JellyBean."""
     planner = logging.getLogger("jellybean.planner")

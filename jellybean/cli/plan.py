@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,6 +24,9 @@ if not console.is_terminal:
 err_console = Console(stderr=True)
 
 BACKENDS = ("HIGHS", "SCIP", "CBC")
+# Shown as choices in --help, and refused by typer with the list of choices.
+Strategy = Enum("Strategy", {name: name for name in STRATEGIES}, type=str)
+Backend = Enum("Backend", {name: name for name in BACKENDS}, type=str)
 
 
 def _solving(label: str, time_limit: float | None, quiet: bool):
@@ -77,18 +81,16 @@ def plan(
     time_limit: Annotated[float, typer.Option(
         "--time-limit", min=0.01, help="Seconds the solver may take; at the limit the best plan found is returned "
                                        "with its proven gap, marked not proven optimal.")] = DEFAULT_TIME_LIMIT_S,
-    strategy: Annotated[str, typer.Option("--strategy", help="optimal | greedy | all-cloud | all-edge")] = "optimal",
+    strategy: Annotated[Strategy, typer.Option("--strategy", help="optimal, or a baseline to compare with.")] = "optimal",
     jellybean_inputs: Annotated[Optional[Path], typer.Option("--jellybean-inputs", help="The reference prototype's optimizer input directory.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="MIP solver: HIGHS (highspy) | SCIP | CBC (through OR-Tools)")] = "HIGHS",
+    backend: Annotated[Backend, typer.Option("--backend", case_sensitive=False,
+                                             help="MIP solver: HIGHS (highspy), SCIP or CBC (through OR-Tools).")] = "HIGHS",
 ) -> None:
     """Choose variants, worker counts and routes at the least $/h that meets the SLOs."""
     from jellybean.planner.strategies import make_plan
     from jellybean.planner.render import plan_json, render_summary, write_plan
 
-    if strategy not in STRATEGIES:
-        raise JellyBeanError(f"--strategy: unknown strategy '{strategy}'; use one of: {', '.join(STRATEGIES)}")
-    if backend.upper() not in BACKENDS:
-        raise JellyBeanError(f"--backend: unknown backend '{backend}'; use one of: {', '.join(BACKENDS)}")
+    strategy, backend = Strategy(strategy).value, Backend(backend).value
     if jellybean_inputs is not None:
         if any(x is not None for x in (workflow, zoo, infrastructure)):
             raise JellyBeanError("--jellybean-inputs: give either a prototype input directory or -w/-z/-i, not both")

@@ -75,7 +75,7 @@ def replay(
     report: Annotated[Optional[Path], typer.Option("--report", help="Write an HTML report with plots into this directory.")] = None,
     submission: Annotated[Optional[Path], typer.Option("--submission", help="Write an AI City track-1 submission file.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Publish every camera's frames at its recorded rate and offset; report throughput, latency, bytes, IDF1."""
     from jellybean.cli.run import _deployment, _logging, _replay_progress, broker_url

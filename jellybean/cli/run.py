@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from enum import Enum
 import subprocess
 import sys
 import time
@@ -23,6 +24,9 @@ from jellybean.cli.main import app
 
 console = Console()
 err = Console(stderr=True)
+
+
+LogLevel = Enum("LogLevel", {name: name for name in ("debug", "info", "warning", "error")}, type=str)
 
 
 def _logging(level: str) -> None:
@@ -69,13 +73,14 @@ def agent(
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Where models fetched over the broker are kept.")] = None,
     metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Prometheus endpoint port (0: any free port).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="ONNX Runtime threads per worker where the plan does not say (it gives the threads each variant was profiled with).")] = None,
-    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    log_level: Annotated[LogLevel, typer.Option(
+        "--log-level", case_sensitive=False, help="What the agent logs on stderr.")] = "info",
 ) -> None:
     """Run an agent: announce, heartbeat, and run whatever the controller assigns, until stopped."""
     from jellybean.agents.agent import Agent, AgentOptions
     from jellybean.agents.broker import redact_url
 
-    _logging(log_level)
+    _logging(LogLevel(log_level).value)
     url = broker_url(broker, password_file, cert, key)
     a = Agent(AgentOptions(name=name, hardware=hardware, broker=url, site=site, ca=ca, model_dirs=tuple(zoo),
                            cache_dir=cache, metrics_port=metrics_port, threads=threads))
@@ -173,7 +178,7 @@ def deploy(
         "--takeover-credentials", help="The `broker config` directory: with it the controller resumes a lost agent's "
                                        "broker session as that agent, to send on the items it held (a broker with "
                                        "users binds sessions to them).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or live tables.")] = False,
 ) -> None:
     """The controller: publish assignments, watch the agents, re-plan when one stops (or the load shifts)."""
     _logging("warning")
@@ -271,7 +276,7 @@ def up(
         "--replan-on-load", help="Also re-plan when the measured load differs from the plan's by this fraction.")] = None,
     agent_per_worker: Annotated[bool, typer.Option(
         "--agent-per-worker", help="One agent process per planned worker (a device each) instead of one per site.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or live tables.")] = False,
 ) -> None:
     """Everything on one machine: plan, a broker, one agent process per planned site, the controller."""
     from jellybean.agents.broker import start_local_broker

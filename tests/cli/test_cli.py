@@ -90,7 +90,7 @@ def test_usage_errors(specs):
     p = specs.write()
     assert "missing -z/--zoo" in run("plan", "-w", str(p["workflow"]), "-i", str(p["infrastructure"])).output
     bad = run("plan", "-w", str(p["workflow"]), "-z", str(p["zoo"]), "-i", str(p["infrastructure"]), "--strategy", "cheap")
-    assert bad.exit_code == 1 and "unknown strategy 'cheap'" in bad.output
+    assert bad.exit_code == 2 and "'cheap' is not one of" in bad.output and "'all-cloud'" in bad.output
 
 
 def test_debug_lets_the_exception_through(specs):
@@ -128,3 +128,20 @@ def test_json_stays_clean_with_a_chatty_backend(specs):
                            "-i", str(p["infrastructure"]), "--backend", "HIGHS", "--json"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["solver"]["backend"] == "HIGHS"
+
+
+def test_version_completion_and_choices():
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"jellybean {version('jellybean')}"
+    helped = run("--help").output
+    assert "--install-completion" in helped and "--version" in helped
+    # Choices are shown as choices, and the solver's name is taken in any case.
+    helped = runner.invoke(app, ["plan", "--help"], env={"COLUMNS": "220"}).output
+    assert "optimal|greedy|all-cloud|all-edge" in helped and "highs|scip|cbc" in helped
+    bad = run("plan", "--jellybean-inputs", str(VQA_INPUTS), "--backend", "gurobi")
+    assert bad.exit_code == 2 and "'gurobi' is not one of" in bad.output
+    ok = run("plan", "--jellybean-inputs", str(VQA_INPUTS), "--backend", "highs", "--json")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["solver"]["status"] == "OPTIMAL"
