@@ -42,6 +42,14 @@ def test_validate_cross_file_reference(specs):
     result = run("validate", str(p["workflow"]), str(p["zoo"]), str(p["infrastructure"]))
     assert result.exit_code == 2
     assert "sites[0].hardware.cam-bx: unknown hardware 'cam-bx'; did you mean 'cam-box'?" in result.output
+    # The file with the bad reference is not called ok before its error; the others are.
+    assert f"ok  {p['infrastructure']}" not in result.output and f"ok  {p['workflow']}" in result.output
+    as_json = run("validate", str(p["workflow"]), str(p["zoo"]), str(p["infrastructure"]), "--json")
+    assert as_json.exit_code == 2
+    doc = json.loads(as_json.output)
+    assert {f["path"]: f["ok"] for f in doc["files"]} == {str(p["workflow"]): True, str(p["zoo"]): True,
+                                                         str(p["infrastructure"]): False}
+    assert any("unknown hardware 'cam-bx'" in problem for problem in doc["problems"])
 
 
 def test_validate_unknown_kind(tmp_path):
