@@ -126,8 +126,15 @@ def plan(
 
 
 @app.command()
-def explain(plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A plan YAML written by `jellybean plan -o`.")]) -> None:
+def explain(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A plan YAML written by `jellybean plan -o`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout, as `plan --json` does.")] = False,
+) -> None:
     """Show a plan per tier: workers, variants, load against capacity, $/h, links, binding constraints."""
-    from jellybean.planner.render import read_plan, render_explain
+    from jellybean.planner.render import plan_json, read_plan, render_explain
 
-    render_explain(read_plan(plan_file), console)
+    plan = read_plan(plan_file)
+    if as_json:
+        typer.echo(plan_json(plan))
+        return
+    render_explain(plan, console)

@@ -73,6 +73,12 @@ def test_plan_writes_yaml_and_explain_reads_it(specs, tmp_path):
     assert explained.exit_code == 0, explained.output
     for part in ("Workers per tier", "cam-box", "Binding constraints", "detect->track"):
         assert part in explained.output
+    # --json: the plan as `plan --json` prints it.
+    as_json = json.loads(run("explain", str(out), "--json").output)
+    fresh = json.loads(run("plan", "-w", str(p["workflow"]), "-z", str(p["zoo"]), "-i", str(p["infrastructure"]),
+                           "--json").output)
+    assert as_json["variants"] == fresh["variants"] == saved["variants"]
+    assert as_json["cost"]["total"] == saved["cost"]["total"] and set(as_json) == set(fresh)
 
 
 def test_plan_json_and_strategies(specs):
