@@ -130,3 +130,4 @@ from jellybean.cli import zoo as _zoo  # noqa: E402,F401
 from jellybean.cli import broker as _broker  # noqa: E402,F401
 from jellybean.cli import run as _run  # noqa: E402,F401
 from jellybean.cli import replay as _replay  # noqa: E402,F401
+from jellybean.cli import schema as _schema  # noqa: E402,F401
