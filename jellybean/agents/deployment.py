@@ -37,17 +37,18 @@ class Deployment:
 
 
 def resolve_inputs(plan: Plan, plan_path: Path | None, overrides: dict[str, Path | None]) -> Inputs:
-    """The workflow, zoo and infrastructure a plan names, found relative to the working directory
-    (where `jellybean plan` ran) or to the plan file; `overrides` win."""
+    """The workflow, zoo and infrastructure a plan names, found relative to the plan file (as
+    `write_plan` records them) or, for plans written before, to the working directory;
+    `overrides` win."""
     paths: dict[str, Path] = {}
     for key in ("workflow", "zoo", "infrastructure"):
         if overrides.get(key):
             paths[key] = Path(overrides[key])
             continue
         named = plan.inputs.get(key)
-        candidates = [Path(named)] if named else []
-        if named and plan_path is not None:
-            candidates.append(plan_path.parent / named)
+        candidates = [plan_path.parent / named] if named and plan_path is not None else []
+        if named:
+            candidates.append(Path(named))
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             where = f"'{named}' (as the plan's inputs.{key} says)" if named else "nowhere (the plan names none)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,10 +22,22 @@ def plan_to_dict(plan: Plan) -> dict:
 
 
 def write_plan(plan: Plan, path: Path) -> None:
+    """Write `plan` to `path`, its input files named relative to the plan's own folder, so that
+    `deploy` and `broker config --plan` find them from any working directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    plan = plan.model_copy(update={"inputs": relative_inputs(plan.inputs, path.parent)})
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(yaml.safe_dump(plan_to_dict(plan), sort_keys=False, width=120), encoding="utf-8")
     tmp.replace(path)  # never leave a half-written plan behind
+
+
+def relative_inputs(inputs: dict[str, str], folder: Path) -> dict[str, str]:
+    """Input paths that exist from here, rewritten relative to `folder`; others as they were."""
+    out = {}
+    for key, value in inputs.items():
+        where = Path(value)
+        out[key] = os.path.relpath(where.resolve(), folder.resolve()) if where.exists() else value
+    return out
 
 
 def read_plan(path: Path) -> Plan:

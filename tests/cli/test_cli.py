@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 from typer.testing import CliRunner
@@ -159,3 +160,24 @@ def test_version_completion_and_choices():
     ok = run("plan", "--jellybean-inputs", str(VQA_INPUTS), "--backend", "highs", "--json")
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)["solver"]["status"] == "OPTIMAL"
+
+
+def test_a_plan_names_its_inputs_relative_to_itself_and_works_from_anywhere(specs, tmp_path, monkeypatch):
+    from jellybean.agents.deployment import resolve_inputs
+    from jellybean.planner.render import read_plan
+
+    p = specs.write()
+    monkeypatch.chdir(p["workflow"].parent.parent)
+    rel = {k: str(p[k].relative_to(Path.cwd())) for k in ("workflow", "zoo", "infrastructure")}
+    out = Path("plans") / "deep" / "plan.yaml"
+    result = run("plan", "-w", rel["workflow"], "-z", rel["zoo"], "-i", rel["infrastructure"], "-o", str(out))
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load(out.read_text())["inputs"]
+    assert saved["workflow"] == str(Path("..") / ".." / rel["workflow"])
+    # From another working directory, the plan still finds the files it was made from.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    plan_path = out.resolve()
+    monkeypatch.chdir(elsewhere)
+    inputs = resolve_inputs(read_plan(plan_path), plan_path, {})
+    assert inputs.workflow.name == "mini"
