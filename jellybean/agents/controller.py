@@ -267,6 +267,11 @@ class Controller:
             time.sleep(0.1)
         return False
 
+    def metrics_urls(self) -> dict[str, str]:
+        """Each online agent's Prometheus endpoint, as it announced it ("none" without one)."""
+        with self._lock:
+            return {n: s.announce.metrics_url or "none" for n, s in self.agents.items() if s.online}
+
     def errors(self) -> list[str]:
         with self._lock:
             return [f"{n}: {e}" for n, s in self.agents.items() if s.heartbeat for e in s.heartbeat.errors]

@@ -225,10 +225,12 @@ def watch(controller, duration: Optional[float] = None, quiet: bool = False) -> 
 
 def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: int = 1,
                  ca: Path | None = None, only: set[str] | None = None,
-                 append: bool = False, per_worker: bool = False) -> dict[str, subprocess.Popen]:
+                 append: bool = False, per_worker: bool = False,
+                 metrics_ports: int | None = None) -> dict[str, subprocess.Popen]:
     """One agent process per site the plan uses (named after the site), logs in workdir; with
     `per_worker`, one per worker the plan puts at the site (`SITE-1`, `SITE-2`, ...: each a device,
     so that a machine's cores run the site's operators side by side, not in one process).
+    Agents serve Prometheus metrics on any free port, or on `metrics_ports`, +1, ... in name order.
     `broker_url` may map each site to its own URL (with that agent's credentials); a password goes
     to the agent in its environment ($JELLYBEAN_BROKER_PASSWORD), never on its command line."""
     from jellybean.agents.broker import PASSWORD_ENV, split_password
@@ -238,9 +240,12 @@ def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: 
     for w in dep.plan.workers:
         workers[w.location] = workers.get(w.location, 0) + w.count
     procs = {}
+    index = 0
     for site, hardware in sorted(sites_needed(dep.plan).items()):
         names = [f"{site}-{k}" for k in range(1, workers[site] + 1)] if per_worker else [site]
         for name in names:
+            port = 0 if metrics_ports is None else metrics_ports + index
+            index += 1
             if only is not None and name not in only:
                 continue
             url, password = split_password(broker_url[site] if isinstance(broker_url, dict) else broker_url)
@@ -251,7 +256,7 @@ def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: 
             log = open(workdir / f"agent-{name}.log", "a" if append else "w")  # a restarted agent's log goes on
             procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "jellybean", "agent", "--name", name, "--site", site, "--hardware", hardware,
-                 "--broker", url, "--zoo", str(dep.zoo_dir), "--threads", str(threads), "--metrics-port", "0",
+                 "--broker", url, "--zoo", str(dep.zoo_dir), "--threads", str(threads), "--metrics-port", str(port),
                  "--cache", str(workdir / "models"), *(["--ca", str(ca)] if ca else [])],
                 stdout=log, stderr=subprocess.STDOUT, env=env)
     return procs
@@ -276,6 +281,10 @@ def up(
         "--replan-on-load", help="Also re-plan when the measured load differs from the plan's by this fraction.")] = None,
     agent_per_worker: Annotated[bool, typer.Option(
         "--agent-per-worker", help="One agent process per planned worker (a device each) instead of one per site.")] = False,
+    metrics_port: Annotated[Optional[int], typer.Option(
+        "--metrics-port", min=1, max=65000,
+        help="Agents' Prometheus endpoints on this port and the next ones, in agent name order (default: free ports; "
+             "printed either way).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or live tables.")] = False,
 ) -> None:
     """Everything on one machine: plan, a broker, one agent process per planned site, the controller."""
@@ -305,10 +314,12 @@ def up(
     controller = None
     try:
         err.print(f"broker: {broker.kind} at [bold]{broker.url}[/]")
-        procs = spawn_agents(dep, broker.url, workdir, per_worker=agent_per_worker)
+        procs = spawn_agents(dep, broker.url, workdir, per_worker=agent_per_worker, metrics_ports=metrics_port)
         err.print(f"agents: {', '.join(procs)} (logs in {workdir})")
         controller = start_controller(dep, broker.url, None, 60.0, 5000.0, quiet, replan_on_load,
                                       expect=tuple(procs) if agent_per_worker else ())
+        err.print("metrics: " + ", ".join(f"{name} {url}" for name, url in sorted(controller.metrics_urls().items())),
+                  highlight=False, soft_wrap=True)
         if replay is not None:
             from jellybean.cli.replay import finish_replay, open_scenario
             from jellybean.replay.driver import BrokerReplay

@@ -84,3 +84,39 @@ def test_deploy_hint_names_the_agents_user_not_the_controllers_password(mosquitt
     assert result.exit_code == 1 and "env-secret" not in result.output
     hint = mosquitto.replace("mqtt://", "mqtt://SITE@") + " --password-file SITE.password"
     assert hint in " ".join(result.output.split()), result.output
+
+
+def test_up_prints_every_agents_metrics_endpoint_on_the_ports_asked(tmp_path):
+    """`up --metrics-port P`: agents serve Prometheus on P, P+1, ... and `up` prints where."""
+    import re
+    import socket
+    import subprocess
+    import sys
+
+    from jellybean.agents.broker import find_mosquitto, free_port
+
+    if find_mosquitto() is None:
+        import pytest
+
+        pytest.skip("needs Mosquitto (make test installs it)")
+    def free_run(n: int) -> int:
+        """A port with the next n - 1 free as well."""
+        for _ in range(50):
+            base = free_port()
+            try:
+                for k in range(n):
+                    with socket.socket() as s:
+                        s.bind(("127.0.0.1", base + k))
+                return base
+            except OSError:
+                continue
+        raise AssertionError("no run of free ports")
+
+    base = free_run(3)
+    proc = subprocess.run([sys.executable, "-m", "jellybean", "up", str(EXAMPLE), "--workdir", str(tmp_path / "up"),
+                           "--metrics-port", str(base), "--for", "3", "-q"], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    urls = dict(re.findall(r"(\w[\w-]*) (http://127\.0\.0\.1:\d+)", proc.stderr.split("metrics: ", 1)[1].splitlines()[0]))
+    assert sorted(urls) == ["cloud", "crossing", "hub"]
+    assert sorted(int(u.rsplit(":", 1)[1]) for u in urls.values()) == [base, base + 1, base + 2]
+    assert "Traceback" not in proc.stderr
