@@ -473,7 +473,7 @@ def test_cli_broker_config(tmp_path):
 
 def test_cli_broker_config_from_plan(specs, tmp_path, monkeypatch):
     p = specs.write()
-    monkeypatch.chdir(specs.root)  # the plan records -i as given: relative to here
+    monkeypatch.chdir(specs.root)
     result = runner.invoke(app, ["plan", "-w", "workflow.yaml", "-z", "zoo.yaml", "-i", "infrastructure.yaml",
                                  "-o", str(tmp_path / "plan.yaml")])
     assert result.exit_code == 0, result.output
@@ -482,15 +482,20 @@ def test_cli_broker_config_from_plan(specs, tmp_path, monkeypatch):
     agents = set(load_broker_config(tmp_path / "b").agents)
     assert agents and agents <= {"cam-1", "cam-2", "hub", "cloud"}
 
+    # From another folder the plan still finds its inputs: it names them relative to itself.
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["broker", "config", str(tmp_path / "c"), "--plan", "plan.yaml"])
-    assert result.exit_code == 2
-    assert "inputs.workflow" in result.output and "'workflow.yaml'" in result.output and "--workflow" in result.output
-    result = runner.invoke(app, ["broker", "config", str(tmp_path / "c"), "--plan", "plan.yaml",
-                                 "--infrastructure", str(p["infrastructure"]), "--workflow", str(p["workflow"]),
-                                 "--zoo", str(p["zoo"])])
     assert result.exit_code == 0, result.output
     assert set(load_broker_config(tmp_path / "c").agents) == agents
+    # An input that has gone is named, with the option that replaces it.
+    moved = p["workflow"].rename(p["workflow"].with_name("moved.yaml"))
+    result = runner.invoke(app, ["broker", "config", str(tmp_path / "d"), "--plan", "plan.yaml"])
+    assert result.exit_code == 2
+    assert "inputs.workflow" in result.output and "workflow.yaml'" in result.output and "--workflow" in result.output
+    result = runner.invoke(app, ["broker", "config", str(tmp_path / "d"), "--plan", "plan.yaml",
+                                 "--workflow", str(moved)])
+    assert result.exit_code == 0, result.output
+    assert set(load_broker_config(tmp_path / "d").agents) == agents
 
 
 def test_cli_broker_config_sink_replay_users_and_client_certs(tmp_path):

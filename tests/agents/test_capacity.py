@@ -32,7 +32,8 @@ REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "model_zoo" / "aicity" / "detector_w050.onnx"
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs Mosquitto (make test installs it)")
 HARDWARE = "local-cpu"
-ROUNDS = 5
+ROUNDS = 7
+PROFILE_FRAMES = 60
 
 
 def write_specs(root: Path, cameras: int) -> dict[str, Path]:
@@ -125,7 +126,7 @@ class Saturator:
 
 def test_a_saturated_agent_delivers_the_capacity_the_plan_assigns(tmp_path):
     paths = write_specs(tmp_path, cameras=2)
-    frames, _ = synthetic_frames(120)
+    frames, _ = synthetic_frames(PROFILE_FRAMES)  # the frames the profile measures on
     broker = MosquittoBroker(None, free_port(), workdir=tmp_path / "broker", executable=find_mosquitto()).start()
     broker.wait_ready()
     procs = {}
@@ -134,7 +135,7 @@ def test_a_saturated_agent_delivers_the_capacity_the_plan_assigns(tmp_path):
         ratios = []
         for round_ in range(ROUNDS):
             # Profiled as `up` runs its agents: one ORT thread per worker.
-            profile_zoo(paths["zoo"].parent, HARDWARE, batch_sizes=[1], intra_op_threads=1, frames=60, warmup=20,
+            profile_zoo(paths["zoo"].parent, HARDWARE, batch_sizes=[1], intra_op_threads=1, frames=PROFILE_FRAMES, warmup=20,
                         runs=200, min_seconds=3.0, max_seconds=6.0)
             inputs = load_inputs(paths["workflow"], paths["zoo"], paths["infrastructure"])
             plan = make_plan(build_problem(inputs), "optimal", time_limit=20, inputs=inputs.paths)
