@@ -55,7 +55,7 @@ from jellybean.replay.scene import SceneConfig, write_scene
 from jellybean.spec.base import load_model
 from jellybean.spec.zoo import Zoo
 from jellybean.zoo.profile import profile_zoo
-from jellybean.zoo.saturate import cpu_seconds
+from jellybean.zoo.procfs import cpu_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "aicity"

@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -366,10 +367,7 @@ class TaskRunner:
                 begun = _Begun(batch, live, passed)
                 if live:
                     self._run_step(first, begun, [i for i, _ in live])
-                if onward:
-                    onward[0].put(begun)
-                else:
-                    self._complete(begun)
+                self._hand_on(begun, onward)
         finally:
             for q in onward:
                 q.put(None)
@@ -385,10 +383,14 @@ class TaskRunner:
                 return
             if begun.live and begun.error is None:
                 self._run_step(step, begun, begun.state)
-            if onward:
-                onward[0].put(begun)
-            else:
-                self._complete(begun)
+            self._hand_on(begun, onward)
+
+    def _hand_on(self, begun: "_Begun", onward: "list[queue.Queue[_Begun | None]]") -> None:
+        """To the next stage's thread, or, after the last stage, out."""
+        if onward:
+            onward[0].put(begun)
+        else:
+            self._complete(begun)
 
     @staticmethod
     def _run_step(step: Callable[[object], object], begun: "_Begun", value: object) -> None:
@@ -406,8 +408,9 @@ class TaskRunner:
         results = begun.state if begun.error is None else None
         outputs: list[tuple[Item, float]] = []
         if live:
-            if begun.error is None and results is not None and len(results) != len(live):
-                begun.error = RuntimeError(f"returned {len(results)} items for {len(live)}")
+            if begun.error is None and (not isinstance(results, Sequence) or len(results) != len(live)):
+                got = f"{len(results)} items" if isinstance(results, Sequence) else type(results).__name__
+                begun.error = RuntimeError(f"returned {got} for {len(live)} items")
             if begun.error is not None:
                 exc = begun.error
                 log.error("operator %s failed on a batch of %d", name, len(live), exc_info=exc)

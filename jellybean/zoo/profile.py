@@ -53,6 +53,7 @@ from jellybean.agents.operators.base import lookup, runtime_for
 from jellybean.errors import JellyBeanError, NotSupportedError
 from jellybean.spec.zoo import Profile, Variant, Zoo, ZooOperator
 from jellybean.zoo.manifest import load_zoo, set_profile, sha256_file, update_manifest
+from jellybean.zoo.procfs import reset_peak, status_kb
 from jellybean.zoo.saturate import AgentBench, Saturated
 from jellybean.zoo.workload import DEFAULT_FRAMES, build_workload, runtime_class
 
@@ -97,30 +98,6 @@ class ProfileResult:
             "skipped": [{"operator": o, "variant": v, "reason": r} for o, v, r in self.skipped],
             "notes": [{"operator": o, "variant": v, "note": n} for (o, v), n in self.notes.items()],
         }
-
-
-# Memory (Linux /proc; getrusage elsewhere) ------------------------------------------------------
-
-
-def _status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
 
 
 # Timing -------------------------------------------------------------------------------------
@@ -169,8 +146,8 @@ def measure_variant(
         from jellybean.agents.backends import import_tensorrt
 
         import_tensorrt()
-    reset = _reset_peak() if measure_memory else False
-    base_kb = _status_kb("VmRSS") if measure_memory else None
+    reset = reset_peak() if measure_memory else False
+    base_kb = status_kb("VmRSS") if measure_memory else None
     with open_backend(path, prefer=provider, **options) as backend:
         fixed = [s.shape[0] for s in backend.input_specs if s.shape and s.shape[0] is not None]
         if fixed:
@@ -184,7 +161,7 @@ def measure_variant(
             if on_batch is not None:
                 on_batch(b)
         provider_used = backend.provider
-    peak_kb = _status_kb("VmHWM") if measure_memory else None
+    peak_kb = status_kb("VmHWM") if measure_memory else None
     first = sizes[0]
     lat = samples[first] * 1000.0
     p50, p90, p99 = (float(np.percentile(lat, q)) for q in (50, 90, 99))

@@ -29,6 +29,7 @@ from jellybean.agents.messages import Assignment, Heartbeat, Task, parse_message
 from jellybean.agents.processes import stop_process
 from jellybean.agents.transport import MqttLink
 from jellybean.errors import JellyBeanError
+from jellybean.zoo.procfs import cpu_seconds, reset_peak, status_kb
 
 log = logging.getLogger("jellybean.zoo")
 START_TIMEOUT_S = 120.0
@@ -60,27 +61,6 @@ class Saturated:
         return float(np.percentile(self.per_unit_ms, q)) if self.per_unit_ms else 1000.0 / max(self.rate, 1e-9)
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process, all its threads (Linux /proc), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _status_kb(pid: int, fieldname: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(fieldname + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 class AgentBench:
     """One `jellybean agent` process on a broker, given one task at a time and kept saturated."""
 
@@ -94,7 +74,6 @@ class AgentBench:
         self._outputs: list[tuple[float, Item]] = []
         self._session = ""
         self._out_cond = threading.Condition()
-        self._errors: list[str] = []
         workdir.mkdir(parents=True, exist_ok=True)
         self._log_path = workdir / f"agent-{name}.log"
         self._log = open(self._log_path, "w")
@@ -127,7 +106,7 @@ class AgentBench:
         try:
             item = decode_item(payload, topic)
         except MessageError as exc:
-            self._errors.append(str(exc))
+            log.warning("dropped: %s", exc)
             return
         with self._out_cond:
             if item.session == self._session:  # not a late output of an earlier run
@@ -147,8 +126,8 @@ class AgentBench:
                         raise JellyBeanError(f"the profiling agent cannot run {operator}: {'; '.join(beat.errors)}")
                 left = deadline - time.monotonic()
                 if self.proc.poll() is not None:
-                    raise JellyBeanError(f"the profiling agent exited (code {self.proc.returncode}); its log: "
-                                         f"{self._log_path}")
+                    raise JellyBeanError(f"the profiling agent exited (code {self.proc.returncode}); "
+                                         f"{self._log_tail()}")
                 if left <= 0:
                     raise JellyBeanError(f"the profiling agent did not start {operator} within {timeout:.0f} s; "
                                          f"{self._log_tail()}")
@@ -174,16 +153,11 @@ class AgentBench:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise JellyBeanError(f"the profiling agent did not come up; {self._log_tail()}")
                 self._beat_cond.wait(0.5)
-        try:
-            with open(f"/proc/{self.proc.pid}/clear_refs", "w", encoding="ascii") as fh:
-                fh.write("5")
-            self.baseline_kb = _status_kb(self.proc.pid, "VmRSS") or 0
-        except OSError:
-            self.baseline_kb = 0
+        self.baseline_kb = (status_kb("VmRSS", self.proc.pid) or 0) if reset_peak(self.proc.pid) else 0
 
     def peak_memory_mb(self) -> float | None:
         """Growth of the agent's peak RSS since it came up: what loading and running the variants took."""
-        peak = _status_kb(self.proc.pid, "VmHWM")
+        peak = status_kb("VmHWM", self.proc.pid)
         if peak is None or not self.baseline_kb or peak <= self.baseline_kb:
             return None
         return (peak - self.baseline_kb) / 1024.0

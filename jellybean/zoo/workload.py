@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -94,9 +93,8 @@ def synthetic_frames(limit: int) -> tuple[list[Item], str]:
 
 
 def reference_variant(op: ZooOperator) -> Variant:
-    """The variant whose outputs stand for the operator's: the most accurate that can run here."""
-    ranked = sorted(op.variants, key=lambda v: -(v.accuracy or 0.0))
-    return ranked[0]
+    """The variant whose outputs stand for the operator's: the most accurate (the first of equals)."""
+    return max(op.variants, key=lambda v: v.accuracy or 0.0)
 
 
 def run_over(op_name: str, variant: Variant, zoo_dir: Path, task: str, items: list[Item], threads: int | None
@@ -146,6 +144,5 @@ def build_workload(zoo: Zoo, zoo_dir: Path, scene: Path | None = None, *, frames
                 made_by[cls.produces] = f"{made_by[kind]} -> {op.name}/{variant.name}" if kind in made_by \
                     else f"{op.name}/{variant.name}"
                 progress = True
-    kinds = Counter({k: len(v) for k, v in workload.items()})
-    log.info("workload: %s", ", ".join(f"{n} {k}" for k, n in kinds.items()))
+    log.info("workload: %s", ", ".join(f"{len(v)} {k}" for k, v in workload.items()))
     return Workload(workload, source, made_by)

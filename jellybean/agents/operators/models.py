@@ -75,7 +75,7 @@ def chunks(n: int, size: int | None) -> list[slice]:
 
 
 @dataclass
-class _Begun:
+class _Frames:
     """A detector batch on its way through the stages."""
 
     items: list[Item]
@@ -122,7 +122,7 @@ class Detector(Operator):
     def process(self, items: list[Item]) -> list[Item]:
         return self._finish(self._infer(self._decode(items)))
 
-    def _decode(self, items: list[Item]) -> "_Begun":
+    def _decode(self, items: list[Item]) -> "_Frames":
         """Decode the frames a detector looks at."""
         out: list[Item | None] = [None] * len(items)
         images: list[np.ndarray] = []
@@ -138,16 +138,16 @@ class Detector(Operator):
             else:
                 images.append(image)
                 where.append(i)
-        return _Begun(items, out, images, where, [])
+        return _Frames(items, out, images, where, [])
 
-    def _infer(self, begun: "_Begun") -> "_Begun":
+    def _infer(self, begun: "_Frames") -> "_Frames":
         """The model on every decoded frame, in one call unless its batch size is fixed."""
         for part in chunks(len(begun.images), self.spec.batch):
             batch = preprocess(begun.images[part], self.size, letterbox=self.letterbox)
             begun.runs.append((batch, run_model(self.backend, self.spec, batch.images, str(self.config.model))))
         return begun
 
-    def _finish(self, begun: "_Begun") -> list[Item]:
+    def _finish(self, begun: "_Frames") -> list[Item]:
         """Boxes from the model's output (NMS), crops, the output items."""
         results: list[Detections] = []
         for batch, raw in begun.runs:
