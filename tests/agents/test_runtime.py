@@ -423,3 +423,23 @@ def test_stopping_a_pipelined_worker_finishes_what_its_stages_hold():
     # Every item is either sent on (and acknowledged) or handed back to be re-homed: none vanish.
     assert sorted([i.frame for i in out] + [i.frame for i, _ in left]) == [1, 3, 4, 5, 6]
     assert sorted(acks) == sorted(i.frame for i in out)
+
+
+def test_an_operator_that_returns_no_list_drops_its_batch_and_the_worker_goes_on():
+    class Broken(_Echo):
+        def process(self, items):
+            if any(i.frame == 1 for i in items):
+                return None
+            return super().process(items)
+
+    seen: list = []
+    runner, out = _runner(Task(operator="op", variant="v", runtime="x"), Broken, seen)
+    now = time.time()
+    runner.offer(Item("s", 1, now), 1)
+    assert _wait(lambda: len(out) == 1)
+    runner.offer(Item("s", 2, now), 1)
+    assert _wait(lambda: len(out) == 2)
+    runner.stop()
+    status = {i.frame: i.dropped for i in out}
+    assert "failed" in status[1] and status[2] is None
+    assert "returned NoneType for 1 items" in runner.error
