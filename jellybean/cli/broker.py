@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from jellybean.cli.main import app
+from jellybean.cli.app import app
 from jellybean.errors import JellyBeanError
 
 console = Console()

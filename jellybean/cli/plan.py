@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from jellybean.cli.main import app
+from jellybean.cli.app import app
 from jellybean.errors import JellyBeanError
 from jellybean.planner.highs import Progress as SolveProgress
 from jellybean.planner.strategies import STRATEGIES

@@ -8,10 +8,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from jellybean.cli.main import app
-# The broker options shared with `agent` and `deploy`. `run` may still be importing (it imports
-# main, which imports us): the annotations below are strings, resolved when typer builds the command.
-from jellybean.cli import run as _run
+from jellybean.cli.app import app
+from jellybean.cli import common
 
 console = Console()
 err = Console(stderr=True)
@@ -57,14 +55,14 @@ def replay(
     directory: Annotated[Path, typer.Argument(help="Dataset root in the CityFlow layout (or `jellybean scene`'s).")],
     scenario: Annotated[Optional[str], typer.Option("--scenario", help="S01, S02, ... (default: the first).")] = None,
     broker: Annotated[Optional[str], typer.Option("--broker", help="Replay into a running deployment at this URL: "
-                                                                   + _run.BROKER_HELP)] = None,
+                                                                   + common.BROKER_HELP)] = None,
     local: Annotated[bool, typer.Option("--local", help="Run the plan's operators in this process instead.")] = False,
     plan: Annotated[Optional[Path], typer.Option("--plan", help="The plan (needed with --local; with --broker it adds "
                                                                 "predictions and $/h to the report).")] = None,
     ca: Annotated[Optional[Path], typer.Option("--ca", help="CA certificate for mqtts://.")] = None,
-    password_file: _run.PasswordFile = None,
-    cert: _run.ClientCert = None,
-    key: _run.ClientKey = None,
+    password_file: common.PasswordFile = None,
+    cert: common.ClientCert = None,
+    key: common.ClientKey = None,
     speed: Annotated[float, typer.Option("--speed", help="Play X times faster than recorded (--local: 0 = no pacing).")] = 1.0,
     preload: Annotated[bool, typer.Option(
         "--preload", help="With --broker: decode and JPEG-encode every frame before the clock starts (memory for all "
@@ -78,10 +76,9 @@ def replay(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Publish every camera's frames at its recorded rate and offset; report throughput, latency, bytes, IDF1."""
-    from jellybean.cli.run import _deployment, _logging, _replay_progress, broker_url
     from jellybean.errors import JellyBeanError
 
-    _logging("warning")
+    common.setup_logging("warning")
     if local == (broker is not None):
         raise JellyBeanError("give exactly one of --broker URL (a running deployment) or --local (in-process)")
     if speed < 0 or (broker is not None and speed == 0):
@@ -90,10 +87,10 @@ def replay(
         raise JellyBeanError("--local needs --plan PLAN (the variants and routes to run)")
     if local and (password_file or cert or key):
         raise JellyBeanError("--password-file, --cert and --key are for --broker; --local uses no broker")
-    url = broker_url(broker, password_file, cert, key) if broker is not None else None
+    url = common.broker_url(broker, password_file, cert, key) if broker is not None else None
     scen = open_scenario(directory, scenario)
-    dep = _deployment(plan, None, None, None) if plan is not None else None
-    with _replay_progress(quiet or json_out) as cb:
+    dep = common.load_deployment(plan, None, None, None) if plan is not None else None
+    with common.replay_progress(quiet or json_out) as cb:
         if local:
             from jellybean.replay.local import run_local
 

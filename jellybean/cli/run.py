@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import signal
-from enum import Enum
 import subprocess
 import sys
 import time
@@ -20,43 +17,12 @@ from rich.table import Table
 from rich.text import Text
 
 from jellybean.agents.processes import stop_processes
-from jellybean.cli.main import app
+from jellybean.cli.app import app
+from jellybean.cli.common import (BROKER_HELP, ClientCert, ClientKey, LogLevel, PasswordFile, broker_url,
+                                  load_deployment, replay_progress, setup_logging, stop_on_sigterm)
 
 console = Console()
 err = Console(stderr=True)
-
-
-LogLevel = Enum("LogLevel", {name: name for name in ("debug", "info", "warning", "error")}, type=str)
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-
-
-def _stop_on_sigterm(stop) -> None:
-    signal.signal(signal.SIGTERM, lambda *_: stop())
-
-
-# The broker's secrets never go on a command line: a password comes from a file or the environment.
-PasswordFile = Annotated[Optional[Path], typer.Option(
-    "--password-file", help="Read the broker password from this file (`broker config` writes DIR/clients/USER.password); "
-                            "or set JELLYBEAN_BROKER_PASSWORD. A USER.crt and USER.key beside it are used as the "
-                            "client certificate.")]
-ClientCert = Annotated[Optional[Path], typer.Option(
-    "--cert", help="Client certificate for mutual TLS (`broker config --client-certs`: DIR/clients/USER.crt).")]
-ClientKey = Annotated[Optional[Path], typer.Option(
-    "--key", help="The client certificate's key (default: the certificate's path with .key).")]
-BROKER_HELP = ("mqtt://host:port, or mqtts://USER@host:port with --password-file or $JELLYBEAN_BROKER_PASSWORD "
-               "(a password in the URL works too, but is then on the command line)")
-
-
-def broker_url(url: str, password_file: Optional[Path], cert: Optional[Path], key: Optional[Path]) -> str:
-    """The URL a client of this process connects with: its password and certificate resolved.
-    Never print it: show `redact_url(url)`."""
-    from jellybean.agents.broker import client_url
-
-    return client_url(url, password_file=password_file, cert=cert, key=key)
 
 
 @app.command()
@@ -80,25 +46,16 @@ def agent(
     from jellybean.agents.agent import Agent, AgentOptions
     from jellybean.agents.broker import redact_url
 
-    _logging(LogLevel(log_level).value)
+    setup_logging(LogLevel(log_level).value)
     url = broker_url(broker, password_file, cert, key)
     a = Agent(AgentOptions(name=name, hardware=hardware, broker=url, site=site, ca=ca, model_dirs=tuple(zoo),
                            cache_dir=cache, metrics_port=metrics_port, threads=threads))
-    _stop_on_sigterm(lambda: a._stop.set())
+    stop_on_sigterm(lambda: a._stop.set())
     err.print(f"agent [bold]{name}[/] ({hardware}) at site {a.site}, broker {redact_url(url)}", highlight=False)
     try:
         a.run_forever()
     except KeyboardInterrupt:
         pass
-
-
-def _deployment(plan_path: Path, workflow: Optional[Path], zoo: Optional[Path], infrastructure: Optional[Path]):
-    from jellybean.agents.deployment import Deployment, resolve_inputs
-    from jellybean.planner.render import read_plan
-
-    plan = read_plan(plan_path)
-    inputs = resolve_inputs(plan, plan_path, {"workflow": workflow, "zoo": zoo, "infrastructure": infrastructure})
-    return Deployment(plan=plan, inputs=inputs, zoo_dir=Path(inputs.paths["zoo"]).resolve().parent)
 
 
 def _metrics_table(controller) -> Table:
@@ -181,9 +138,9 @@ def deploy(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or live tables.")] = False,
 ) -> None:
     """The controller: publish assignments, watch the agents, re-plan when one stops (or the load shifts)."""
-    _logging("warning")
+    setup_logging("warning")
     url = broker_url(broker, password_file, cert, key)
-    dep = _deployment(plan, workflow, zoo, infrastructure)
+    dep = load_deployment(plan, workflow, zoo, infrastructure)
     takeover = None
     if takeover_credentials is not None:
         from jellybean.agents.broker import load_broker_config
@@ -212,7 +169,7 @@ def watch(controller, duration: Optional[float] = None, quiet: bool = False) -> 
     a live table of the agents refreshed every second."""
     end = time.monotonic() + duration if duration else None
     until = (lambda: time.monotonic() > end) if end else None
-    _stop_on_sigterm(controller.stop)
+    stop_on_sigterm(controller.stop)
     try:
         if quiet:
             controller.run(until=until)
@@ -295,7 +252,7 @@ def up(
     from jellybean.planner.render import write_plan
     from jellybean.planner.strategies import make_plan
 
-    _logging("warning")
+    setup_logging("warning")
     files = {k: example / f"{k}.yaml" for k in ("workflow", "zoo", "infrastructure")}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
@@ -325,7 +282,7 @@ def up(
             from jellybean.replay.driver import BrokerReplay
 
             scen = open_scenario(replay, scenario)
-            with _replay_progress(quiet) as cb:
+            with replay_progress(quiet) as cb:
                 data = BrokerReplay(broker.url, speed=speed, progress=cb, preload=preload).run(scen)
             finish_replay(data, scen, plan, report=report, json_out=False, submission=submission)
             return
@@ -338,17 +295,3 @@ def up(
         broker.stop()
 
 
-class _replay_progress:
-    """A progress bar whose callback takes (frames sent, frames in all)."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.progress = Progress(TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-                                 console=err, transient=True, disable=quiet)
-        self.task = self.progress.add_task("", total=None)
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return lambda done, total: self.progress.update(self.task, completed=done, total=total or None)
-
-    def __exit__(self, *exc) -> None:
-        self.progress.__exit__(*exc)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from jellybean.cli.main import app
+from jellybean.cli.app import app
 
 console = Console()
 err_console = Console(stderr=True)

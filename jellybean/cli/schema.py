@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from jellybean.cli.main import app
+from jellybean.cli.app import app
 from jellybean.errors import JellyBeanError
 from jellybean.spec.base import did_you_mean
 from jellybean.spec.loader import KINDS

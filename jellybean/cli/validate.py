@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from jellybean.cli.main import app
+from jellybean.cli.app import app
 from jellybean.errors import SpecError
 from jellybean.spec.loader import validate_files
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from jellybean.cli.main import app
+from jellybean.cli.app import app
 from jellybean.errors import JellyBeanError
 
 console = Console()

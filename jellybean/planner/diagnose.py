@@ -7,8 +7,9 @@ import math
 from collections import defaultdict
 
 from jellybean.errors import InfeasibleError
-from jellybean.planner.model import Restriction
+from jellybean.planner.model import SLACK_FAMILIES, Restriction
 from jellybean.planner.problem import KB_PER_S_TO_MBPS, Problem
+from jellybean.planner.solution import elastic_solve
 
 MAX_ENUMERATION = 200_000
 
@@ -96,9 +97,6 @@ def explain_infeasible(problem: Problem, restriction: Restriction, backend: str 
     if unreachable:
         return InfeasibleError(f"{head}: " + "; ".join(unreachable[:5]) + (
             f" (and {len(unreachable) - 5} more)" if len(unreachable) > 5 else ""))
-
-    from jellybean.planner.model import SLACK_FAMILIES
-    from jellybean.planner.solve import elastic_solve
 
     families = [f for f in SLACK_FAMILIES
                 if (f != "latency" or p.latency_bound_ms is not None)

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from jellybean.planner.model import hop_ms
 from jellybean.planner.problem import KB_PER_S_TO_GB_PER_H, KB_PER_S_TO_MBPS, Problem
-from jellybean.planner.solve import Solution
+from jellybean.planner.solution import Solution
 from jellybean.spec.plan import Costs, LinkUse, Plan, Prediction, Route, SolverInfo, StreamRate, WorkerGroup
 
 BINDING_FRACTION = 0.999

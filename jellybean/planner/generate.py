@@ -37,7 +37,7 @@ from jellybean.planner.problem import (
     Problem,
     Stream,
 )
-from jellybean.planner.solve import run
+from jellybean.planner.solution import run
 
 TIER_NAMES: tuple[str, ...] = ("edge", "hub", "edge-dc", "cloud")
 MBPS = 1e6 / 8 / 1024  # KB/s in one Mbps

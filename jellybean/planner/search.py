@@ -20,7 +20,7 @@ from jellybean.errors import JellyBeanError
 from jellybean.planner.baselines import greedy_variants
 from jellybean.planner.model import PlanningModel
 from jellybean.planner.problem import Problem
-from jellybean.planner.solve import Solution, run
+from jellybean.planner.solution import Solution, run
 
 Assignment = tuple[tuple[str, str], ...]  # ((operator, variant), ...) in operator order
 

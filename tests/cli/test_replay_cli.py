@@ -91,9 +91,9 @@ def test_a_broker_replay_whose_frames_never_come_out_fails_and_says_why(tmp_path
     from jellybean.agents import topics
     from jellybean.agents.deployment import build_routes
     from jellybean.agents.transport import MqttLink
-    from jellybean.cli.run import _deployment
+    from jellybean.cli.common import load_deployment
 
-    routes = build_routes(_deployment(plan, None, None, None), 1)
+    routes = build_routes(load_deployment(plan, None, None, None), 1)
     link = MqttLink(mosquitto, "fake-controller", clean=True).start()
     try:
         link.wait_connected()

@@ -14,7 +14,8 @@ from jellybean.planner.generate import random_problem, tiny_problem
 from jellybean.planner.highs import Progress
 from jellybean.planner.jellybean_format import load_jellybean_inputs
 from jellybean.planner.model import PlanningModel
-from jellybean.planner.solve import run, solve
+from jellybean.planner.solution import run
+from jellybean.planner.solve import solve
 
 try:
     from .test_optimality import check_plan, close

@@ -1,0 +1,74 @@
+"""Options and helpers that several command modules share (broker credentials, logging, loading a
+deployment, the replay progress bar). Command modules import this; it imports none of them."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+err = Console(stderr=True)
+
+LogLevel = Enum("LogLevel", {name: name for name in ("debug", "info", "warning", "error")}, type=str)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def stop_on_sigterm(stop) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: stop())
+
+
+# The broker's secrets never go on a command line: a password comes from a file or the environment.
+PasswordFile = Annotated[Optional[Path], typer.Option(
+    "--password-file", help="Read the broker password from this file (`broker config` writes DIR/clients/USER.password); "
+                            "or set JELLYBEAN_BROKER_PASSWORD. A USER.crt and USER.key beside it are used as the "
+                            "client certificate.")]
+ClientCert = Annotated[Optional[Path], typer.Option(
+    "--cert", help="Client certificate for mutual TLS (`broker config --client-certs`: DIR/clients/USER.crt).")]
+ClientKey = Annotated[Optional[Path], typer.Option(
+    "--key", help="The client certificate's key (default: the certificate's path with .key).")]
+BROKER_HELP = ("mqtt://host:port, or mqtts://USER@host:port with --password-file or $JELLYBEAN_BROKER_PASSWORD "
+               "(a password in the URL works too, but is then on the command line)")
+
+
+def broker_url(url: str, password_file: Optional[Path], cert: Optional[Path], key: Optional[Path]) -> str:
+    """The URL a client of this process connects with: its password and certificate resolved.
+    Never print it: show `redact_url(url)`."""
+    from jellybean.agents.broker import client_url
+
+    return client_url(url, password_file=password_file, cert=cert, key=key)
+
+
+def load_deployment(plan_path: Path, workflow: Optional[Path], zoo: Optional[Path], infrastructure: Optional[Path]):
+    from jellybean.agents.deployment import Deployment, resolve_inputs
+    from jellybean.planner.render import read_plan
+
+    plan = read_plan(plan_path)
+    inputs = resolve_inputs(plan, plan_path, {"workflow": workflow, "zoo": zoo, "infrastructure": infrastructure})
+    return Deployment(plan=plan, inputs=inputs, zoo_dir=Path(inputs.paths["zoo"]).resolve().parent)
+
+
+class replay_progress:
+    """A progress bar whose callback takes (frames sent, frames in all)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.progress = Progress(TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+                                 console=err, transient=True, disable=quiet)
+        self.task = self.progress.add_task("", total=None)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return lambda done, total: self.progress.update(self.task, completed=done, total=total or None)
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
