@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import types
 
 from typing import Annotated
 
@@ -42,9 +43,38 @@ def internal_error_line(exc: BaseException) -> str:
     return f"internal error: {what}; rerun with {DEBUG_FLAG} for the traceback"
 
 
+def _untyped_help_option(command, ctx):
+    option = type(command).get_help_option(command, ctx)
+    if option is not None and option.metavar is None:
+        option.metavar = ""
+    return option
+
+
+def _flags_without_type(command) -> None:
+    """Help lists a flag as `--json`, not `--json <bool>`: a flag takes no value to describe.
+    (Typer prints every option's type, flags included; an empty metavar is its way to say none.)"""
+    for param in getattr(command, "params", ()):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    if "get_help_option" not in vars(command):  # --help is made on demand, so untyped on demand
+        command.get_help_option = types.MethodType(_untyped_help_option, command)
+    for sub in getattr(command, "commands", {}).values():
+        _flags_without_type(sub)
+
+
 class _Group(TyperGroup):
     """Turns a JellyBeanError into one clear message and a non-zero exit, and any other exception
     into one "internal error" line and exit 1 (tracebacks only with --debug)."""
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _flags_without_type(command)
+        return command
+
+    def get_params(self, ctx):
+        _flags_without_type(self)
+        return super().get_params(ctx)
 
     def parse_args(self, ctx, args):
         if ctx.parent is None:

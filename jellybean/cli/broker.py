@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jellybean.cli.app import app
+from jellybean.tables import fit
 from jellybean.errors import JellyBeanError
 
 console = Console()
@@ -109,7 +110,7 @@ def config(
     for user, rules in cfg.rules.items():
         table.add_row(user, "\n".join(r.topic for r in rules if r.may_write),
                       "\n".join(r.topic for r in rules if r.may_read))
-    console.print(table)
+    console.print(fit(table))
     address = cfg.url.removeprefix("mqtts://")
     if client_certs:
         console.print(f"broker URL  {cfg.url}  (mutual TLS: each client gives --cert {cfg.dir}/clients/USER.crt "

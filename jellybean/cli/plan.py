@@ -77,7 +77,11 @@ def plan(
     zoo: Annotated[Optional[Path], typer.Option("-z", "--zoo", help="Model-zoo manifest YAML.")] = None,
     infrastructure: Annotated[Optional[Path], typer.Option("-i", "--infrastructure", help="Infrastructure YAML.")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the plan here (YAML).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout (the plan file's layout, "
+                                                         "whatever the input format).")] = False,
+    prototype_json: Annotated[bool, typer.Option(
+        "--prototype-json", help="With --jellybean-inputs: print the plan as the reference prototype's optimizer does "
+                                 "(model_assignment, worker_assignment, costs), to compare with it.")] = False,
     time_limit: Annotated[float, typer.Option(
         "--time-limit", min=0.01, help="Seconds the solver may take; at the limit the best plan found is returned "
                                        "with its proven gap, marked not proven optimal.")] = DEFAULT_TIME_LIMIT_S,
@@ -91,10 +95,13 @@ def plan(
     from jellybean.planner.render import plan_json, render_summary, write_plan
 
     strategy, backend = Strategy(strategy).value, Backend(backend).value
+    if prototype_json and (jellybean_inputs is None or as_json):
+        raise JellyBeanError("--prototype-json prints a plan for --jellybean-inputs DIR in the prototype's layout; "
+                             "use it with --jellybean-inputs and without --json")
     if jellybean_inputs is not None:
         if any(x is not None for x in (workflow, zoo, infrastructure)):
             raise JellyBeanError("--jellybean-inputs: give either a prototype input directory or -w/-z/-i, not both")
-        from jellybean.planner.jellybean_format import jellybean_json, load_jellybean_inputs
+        from jellybean.planner.jellybean_format import load_jellybean_inputs
 
         problem = load_jellybean_inputs(jellybean_inputs)
         inputs = {"jellybean_inputs": str(jellybean_inputs)}
@@ -109,16 +116,18 @@ def plan(
         problem = build_problem(loaded)
         inputs = loaded.paths
 
-    with _solving(f"solving ({strategy})", time_limit, quiet=as_json) as on_progress:
+    with _solving(f"solving ({strategy})", time_limit, quiet=as_json or prototype_json) as on_progress:
         result = make_plan(problem, strategy, time_limit=time_limit, backend=backend.upper(), inputs=inputs,
                            on_progress=on_progress)
     if output is not None:
         write_plan(result, output)
+    if prototype_json:
+        from jellybean.planner.jellybean_format import jellybean_json
+
+        typer.echo(json.dumps(jellybean_json(result, problem), indent=2))
+        return
     if as_json:
-        if jellybean_inputs is not None:
-            typer.echo(json.dumps(jellybean_json(result, problem), indent=2))
-        else:
-            typer.echo(plan_json(result))
+        typer.echo(plan_json(result))
         return
     render_summary(result, console)
     if output is not None:

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from jellybean.cli.app import app
+from jellybean.tables import fit
 
 console = Console()
 err_console = Console(stderr=True)
@@ -64,4 +65,4 @@ def scene(
     table.add_section()
     table.add_row(f"{len(summary.cameras)} cameras", "", str(summary.frames), "", str(summary.vehicles),
                   str(summary.gt_boxes), style="bold")
-    console.print(table)
+    console.print(fit(table))

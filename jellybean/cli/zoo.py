@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from jellybean.cli.app import app
+from jellybean.tables import fit
 from jellybean.errors import JellyBeanError
 
 console = Console()
@@ -135,7 +136,7 @@ def build(
         table.add_section()
         for s in result.skipped:
             table.add_row(f"[dim]{s.variant}[/]", "[dim]skipped[/]", "", "", f"[dim]{s.reason}[/]")
-    console.print(table)
+    console.print(fit(table))
     if result.calibration:
         console.print(f"calibration: {result.calibration}", highlight=False)
     console.print("dev. vs fp32: max |variant - fp32| / max |fp32| over the outputs, seeded random input, batch 2; "
@@ -229,7 +230,7 @@ def profile(
             table.add_row(f"[dim]{op}/{var}[/]", "[dim]skipped[/]")
     for op, var, reason in result.skipped:
         console.print(f"skipped {op}/{var}: {reason}", style="dim", highlight=False)
-    console.print(table)
+    console.print(fit(table))
     inputs = sorted({m.profile.inputs for m in result.measured if m.profile.inputs})
     for text in inputs:
         console.print(f"measured on {text}", style="dim", highlight=False)
@@ -277,7 +278,7 @@ def evaluate(
         metrics = ", ".join(f"{k} {x:.4g}" if isinstance(x, float) else f"{k} {x}" for k, x in v.metrics.items())
         table.add_row(f"{v.operator}/{v.variant}", v.task, v.status,
                       "" if v.accuracy is None else f"{v.accuracy:.4f}", metrics or (v.reason or ""))
-    console.print(table)
+    console.print(fit(table))
     for warning in result.warnings:
         err_console.print(f"warning: {warning}", highlight=False)
     if result.written:

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jellybean.spec.base import load_model
+from jellybean.tables import fit
 from jellybean.spec.plan import Plan
 
 
@@ -117,14 +118,14 @@ def link_table(plan: Plan) -> Table:
 
 def render_summary(plan: Plan, console: Console) -> None:
     console.print(Panel(headline(plan), expand=False))
-    console.print(tier_table(plan))
+    console.print(fit(tier_table(plan)))
 
 
 def render_explain(plan: Plan, console: Console) -> None:
     console.print(Panel(headline(plan), expand=False))
-    console.print(tier_table(plan))
+    console.print(fit(tier_table(plan)))
     if plan.links:
-        console.print(link_table(plan))
+        console.print(fit(link_table(plan)))
     flows = Table(title="Traffic per workflow edge", title_justify="left")
     for col in ("edge", "stays local items/s", "link crossings items/s", "KB/s over links"):
         flows.add_column(col, justify="left" if col == "edge" else "right")
@@ -139,6 +140,6 @@ def render_explain(plan: Plan, console: Console) -> None:
     for edge, (local, crossing, kb) in per_edge.items():
         flows.add_row(edge, f"{local:.1f}", f"{crossing:.1f}", f"{kb:.1f}")
     if per_edge:
-        console.print(flows)
+        console.print(fit(flows))
     binding = plan.binding or ("none: every constraint has slack",)
     console.print(Panel(Group(*(Text(f"• {b}") for b in binding)), title="Binding constraints", expand=False))

@@ -116,7 +116,7 @@ def test_debug_lets_the_exception_through(specs):
 
 
 def test_prototype_inputs_json_meets_the_bar():
-    result = run("plan", "--jellybean-inputs", str(VQA_INPUTS), "--json")
+    result = run("plan", "--jellybean-inputs", str(VQA_INPUTS), "--prototype-json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert set(out) >= {"compute_cost", "communication_cost", "total_cost", "end_to_end_accuracy",

@@ -356,7 +356,7 @@ def test_fuzzed_prototype_inputs_never_crash_and_never_accept_non_finite_numbers
             write_proto(root, m)
             validated = check(run("validate", root), f"validate {m}", root)
             assert validated in (0, 2), m
-            planned = run("plan", "--jellybean-inputs", root, "--json", "--time-limit", TIME_LIMIT)
+            planned = run("plan", "--jellybean-inputs", root, "--prototype-json", "--time-limit", TIME_LIMIT)
             code = check(planned, f"plan {m}", root)
             if m.non_finite:
                 assert validated == 2 and code == 2, f"{m}: non-finite value accepted"
