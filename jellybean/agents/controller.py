@@ -105,6 +105,9 @@ class Controller:
         self.version = 0
         self.events: list[Event] = []
         self.replans = 0
+        self.replan_failures = 0
+        self.metrics_url: str | None = None
+        self._metrics_server = None
         self._on_event = on_event
         self._lock = threading.RLock()
         self._changed = threading.Event()
@@ -267,6 +270,15 @@ class Controller:
             time.sleep(0.1)
         return False
 
+    def serve_metrics(self, port: int, host: str | None = None) -> str:
+        """Serve the controller's own Prometheus endpoint (plan, agents, re-plans, links; see
+        controller_metrics) on `port` (0: any free one); returns its URL."""
+        from jellybean.agents.controller_metrics import controller_registry
+        from jellybean.agents.telemetry import serve_registry
+
+        self.metrics_url, self._metrics_server = serve_registry(controller_registry(self), port, host)
+        return self.metrics_url
+
     def metrics_urls(self) -> dict[str, str]:
         """Each online agent's Prometheus endpoint, as it announced it ("none" without one)."""
         with self._lock:
@@ -377,6 +389,7 @@ class Controller:
             deployment = replan(self.original, lost, self.replan_time_limit, load=load) \
                 if (lost or load) else self.original
         except JellyBeanError as exc:
+            self.replan_failures += 1
             self._event(f"re-plan {what} failed, the current plan stays: {exc}")
             return False
         self.lost = lost
@@ -419,6 +432,10 @@ class Controller:
         for drain in self.drains.values():
             drain.link.stop()
         self.link.stop()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
 
     def metrics(self) -> dict[str, Metrics]:
         with self._lock:

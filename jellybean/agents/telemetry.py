@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections import OrderedDict, defaultdict, deque
@@ -10,11 +12,31 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from jellybean.agents.messages import Metrics, OperatorMetrics
+from jellybean.errors import JellyBeanError
 
 _BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 # Bytes per session (a replay, a camera's run) are kept for this many recent sessions: a replay
 # reads its own traffic, not what ran before it.
 SESSIONS_KEPT = 32
+METRICS_HOST_ENV = "JELLYBEAN_METRICS_HOST"
+
+
+def metrics_host() -> str:
+    """The address Prometheus endpoints listen on: $JELLYBEAN_METRICS_HOST (0.0.0.0 for a scraper on
+    another machine, as in a container), else loopback only."""
+    return os.environ.get(METRICS_HOST_ENV) or "127.0.0.1"
+
+
+def serve_registry(registry: CollectorRegistry, port: int, host: str | None = None):
+    """Serve `registry` over HTTP on `port` (0: any free one); its URL and the server (to shut down)."""
+    host = host or metrics_host()
+    try:
+        server, _ = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise JellyBeanError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; choose another "
+                             f"--metrics-port (0: any free port) or ${METRICS_HOST_ENV}") from None
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+    return f"http://{shown}:{server.server_port}/metrics", server
 
 
 class _Window:
@@ -57,9 +79,8 @@ class AgentTelemetry:
         self.rejected = 0
         self.url: str | None = None
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> str:
-        server, _ = start_http_server(port, addr=host, registry=self.registry)
-        self.url = f"http://{host}:{server.server_port}/metrics"
+    def serve(self, port: int, host: str | None = None) -> str:
+        self.url, _ = serve_registry(self.registry, port, host)
         return self.url
 
     # -- recording ---------------------------------------------------------------------------------

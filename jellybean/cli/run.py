@@ -76,13 +76,17 @@ def _metrics_table(controller) -> Table:
 
 
 def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_after_ms: float, quiet: bool,
-                     load_tolerance: Optional[float] = None, takeover=None, expect: tuple[str, ...] = ()):
-    """Connect, wait for agents (with a progress bar), publish, wait until they run it."""
+                     load_tolerance: Optional[float] = None, takeover=None, expect: tuple[str, ...] = (),
+                     metrics_port: Optional[int] = None):
+    """Serve the controller's metrics (on `metrics_port`, 0: a free one; None: none), connect, wait
+    for agents (with a progress bar), publish, wait until they run it."""
     from jellybean.agents.controller import Controller
     from jellybean.errors import JellyBeanError
 
     controller = Controller(dep, broker, ca=ca, drop_after_ms=drop_after_ms, load_tolerance=load_tolerance,
                             takeover=takeover)
+    if metrics_port is not None:
+        err.print(f"controller metrics at {controller.serve_metrics(metrics_port)}", highlight=False, soft_wrap=True)
     controller.connect()
     progress = Progress(TextColumn("[bold]agents online"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.description}"), console=err, transient=True, disable=quiet)
@@ -135,6 +139,9 @@ def deploy(
         "--takeover-credentials", help="The `broker config` directory: with it the controller resumes a lost agent's "
                                        "broker session as that agent, to send on the items it held (a broker with "
                                        "users binds sessions to them).")] = None,
+    metrics_port: Annotated[Optional[int], typer.Option(
+        "--metrics-port", min=0, max=65535,
+        help="Serve the controller's Prometheus endpoint on this port (0: any free port; printed).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or live tables.")] = False,
 ) -> None:
     """The controller: publish assignments, watch the agents, re-plan when one stops (or the load shifts)."""
@@ -147,7 +154,8 @@ def deploy(
 
         config = load_broker_config(takeover_credentials)
         takeover = lambda agent: config.url_for(agent) if agent in config.credentials else None  # noqa: E731
-    controller = start_controller(dep, url, ca, wait, drop_after_ms, quiet, replan_on_load, takeover=takeover)
+    controller = start_controller(dep, url, ca, wait, drop_after_ms, quiet, replan_on_load, takeover=takeover,
+                                  metrics_port=metrics_port)
     try:
         watch(controller, duration, quiet)
     finally:
@@ -242,6 +250,9 @@ def up(
         "--metrics-port", min=1, max=65000,
         help="Agents' Prometheus endpoints on this port and the next ones, in agent name order (default: free ports; "
              "printed either way).")] = None,
+    controller_metrics_port: Annotated[int, typer.Option(
+        "--controller-metrics-port", min=0, max=65535,
+        help="The controller's Prometheus endpoint port (default 0: a free port; printed either way).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or live tables.")] = False,
 ) -> None:
     """Everything on one machine: plan, a broker, one agent process per planned site, the controller."""
@@ -274,7 +285,8 @@ def up(
         procs = spawn_agents(dep, broker.url, workdir, per_worker=agent_per_worker, metrics_ports=metrics_port)
         err.print(f"agents: {', '.join(procs)} (logs in {workdir})")
         controller = start_controller(dep, broker.url, None, 60.0, 5000.0, quiet, replan_on_load,
-                                      expect=tuple(procs) if agent_per_worker else ())
+                                      expect=tuple(procs) if agent_per_worker else (),
+                                      metrics_port=controller_metrics_port)
         err.print("metrics: " + ", ".join(f"{name} {url}" for name, url in sorted(controller.metrics_urls().items())),
                   highlight=False, soft_wrap=True)
         if replay is not None:
