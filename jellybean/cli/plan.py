@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from jellybean.cli.app import app
+from jellybean.cli.plan_report import ReportDir, check_compare, plan_problem, write_report
 from jellybean.errors import JellyBeanError
 from jellybean.planner.highs import Progress as SolveProgress
 from jellybean.planner.strategies import STRATEGIES
@@ -70,6 +71,21 @@ def _solving(label: str, time_limit: float | None, quiet: bool):
 # A planner must answer: without a limit a hard instance would run for hours.
 DEFAULT_TIME_LIMIT_S = 60.0
 
+CompareWith = Annotated[Optional[Strategy], typer.Option(
+    "--compare", help="With --report: plan again with this strategy and show the two plans side by side.")]
+
+
+def _planner(problem, inputs: dict[str, str], time_limit: float, backend: str, quiet: bool):
+    """strategy -> the plan of `problem` with it, behind a progress bar."""
+    from jellybean.planner.strategies import make_plan
+
+    def make(strategy: str):
+        with _solving(f"solving ({strategy})", time_limit, quiet=quiet) as on_progress:
+            return make_plan(problem, strategy, time_limit=time_limit, backend=backend.upper(), inputs=inputs,
+                             on_progress=on_progress)
+
+    return make
+
 
 @app.command()
 def plan(
@@ -89,12 +105,15 @@ def plan(
     jellybean_inputs: Annotated[Optional[Path], typer.Option("--jellybean-inputs", help="The reference prototype's optimizer input directory.")] = None,
     backend: Annotated[Backend, typer.Option("--backend", case_sensitive=False,
                                              help="MIP solver: HIGHS (highspy), SCIP or CBC (through OR-Tools).")] = "HIGHS",
+    report: ReportDir = None,
+    compare: CompareWith = None,
 ) -> None:
     """Choose variants, worker counts and routes at the least $/h that meets the SLOs."""
     from jellybean.planner.strategies import make_plan
     from jellybean.planner.render import plan_json, render_summary, write_plan
 
     strategy, backend = Strategy(strategy).value, Backend(backend).value
+    check_compare(compare, report)
     if prototype_json and (jellybean_inputs is None or as_json):
         raise JellyBeanError("--prototype-json prints a plan for --jellybean-inputs DIR in the prototype's layout; "
                              "use it with --jellybean-inputs and without --json")
@@ -121,6 +140,8 @@ def plan(
                            on_progress=on_progress)
     if output is not None:
         write_plan(result, output)
+    index = write_report(result, report, compare and Strategy(compare).value,
+                         _planner(problem, inputs, time_limit, backend, quiet=as_json or prototype_json))
     if prototype_json:
         from jellybean.planner.jellybean_format import jellybean_json
 
@@ -132,18 +153,37 @@ def plan(
     render_summary(result, console)
     if output is not None:
         console.print(f"plan written to {output}", highlight=False)
+    if index is not None:
+        console.print(f"report written to {index}", highlight=False)
 
 
 @app.command()
 def explain(
     plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="A plan YAML written by `jellybean plan -o`.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout, as `plan --json` does.")] = False,
+    report: ReportDir = None,
+    compare: CompareWith = None,
+    workflow: Annotated[Optional[Path], typer.Option(
+        "-w", "--workflow", help="With --compare: the workflow, when not where the plan's inputs say.")] = None,
+    zoo: Annotated[Optional[Path], typer.Option("-z", "--zoo", help="With --compare: the model zoo.")] = None,
+    infrastructure: Annotated[Optional[Path], typer.Option(
+        "-i", "--infrastructure", help="With --compare: the infrastructure.")] = None,
 ) -> None:
     """Show a plan per tier: workers, variants, load against capacity, $/h, links, binding constraints."""
     from jellybean.planner.render import plan_json, read_plan, render_explain
 
+    check_compare(compare, report)
     plan = read_plan(plan_file)
+    if compare is not None:   # the plan's own inputs, planned again with the other strategy
+        problem, inputs = plan_problem(plan, plan_file, {"workflow": workflow, "zoo": zoo, "infrastructure": infrastructure})
+        backend = plan.solver.backend if plan.solver.backend in BACKENDS else "HIGHS"
+        make = _planner(problem, inputs, DEFAULT_TIME_LIMIT_S, backend, quiet=as_json)
+    else:
+        make = None
+    index = write_report(plan, report, compare and Strategy(compare).value, make)
     if as_json:
         typer.echo(plan_json(plan))
         return
     render_explain(plan, console)
+    if index is not None:
+        console.print(f"report written to {index}", highlight=False)

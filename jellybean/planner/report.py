@@ -1,0 +1,126 @@
+"""The figures of a plan's HTML report (`plan --report`, `explain --report`), read from the plan alone.
+
+Sites by tier with their workers, every link the plan records with its traffic against its
+bandwidth, cost per tier split into compute and network, and a side-by-side comparison with a
+second plan (a baseline strategy). Drawing lives in `report_plots`, the page in `report_html`.
+
+A link's network cost counts towards the tier of the site that sends over it (data moves up, so
+it is what leaving that tier costs). Per-tier compute sums to the plan's compute cost and per-tier
+network to its network cost, so the tiers add up to the plan's total.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from jellybean.spec.hardware import TIERS
+from jellybean.spec.plan import LinkUse, Plan, WorkerGroup
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    tier: str
+    rank: int
+    cameras: int  # source streams attached here
+    workers: tuple[WorkerGroup, ...]
+
+
+@dataclass(frozen=True)
+class TierCost:
+    tier: str
+    rank: int
+    compute: float  # $/h
+    network: float  # $/h of the links leaving this tier's sites
+
+    @property
+    def total(self) -> float:
+        return self.compute + self.network
+
+
+def tier_names(plan: Plan) -> dict[int, str]:
+    """Tier rank -> name. The plan names a tier through its workers; a tier without workers gets the
+    spec's name for its rank (or tier-N for plans from the prototype's inputs)."""
+    named = {plan.tiers.get(w.location, 0): w.tier for w in plan.workers}
+    standard = all(name in TIERS for name in named.values())
+    out = {}
+    for rank in sorted(set(plan.tiers.values()) | set(named)):
+        if rank in named:
+            out[rank] = named[rank]
+        else:
+            out[rank] = TIERS[rank] if standard and rank < len(TIERS) else f"tier-{rank}"
+    return out
+
+
+def sites(plan: Plan) -> list[Site]:
+    """Every location of the plan, lowest tier first."""
+    names = tier_names(plan)
+    cameras: dict[str, int] = defaultdict(int)
+    for s in plan.streams:
+        cameras[s.location] += s.count
+    workers: dict[str, list[WorkerGroup]] = defaultdict(list)
+    for w in plan.workers:
+        workers[w.location].append(w)
+    locations = set(plan.tiers) | set(workers) | {e for l in plan.links for e in (l.from_, l.to)}
+    out = []
+    for loc in locations:
+        rank = plan.tiers.get(loc, 0)
+        out.append(Site(loc, names.get(rank, f"tier-{rank}"), rank, cameras.get(loc, 0),
+                        tuple(sorted(workers[loc], key=lambda w: (w.operator, w.hardware)))))
+    return sorted(out, key=lambda s: (s.rank, s.name))
+
+
+def links(plan: Plan) -> list[LinkUse]:
+    """The plan's links, lowest tier first. The plan records a link when it carries traffic or has a
+    bandwidth limit; an unlimited link that carries nothing is not in it."""
+    return sorted(plan.links, key=lambda l: (plan.tiers.get(l.from_, 0), l.from_, plan.tiers.get(l.to, 0), l.to))
+
+
+def tier_costs(plan: Plan) -> list[TierCost]:
+    names = tier_names(plan)
+    compute: dict[int, float] = defaultdict(float)
+    network: dict[int, float] = defaultdict(float)
+    for w in plan.workers:
+        compute[plan.tiers.get(w.location, 0)] += w.cost_per_hour
+    for l in plan.links:
+        network[plan.tiers.get(l.from_, 0)] += l.cost_per_hour
+    ranks = sorted(set(compute) | set(network) | set(names))
+    return [TierCost(names.get(r, f"tier-{r}"), r, compute[r], network[r]) for r in ranks]
+
+
+def worker_count(plan: Plan) -> int:
+    return sum(w.count for w in plan.workers)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two plans of one problem side by side; `difference` is b's total minus a's."""
+
+    a: Plan
+    b: Plan
+
+    @property
+    def difference(self) -> float:
+        return self.b.cost.total - self.a.cost.total
+
+    @property
+    def relative(self) -> float | None:
+        return self.difference / self.a.cost.total if self.a.cost.total > 0 else None
+
+    def tiers(self) -> list[tuple[str, TierCost | None, TierCost | None]]:
+        """Per tier (by rank): each plan's costs there, None where a plan has no such tier."""
+        a = {t.rank: t for t in tier_costs(self.a)}
+        b = {t.rank: t for t in tier_costs(self.b)}
+        return [((a.get(r) or b[r]).tier, a.get(r), b.get(r)) for r in sorted(set(a) | set(b))]
+
+    def workers_per_tier(self) -> list[tuple[str, int, int]]:
+        counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        for i, plan in enumerate((self.a, self.b)):
+            for w in plan.workers:
+                counts[plan.tiers.get(w.location, 0)][i] += w.count
+        names = {**tier_names(self.b), **tier_names(self.a)}
+        return [(names.get(r, f"tier-{r}"), *counts[r]) for r in sorted(counts)]
+
+    def operators(self) -> list[str]:
+        return list(dict.fromkeys([*self.a.variants, *self.b.variants]))
