@@ -5,7 +5,9 @@ evaluator (`jellybean.zoo.evaluators`) and whose `model` file exists, the model 
 `jellybean.agents.backends.open_backend` (ONNX Runtime, or TensorRT for engines), evaluated on the
 data directory, and its `metrics` and headline `accuracy` are written back into the manifest
 through `jellybean.zoo.manifest.update_manifest` (under the zoo directory's lock, validated, then
-atomically: a temporary file in the same directory and `os.replace`). Each task's data is loaded
+atomically: a temporary file in the same directory and `os.replace`). Which metric the headline
+`accuracy` is comes with each result (`accuracy_metric`: `ap50`, COCO AP@0.5 computed by
+pycocotools, for detection; `rank1` for re-ID; `top1` for classification). Each task's data is loaded
 and checked once, before any model runs, so a bad data directory fails fast with a message naming
 it and what is expected.
 """
@@ -75,13 +77,18 @@ class VariantEval:
         return {} if self.result is None else dict(self.result.metrics)
 
     @property
+    def accuracy_metric(self) -> str | None:
+        """The name of the metric `accuracy` is (e.g. "ap50": COCO AP@0.5 for detection)."""
+        return None if self.result is None else (self.result.metric or None)
+
+    @property
     def partial(self) -> bool:
         return self.result is not None and self.result.partial
 
     def as_dict(self) -> dict[str, Any]:
         return {"operator": self.operator, "variant": self.variant, "task": self.task, "status": self.status,
                 "model": None if self.model is None else str(self.model), "accuracy": self.accuracy,
-                "metrics": self.metrics, "partial": self.partial, "reason": self.reason,
+                "accuracy_metric": self.accuracy_metric, "metrics": self.metrics, "partial": self.partial, "reason": self.reason,
                 "warnings": [] if self.result is None else list(self.result.warnings)}
 
 

@@ -4,12 +4,12 @@ An evaluator is a function `(backend, data, **options) -> EvalResult`. `backend`
 `infer(dict[str, np.ndarray]) -> dict[str, np.ndarray]` and `input_specs` (an ORT backend of
 `jellybean.agents.backends`, or a fake in tests); `data` is a data directory, or what the task's
 loader made of it (`load_data`), so that a zoo's variants share one validated, sampled view of the
-data. The result carries the task's metrics and the one headline `accuracy` the zoo manifest
-keeps:
+data. The result carries the task's metrics, the one headline `accuracy` the zoo manifest
+keeps, and `metric`, the name of the metric that headline is (one of the metrics' keys):
 
-    detection        AP@0.5 on CityFlow-layout frames (DIR/<split>/S0X/cNNN/vdo.avi + gt/gt.txt)
-    reid             cross-camera rank-1 on crops cut from the same data's gt boxes
-    classification   top-1 on an ImageFolder directory (DIR/<class name>/*.jpg|png, classes sorted)
+    detection        ap50: COCO AP@0.5 on CityFlow-layout frames (DIR/<split>/S0X/cNNN/vdo.avi + gt/gt.txt)
+    reid             rank1: cross-camera rank-1 on crops cut from the same data's gt boxes
+    classification   top1: top-1 on an ImageFolder directory (DIR/<class name>/*.jpg|png, classes sorted)
 
 Metric definitions.
 
@@ -20,14 +20,15 @@ cameras, detections of the others count as false positives). Predictions come fr
 `decode_yolov8` at a low threshold (conf 0.001, NMS IoU 0.6, 300 per frame). CityFlow gt has
 one class, vehicle, so every predicted class (or those picked by `classes=`, e.g. the vehicle ids
 of a COCO model) counts as a vehicle and NMS is class-agnostic.
-Within a frame, predictions are matched in descending score to the unmatched gt box of their
-class with the highest IoU >= t (COCO's greedy matching); a matched prediction is a true
-positive at threshold t, every other one a false positive. Per class, predictions of all frames
-are ranked by score and AP is the area under the all-point interpolated precision/recall curve
-(the VOC 2010+ definition: precision made monotone from the right, summed over every recall step;
-a recall never reached adds nothing). `ap50` is the mean over classes with gt at t = 0.5 (the
-headline); `ap50_95` the mean over t = 0.50, 0.55, ..., 0.95; `precision` and `recall` are at
-t = 0.5 among the predictions scoring >= 0.25 (mean over classes).
+AP is COCO's, computed by the COCO API itself (pycocotools `COCOeval`, iouType "bbox", default
+parameters; the ground truth and the detections are built in memory, boxes in frame pixels): in
+each frame the 100 highest-scoring detections are matched, highest score first, to the unmatched
+gt box with the highest IoU >= t; AP at t is the mean of the interpolated precision (made
+monotone from the right) at the 101 recall points 0, 0.01, ..., 1 (0 for a recall never reached).
+`ap50_95` (COCO's "AP") is the mean over t = 0.50, 0.55, ..., 0.95, `ap50` (the headline) and
+`ap75` are at one threshold, `ar100` is COCO's AR@100; all are means over the classes with gt.
+`precision` and `recall` are at t = 0.5 among the detections scoring >= 0.25, from COCOeval's
+matching. A prediction with a non-finite or inverted box or a non-finite score is an error.
 
 Re-ID (the AI City / VeRi protocol). From every (identity, camera) track of the gt in the frames
 selected as for detection, `gallery_per_track` boxes spread over the track are the gallery; for every identity seen by two or more cameras, one of
@@ -51,7 +52,9 @@ are marked `partial`.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -61,11 +64,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from jellybean.errors import JellyBeanError, SpecError
-from jellybean.zoo.yolo import Detections, box_iou, decode_yolov8, preprocess
+from jellybean.zoo.yolo import Detections, decode_yolov8, preprocess
 
 Progress = Callable[[int, int], None]          # (done, total), after every batch
 
-IOU_THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)
 REPORT_CONF = 0.25
 DEFAULT_BATCH = 8
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -74,18 +76,19 @@ BLOCKS_EVAL = frozenset({"video", "gt", "layout"})
 
 @dataclass(frozen=True)
 class EvalResult:
-    """What an evaluator measured: the headline `accuracy`, every metric, and what went wrong
-    (`warnings`; `partial` when part of the data could not be used)."""
+    """What an evaluator measured: the headline `accuracy` (the metric named `metric`), every
+    metric, and what went wrong (`warnings`; `partial` when part of the data could not be used)."""
 
     task: str
     accuracy: float
     metrics: dict[str, float]
     warnings: tuple[str, ...] = ()
     partial: bool = False
+    metric: str = ""            # the key in `metrics` that `accuracy` is, e.g. "ap50"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "accuracy": self.accuracy, "metrics": dict(self.metrics),
-                "warnings": list(self.warnings), "partial": self.partial}
+        return {"task": self.task, "accuracy": self.accuracy, "accuracy_metric": self.metric,
+                "metrics": dict(self.metrics), "warnings": list(self.warnings), "partial": self.partial}
 
 
 # --- the registry --------------------------------------------------------------------------------
@@ -302,106 +305,164 @@ def _name(backend: Any) -> str:
 # --- detection metrics ---------------------------------------------------------------------------
 
 
-def match_detections(pred_boxes: np.ndarray, pred_scores: np.ndarray, pred_classes: np.ndarray,
-                     gt_boxes: np.ndarray, gt_classes: np.ndarray | None = None,
-                     thresholds: Sequence[float] = IOU_THRESHOLDS) -> np.ndarray:
-    """True-positive flags [P, T] of one image's predictions at each IoU threshold: in descending
-    score, each prediction takes the unmatched gt box of its class with the highest IoU >= t."""
-    thr = np.asarray(thresholds, np.float64).reshape(-1)
-    p, g = len(pred_scores), len(gt_boxes)
-    tp = np.zeros((p, len(thr)), bool)
-    if p == 0 or g == 0:
-        return tp
-    gt_classes = np.zeros(g, np.int64) if gt_classes is None else np.asarray(gt_classes)
-    iou = box_iou(pred_boxes, gt_boxes)
-    iou[np.asarray(pred_classes)[:, None] != gt_classes[None, :]] = 0.0
-    order = np.argsort(-np.asarray(pred_scores), kind="stable")
-    best = iou.max(axis=1)
-    matched = np.zeros((len(thr), g), bool)
-    rows = np.arange(len(thr))
-    for i in order[best[order] >= thr.min()]:
-        cand = np.where((iou[i][None, :] >= thr[:, None]) & ~matched, iou[i][None, :], -1.0)
-        j = cand.argmax(axis=1)
-        hit = cand[rows, j] >= 0
-        tp[i, hit] = True
-        matched[rows[hit], j[hit]] = True
-    return tp
+def _boxes(values: Any, what: str) -> np.ndarray:
+    """x1, y1, x2, y2 boxes as float64 [K, 4]; a non-finite coordinate or an inverted box is an error."""
+    arr = np.asarray(values, np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 4), np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise JellyBeanError(f"{what}: boxes of shape {list(arr.shape)}; expected [K, 4] (x1, y1, x2, y2)")
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise JellyBeanError(f"{what}: {int(bad.sum())} box(es) with a non-finite coordinate, the first "
+                             f"#{i} = {arr[i].tolist()}; boxes must be finite x1, y1, x2, y2")
+    inverted = (arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1])
+    if inverted.any():
+        i = int(np.flatnonzero(inverted)[0])
+        raise JellyBeanError(f"{what}: {int(inverted.sum())} box(es) with x2 < x1 or y2 < y1, the first "
+                             f"#{i} = {arr[i].tolist()}; boxes must be x1, y1, x2, y2 corners")
+    return arr
 
 
-def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
-    """All-point interpolated AP of a ranked list's recall and precision (VOC 2010+)."""
-    mrec = np.concatenate([[0.0], np.asarray(recall, np.float64), [1.0]])
-    mpre = np.concatenate([[0.0], np.asarray(precision, np.float64), [0.0]])
-    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
-    steps = np.flatnonzero(mrec[1:] != mrec[:-1])
-    return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+def _column(values: Any, n: int, dtype: Any, what: str, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype).reshape(-1)
+    if len(arr) != n:
+        raise JellyBeanError(f"{what}: {len(arr)} {name} for {n} boxes; expected one per box")
+    return arr
 
 
 class DetectionAccumulator:
-    """Collects matched predictions image by image; `compute()` gives AP and P/R."""
+    """Collects detections and ground truth image by image; `compute()` scores them with the
+    COCO API's evaluator (pycocotools `COCOeval`, bbox, its default parameters), so that AP means
+    what COCO means. Boxes are x1, y1, x2, y2 in any one pixel frame; classes are integer ids."""
 
-    def __init__(self, thresholds: Sequence[float] = IOU_THRESHOLDS):
-        self.thresholds = np.asarray(thresholds, np.float64)
-        self._scores: list[np.ndarray] = []
-        self._classes: list[np.ndarray] = []
-        self._tp: list[np.ndarray] = []
+    def __init__(self) -> None:
+        self._images: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._gt: dict[int, int] = defaultdict(int)
-        self.images = 0
+        self._detections = 0
 
     def add(self, pred_boxes: np.ndarray, pred_scores: np.ndarray, pred_classes: np.ndarray,
             gt_boxes: np.ndarray, gt_classes: np.ndarray | None = None) -> None:
-        gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
-        gt_classes = np.zeros(len(gt_boxes), np.int64) if gt_classes is None else np.asarray(gt_classes, np.int64)
-        pred_scores = np.asarray(pred_scores, np.float64).reshape(-1)
-        pred_classes = np.asarray(pred_classes, np.int64).reshape(-1)
-        self._tp.append(match_detections(pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes, self.thresholds))
-        self._scores.append(pred_scores)
-        self._classes.append(pred_classes)
-        for c, k in zip(*np.unique(gt_classes, return_counts=True)):
+        """One image: its predictions (boxes [P, 4], scores [P], classes [P]) and gt (boxes [G, 4],
+        classes [G], class 0 when not given). Non-finite boxes or scores raise a JellyBeanError."""
+        what = f"detection metrics, image #{len(self._images)}"
+        boxes = _boxes(pred_boxes, f"{what}: predictions")
+        scores = _column(pred_scores, len(boxes), np.float64, what, "scores")
+        if not np.isfinite(scores).all():
+            raise JellyBeanError(f"{what}: {int((~np.isfinite(scores)).sum())} non-finite score(s); "
+                                 f"scores must be finite numbers")
+        classes = _column(pred_classes, len(boxes), np.int64, what, "classes")
+        gt = _boxes(gt_boxes, f"{what}: ground truth")
+        gt_cls = (np.zeros(len(gt), np.int64) if gt_classes is None
+                  else _column(gt_classes, len(gt), np.int64, what, "gt classes"))
+        self._images.append((boxes, scores, classes, gt, gt_cls))
+        for c, k in zip(*np.unique(gt_cls, return_counts=True)):
             self._gt[int(c)] += int(k)
-        self.images += 1
+        self._detections += len(boxes)
 
     def add_detections(self, det: Detections, gt_boxes: np.ndarray, gt_classes: np.ndarray | None = None) -> None:
         self.add(det.boxes, det.scores, det.classes, gt_boxes, gt_classes)
 
     @property
+    def images(self) -> int:
+        return len(self._images)
+
+    @property
     def gt_count(self) -> int:
         return sum(self._gt.values())
 
+    def coco(self) -> tuple[Any, Any]:
+        """The ground truth and the detections as pycocotools `COCO` objects, built in memory:
+        image ids 1.., category id = class + 1, bbox [x, y, w, h], area w * h, no crowd boxes."""
+        from pycocotools.coco import COCO
+
+        classes = sorted(set(self._gt) | {int(c) for _, _, cls, _, _ in self._images for c in cls})
+        annotations, results = [], []
+        for image_id, (boxes, scores, cls, gt, gt_cls) in enumerate(self._images, start=1):
+            for b, c in zip(gt.tolist(), gt_cls.tolist()):
+                w, h = b[2] - b[0], b[3] - b[1]
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": c + 1,
+                                    "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": 0})
+            for b, s, c in zip(boxes.tolist(), scores.tolist(), cls.tolist()):
+                results.append({"image_id": image_id, "category_id": c + 1,
+                                "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": s})
+        dataset = {"images": [{"id": i} for i in range(1, self.images + 1)],
+                   "categories": [{"id": c + 1, "name": str(c)} for c in classes],
+                   "annotations": annotations}
+        with _quiet():                     # the COCO API prints its progress on stdout
+            gt = COCO()
+            gt.dataset = dataset
+            gt.createIndex()
+            if results:
+                dt = gt.loadRes(results)
+            else:                          # loadRes cannot take an empty list: an empty result set
+                dt = COCO()
+                dt.dataset = {**dataset, "annotations": []}
+                dt.createIndex()
+        return gt, dt
+
     def compute(self, conf: float = REPORT_CONF) -> dict[str, float]:
-        """`ap50`, `ap50_95`, `precision` and `recall` (at score >= `conf`, IoU 0.5), `ap50_c<k>`
-        per class when there are several, and the counts; means over classes with gt."""
-        t = len(self.thresholds)
-        scores = np.concatenate(self._scores) if self._scores else np.zeros(0)
-        classes = np.concatenate(self._classes) if self._classes else np.zeros(0, np.int64)
-        tp = np.concatenate(self._tp) if self._tp else np.zeros((0, t), bool)
-        i50 = int(np.argmin(np.abs(self.thresholds - 0.5)))
-        aps, precisions, recalls = {}, [], []
-        for c, npos in sorted(self._gt.items()):
-            sel = classes == c
-            s, hits = scores[sel], tp[sel]
-            order = np.argsort(-s, kind="stable")
-            s, hits = s[order], hits[order]
-            tpc = np.cumsum(hits, axis=0)
-            fpc = np.cumsum(~hits, axis=0)
-            rec = tpc / npos
-            prec = tpc / np.maximum(tpc + fpc, 1)
-            aps[c] = np.array([average_precision(rec[:, k], prec[:, k]) for k in range(t)])
-            above = s >= conf
-            n_tp = int(hits[above, i50].sum())
-            precisions.append(n_tp / int(above.sum()) if above.any() else 0.0)
-            recalls.append(n_tp / npos)
-        metrics: dict[str, float] = {
-            "ap50": float(np.mean([a[i50] for a in aps.values()])) if aps else 0.0,
-            "ap50_95": float(np.mean([a.mean() for a in aps.values()])) if aps else 0.0,
-            "precision": float(np.mean(precisions)) if precisions else 0.0,
-            "recall": float(np.mean(recalls)) if recalls else 0.0,
-        }
-        if len(aps) > 1:
-            metrics.update({f"ap50_c{c}": float(a[i50]) for c, a in aps.items()})
+        """COCOeval's bbox figures (area "all", at most 100 detections an image): `ap50_95`
+        (stats[0]), `ap50` (stats[1]), `ap75` (stats[2]), `ar100` (stats[8]); `precision` and
+        `recall` among the detections scoring >= `conf` at IoU 0.5 with COCOeval's matching;
+        `ap50_c<k>` per class when there are several; and the counts. Means over the classes
+        with gt. No gt box at all: AP is undefined, a JellyBeanError."""
+        from pycocotools.cocoeval import COCOeval
+
+        if self.gt_count == 0:
+            raise JellyBeanError(f"detection metrics: none of the {self.images} image(s) has a ground-truth box; "
+                                 f"AP is undefined without ground truth")
+        gt, dt = self.coco()
+        coco_eval = COCOeval(gt, dt, "bbox")
+        with _quiet():
+            coco_eval.evaluate()
+            coco_eval.accumulate()
+            coco_eval.summarize()
+        stats = coco_eval.stats
+        metrics: dict[str, float] = {"ap50": float(stats[1]), "ap50_95": float(stats[0]),
+                                     "ap75": float(stats[2]), "ar100": float(stats[8])}
+        metrics.update(_precision_recall(coco_eval, conf))
+        if len(self._gt) > 1:
+            params = coco_eval.params
+            t50 = int(np.flatnonzero(np.isclose(params.iouThrs, 0.5))[0])
+            precision = coco_eval.eval["precision"][t50, :, :, 0, -1]      # [R, K], area all, 100 dets
+            for k, cat in enumerate(params.catIds):
+                if cat - 1 in self._gt:
+                    metrics[f"ap50_c{cat - 1}"] = float(precision[:, k].mean())
         metrics.update({"images": float(self.images), "gt_boxes": float(self.gt_count),
-                        "detections": float(int((scores >= conf).sum()))})
+                        "detections": float(sum(int((s >= conf).sum()) for _, s, _, _, _ in self._images))})
         return metrics
+
+
+def _quiet() -> contextlib.redirect_stdout:
+    """Keeps the COCO API's progress prints out of our stdout (where `--json` output goes)."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def _precision_recall(coco_eval: Any, conf: float) -> dict[str, float]:
+    """Precision and recall at IoU 0.5 among the detections scoring >= `conf`, from COCOeval's own
+    per-image matching (area "all", its largest maxDets), mean over the classes with gt."""
+    params = coco_eval.params
+    t50 = int(np.flatnonzero(np.isclose(params.iouThrs, 0.5))[0])
+    n_images = len(params.imgIds)
+    precisions, recalls = [], []
+    for k in range(len(params.catIds)):
+        tp = fp = npos = 0
+        for e in coco_eval.evalImgs[k * len(params.areaRng) * n_images:][:n_images]:   # area index 0: "all"
+            if e is None:
+                continue
+            npos += int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0))
+            keep = (np.asarray(e["dtScores"], np.float64) >= conf) & ~np.asarray(e["dtIgnore"][t50], bool)
+            matched = np.asarray(e["dtMatches"][t50]) > 0
+            tp += int((keep & matched).sum())
+            fp += int((keep & ~matched).sum())
+        if npos == 0:
+            continue
+        precisions.append(tp / (tp + fp) if tp + fp else 0.0)
+        recalls.append(tp / npos)
+    return {"precision": float(np.mean(precisions)) if precisions else 0.0,
+            "recall": float(np.mean(recalls)) if recalls else 0.0}
 
 
 # --- CityFlow data -------------------------------------------------------------------------------
@@ -570,7 +631,8 @@ def evaluate_detection(backend: Any, data: CityFlowData | Path | str, *, every: 
                        max_det: int = 300, letterbox: bool = False, classes: Sequence[int] | None = None,
                        imgsz: int | Sequence[int] | None = None, batch: int | None = None,
                        progress: Progress | None = None) -> EvalResult:
-    """AP@0.5 (headline), AP@0.5:0.95, P/R at 0.25 of a YOLOv8-layout detector on CityFlow frames.
+    """COCO AP@0.5 (headline, `ap50`), AP@0.5:0.95, AP@0.75 and AR@100 (pycocotools' COCOeval),
+    and P/R at conf 0.25, of a YOLOv8-layout detector on CityFlow frames.
 
     `letterbox=True` for Ultralytics exports; `classes` keeps only these predicted class ids
     (e.g. 2, 3, 5, 7 for the vehicles of a COCO model); all kept classes count as vehicles."""
@@ -621,7 +683,7 @@ def evaluate_detection(backend: Any, data: CityFlowData | Path | str, *, every: 
     metrics["frames"] = metrics.pop("images")
     metrics["cameras"] = float(cameras)
     return EvalResult("detection", metrics["ap50"], metrics, tuple(warnings),
-                      data.partial or len(warnings) > n_warn)
+                      data.partial or len(warnings) > n_warn, metric="ap50")
 
 
 # --- re-identification ---------------------------------------------------------------------------
@@ -806,7 +868,8 @@ def evaluate_reid(backend: Any, data: ReidData | CityFlowData | Path | str, *, e
         raise JellyBeanError(f"{data.root}: no query could be matched across cameras"
                              + "".join(f"\n  {w}" for w in warnings[n_warn:]))
     metrics.update({"gallery": float(g_ok.sum()), "identities": float(len(set(q_ids.tolist())))})
-    return EvalResult("reid", metrics["rank1"], metrics, tuple(warnings), data.partial or len(warnings) > n_warn)
+    return EvalResult("reid", metrics["rank1"], metrics, tuple(warnings), data.partial or len(warnings) > n_warn,
+                      metric="rank1")
 
 
 # --- classification ------------------------------------------------------------------------------
@@ -897,4 +960,5 @@ def evaluate_classification(backend: Any, data: ImageFolder | Path | str, *, max
     metrics = {"top1": top1 / n, "images": float(n), "classes": float(len(data.classes))}
     if num_outputs is not None and num_outputs >= 5:
         metrics["top5"] = top5 / n
-    return EvalResult("classification", metrics["top1"], metrics, tuple(warnings), len(warnings) > n_warn)
+    return EvalResult("classification", metrics["top1"], metrics, tuple(warnings), len(warnings) > n_warn,
+                      metric="top1")

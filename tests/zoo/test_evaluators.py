@@ -1,4 +1,5 @@
-"""Evaluators and `evaluate_zoo`: metrics against hand-computed cases, end to end on a tiny scene."""
+"""Evaluators and `evaluate_zoo`: metrics against hand-computed cases, end to end on a tiny scene.
+Detection AP itself (COCOeval against known cases and an oracle) is in test_detection_ap.py."""
 
 from __future__ import annotations
 
@@ -134,78 +135,6 @@ def gt_total(root: Path) -> int:
     return sum(len(c.gt()) for c in open_dataset(root).cameras())
 
 
-# --- AP by hand ------------------------------------------------------------------------------------
-
-
-def ap_of(preds, gts, conf=0.25):
-    """preds: (x1, y1, x2, y2, score) per image; gts: boxes per image; one class."""
-    acc = ev.DetectionAccumulator()
-    for p, g in zip(preds, gts):
-        p = np.array(p, float).reshape(-1, 5)
-        acc.add(p[:, :4], p[:, 4], np.zeros(len(p), int), np.array(g, float).reshape(-1, 4))
-    return acc.compute(conf)
-
-
-A, B = (0, 0, 10, 10), (20, 20, 30, 30)
-
-
-def test_perfect_predictions_score_one():
-    m = ap_of([[(*A, 0.9)], [(*B, 0.8)]], [[A], [B]])
-    assert m["ap50"] == 1.0 and m["ap50_95"] == 1.0
-    assert m["precision"] == 1.0 and m["recall"] == 1.0
-
-
-def test_a_false_positive_above_the_true_positive():
-    # one gt; ranked: FP (p 0, r 0), TP (p 1/2, r 1) -> AP = 1 * 1/2
-    m = ap_of([[(*B, 0.9), (*A, 0.8)]], [[A]])
-    assert m["ap50"] == pytest.approx(0.5)
-    # two gts; ranked TP, FP, TP: (r .5, p 1), (r .5, p .5), (r 1, p 2/3) -> .5 * 1 + .5 * 2/3
-    m = ap_of([[(*A, 0.9), (40, 40, 50, 50, 0.8)], [(*B, 0.7)]], [[A], [B]])
-    assert m["ap50"] == pytest.approx(0.5 + 0.5 * 2 / 3)
-    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == 1.0
-
-
-def test_a_false_positive_below_every_true_positive_costs_nothing():
-    m = ap_of([[(*A, 0.9), (*B, 0.1)]], [[A]])
-    assert m["ap50"] == 1.0
-    assert m["precision"] == 1.0                          # the FP is below conf 0.25
-
-
-def test_a_missed_gt_caps_recall():
-    m = ap_of([[(*A, 0.9)], []], [[A], [B]])
-    assert m["ap50"] == pytest.approx(0.5) and m["recall"] == pytest.approx(0.5)
-    assert ap_of([[], []], [[A], [B]])["ap50"] == 0.0
-
-
-def test_duplicates_and_iou_thresholds():
-    # a duplicate of a matched box is a false positive
-    assert ap_of([[(*A, 0.9), (*A, 0.8)]], [[A]])["precision"] == pytest.approx(0.5)
-    # IoU 0.63: a true positive at t = 0.50, 0.55, 0.60 only -> AP@0.5:0.95 = 3/10
-    m = ap_of([[(0, 0, 10, 6.3, 0.9)]], [[A]])
-    assert m["ap50"] == 1.0 and m["ap50_95"] == pytest.approx(0.3)
-    # IoU 0.4: no match at all
-    assert ap_of([[(0, 0, 10, 4, 0.9)]], [[A]])["ap50"] == 0.0
-
-
-def test_classes_must_match_and_ap_is_a_mean_over_classes():
-    acc = ev.DetectionAccumulator()
-    acc.add(np.array([A, B], float), np.array([0.9, 0.8]), np.array([0, 0]), np.array([A, B], float), np.array([0, 1]))
-    m = acc.compute()
-    assert m["ap50_c0"] == 1.0 and m["ap50_c1"] == 0.0 and m["ap50"] == pytest.approx(0.5)
-
-
-def test_greedy_matching_takes_the_best_unmatched_gt():
-    gts = np.array([(0, 0, 10, 10), (2, 0, 12, 10)], float)
-    preds = np.array([(1, 0, 11, 10), (2, 0, 12, 10)], float)      # the first overlaps both gts
-    tp = ev.match_detections(preds, np.array([0.9, 0.8]), np.zeros(2, int), gts, np.zeros(2, int), [0.5])
-    assert tp[:, 0].tolist() == [True, True]
-
-
-def test_average_precision_all_point():
-    assert ev.average_precision(np.array([0.5, 0.5, 1.0]), np.array([1.0, 0.5, 2 / 3])) == pytest.approx(5 / 6)
-    assert ev.average_precision(np.array([]), np.array([])) == 0.0
-
-
 # --- re-ID metrics -----------------------------------------------------------------------------------
 
 
@@ -292,6 +221,7 @@ def test_detection_perfect_detector_scores_one(scene):
     backend = detector(scene, false_positive=True)
     r = ev.evaluate_detection(backend, scene, batch=8, progress=lambda d, t: calls.append((d, t)))
     assert r.task == "detection" and not r.partial and r.warnings == ()
+    assert r.metric == "ap50" and r.as_dict()["accuracy_metric"] == "ap50"
     assert r.accuracy == 1.0 and r.metrics["ap50"] == 1.0 and r.metrics["ap50_95"] == pytest.approx(1.0)
     assert r.metrics["precision"] == 1.0 and r.metrics["recall"] == 1.0
     assert r.metrics["frames"] == 40 and r.metrics["cameras"] == 2 and r.metrics["gt_boxes"] == gt_total(scene)
@@ -303,8 +233,11 @@ def test_detection_half_the_boxes_dropped(scene):
     backend = detector(scene, keep=lambda i: i % 2 == 0)
     r = ev.evaluate_detection(backend, scene)
     kept = sum(len(range(0, n, 2)) for n in _boxes_per_frame(scene))
-    assert r.accuracy < 1.0
-    assert r.accuracy == pytest.approx(kept / gt_total(scene))          # all TPs: AP = recall reached
+    recall = kept / gt_total(scene)
+    # all TPs, precision 1 up to the recall reached: COCO's AP is the share of its 101 recall
+    # points (0, 0.01, ..., 1) at or below that recall
+    assert r.accuracy < 1.0 and r.metric == "ap50"
+    assert r.accuracy == pytest.approx((np.floor(100 * recall) + 1) / 101)
     assert r.metrics["recall"] == pytest.approx(kept / gt_total(scene)) and r.metrics["precision"] == 1.0
 
 
@@ -421,7 +354,7 @@ def test_reid_identity_perfect_embedder(scene):
     backend = embedder(scene, ids, fixed_batch=4)
     r = ev.evaluate_reid(backend, data, batch=4)
     assert r.task == "reid" and not r.partial
-    assert r.accuracy == 1.0 and r.metrics["rank1"] == 1.0 and r.metrics["map"] == 1.0
+    assert r.accuracy == 1.0 and r.metrics["rank1"] == 1.0 and r.metrics["map"] == 1.0 and r.metric == "rank1"
     assert r.metrics["queries"] == len(data.queries) and r.metrics["identities"] == len(q_ids)
     assert set(backend.batches) == {4}
 
@@ -475,6 +408,7 @@ def test_classification_top1(tmp_path):
     root = image_folder(tmp_path / "cls")
     r = ev.evaluate_classification(colour_classifier(), root)
     assert r.accuracy == 1.0 and r.metrics["images"] == 9 and r.metrics["classes"] == 3 and not r.partial
+    assert r.metric == "top1"
     assert "top5" not in r.metrics                                        # only 3 outputs
     assert ev.evaluate_classification(colour_classifier(shift=1, fixed_batch=2), root).accuracy == 0.0
     assert ev.evaluate_classification(colour_classifier(), root, max_frames=4).metrics["images"] == 4
@@ -666,5 +600,6 @@ def test_evaluate_zoo_with_a_real_onnx_model(tmp_path):
     (v,) = result.variants
     assert v.status == "evaluated" and v.accuracy == 1.0 and result.written
     assert result.as_dict()["variants"][0]["metrics"] == {"top1": 1.0, "images": 9.0, "classes": 3.0}
+    assert result.as_dict()["variants"][0]["accuracy_metric"] == "top1"
     saved = yaml.safe_load((zoo / "manifest.yaml").read_text())
     assert saved["operators"][0]["variants"][0]["accuracy"] == 1.0
