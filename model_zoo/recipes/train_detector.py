@@ -17,9 +17,13 @@ Training: scenes from the repo's synthetic scene writer (seeds 1-5), every 2nd f
 gt boxes scaled to the input; task-aligned label assignment (YOLOv8's TAL: top-10 anchors inside
 each box by score^0.5 * IoU^6, IoU-normalised soft targets), CIoU box loss + BCE classification,
 light augmentation (scale / translation jitter, horizontal flip, HSV jitter), AdamW with a cosine
-schedule and a weight EMA. Evaluation: AP@0.5 and AP@0.5:0.95 (101-point interpolated PR curve,
-conf >= 0.001, class-agnostic NMS at IoU 0.6, up to 300 boxes a frame) of the exported ONNX model
-in ONNX Runtime on a held-out scene (seed 100), in source-frame pixels.
+schedule and a weight EMA. Evaluation: COCO's AP@0.5 and AP@0.5:0.95 (pycocotools' COCOeval,
+through jellybean.zoo.evaluators; conf >= 0.001, class-agnostic NMS at IoU 0.6, up to 300 boxes a
+frame, of which COCOeval keeps the best 100) of the exported ONNX model in ONNX Runtime on a
+held-out scene (seed 100), in source-frame pixels. `--evaluate` re-runs only that evaluation on an
+existing ONNX file (no torch needed):
+
+    python model_zoo/recipes/train_detector.py --evaluate --out model_zoo/aicity/detector_w050.onnx
 
 Needs the `train` extra (torch): pip install -e ".[train]".
 """
@@ -49,7 +53,7 @@ TRAIN_SCENES = [SceneSpec(seed=s, cameras=5, seconds=30) for s in (1, 2, 3, 4, 5
 EVAL_SCENE = SceneSpec(seed=100, cameras=4, seconds=20)
 
 
-# --- numpy: decode, NMS, AP (no torch; the tests use the same arithmetic) -------------------------
+# --- numpy: decode, NMS, AP (no torch) ------------------------------------------------------------
 
 
 def xywh2xyxy(b: np.ndarray) -> np.ndarray:
@@ -98,53 +102,25 @@ def decode(output: np.ndarray, conf: float = 0.001, iou: float = 0.6, max_det: i
     return boxes[k], scores[k]
 
 
-def average_precision(detections, ground_truth, iou_threshold: float = 0.5) -> dict:
-    """AP over the whole PR curve (101-point interpolation, as COCO and Ultralytics) for one class.
-    detections: per image (boxes, scores); ground_truth: per image boxes. Each detection matches
-    the unmatched gt it overlaps most (IoU >= threshold), highest scores first. Also the precision
-    and recall at the usual deployment threshold, conf 0.25."""
-    records = []
-    n_gt = sum(len(g) for g in ground_truth)
-    for (boxes, scores), gt in zip(detections, ground_truth):
-        matched = np.zeros(len(gt), bool)
-        ious = box_iou(boxes, gt) if len(gt) and len(boxes) else np.zeros((len(boxes), len(gt)))
-        for i in np.argsort(-scores, kind="stable"):
-            tp = False
-            if len(gt):
-                cand = np.where(~matched, ious[i], -1.0)
-                j = int(cand.argmax())
-                if cand[j] >= iou_threshold:
-                    matched[j] = True
-                    tp = True
-            records.append((float(scores[i]), tp))
-    if not records or n_gt == 0:
-        return {"ap": 0.0, "precision@0.25": 0.0, "recall@0.25": 0.0}
-    records.sort(key=lambda r: -r[0])
-    scores = np.array([r[0] for r in records])
-    tp = np.cumsum([r[1] for r in records])
-    fp = np.cumsum([not r[1] for r in records])
-    recall = tp / n_gt
-    precision = tp / (tp + fp)
-    envelope = np.flip(np.maximum.accumulate(np.flip(np.concatenate([[1.0], precision, [0.0]]))))
-    rec = np.concatenate([[0.0], recall, [1.0]])
-    x = np.linspace(0, 1, 101)
-    ap = float(np.trapezoid(np.interp(x, rec, envelope), x))
-    at = scores >= 0.25
-    return {"ap": ap, "precision@0.25": float(precision[at][-1]) if at.any() else 0.0,
-            "recall@0.25": float(recall[at][-1]) if at.any() else 0.0}
-
-
 def detection_metrics(detections, ground_truth) -> dict:
-    """AP@0.5 (with P and R at conf 0.25) and COCO's AP@0.5:0.95 (mean over IoU 0.50, 0.55 ... 0.95)."""
-    at50 = average_precision(detections, ground_truth, 0.5)
-    aps = [average_precision(detections, ground_truth, t)["ap"] for t in np.linspace(0.5, 0.95, 10)]
-    return {"ap50": round(at50["ap"], 4), "ap50_95": round(float(np.mean(aps)), 4),
-            "precision@0.25": round(at50["precision@0.25"], 4), "recall@0.25": round(at50["recall@0.25"], 4),
-            "gt_boxes": sum(len(g) for g in ground_truth), "detections": sum(len(d[1]) for d in detections)}
+    """COCO's AP@0.5, AP@0.5:0.95, AP@0.75 and AR@100, computed by pycocotools' COCOeval through the
+    product's evaluator (jellybean.zoo.evaluators.DetectionAccumulator), with precision and
+    recall at the usual deployment threshold, conf 0.25. detections: per image (boxes, scores);
+    ground_truth: per image boxes; one class."""
+    from jellybean.zoo.evaluators import DetectionAccumulator
+
+    acc = DetectionAccumulator()
+    for (boxes, scores), gt in zip(detections, ground_truth):
+        acc.add(boxes, scores, np.zeros(len(scores), np.int64), gt)
+    m = acc.compute(0.25)
+    return {"ap50": round(m["ap50"], 4), "ap50_95": round(m["ap50_95"], 4), "ap75": round(m["ap75"], 4),
+            "ar100": round(m["ar100"], 4), "precision@0.25": round(m["precision"], 4),
+            "recall@0.25": round(m["recall"], 4), "gt_boxes": sum(len(g) for g in ground_truth),
+            "detections": sum(len(d[1]) for d in detections)}
 
 
 def evaluate_onnx(path: Path, images: np.ndarray, boxes: list, sizes: list, batch: int = 16) -> dict:
-    """AP@0.5 of the exported model in ONNX Runtime; boxes compared in source-frame pixels."""
+    """COCO AP of the exported model in ONNX Runtime; boxes compared in source-frame pixels."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -579,6 +555,21 @@ def export_onnx(model, path: Path, meta: dict) -> None:
         raise SystemExit(f"{path}: ONNX Runtime and torch disagree by {diff}")
 
 
+def evaluate_only(path: Path, data: Path | None) -> int:
+    """The recipe's held-out evaluation of an existing ONNX file, without training (no torch)."""
+    if not path.is_file():
+        print(f"{path}: no such ONNX file to evaluate", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="jb-detector-") as tmp:
+        root = data or Path(tmp)
+        eval_dirs = write_scenes(root / "eval", [EVAL_SCENE])
+        ev_images, ev_boxes, ev_sizes, _ = detection_frames(eval_dirs, (INPUT_W, INPUT_H), every=2)
+        result = evaluate_onnx(path, ev_images, ev_boxes, ev_sizes)
+    result.update({"model": str(path), "eval_scene": EVAL_SCENE.command()})
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier on the base channels")
@@ -591,8 +582,12 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is ~5x faster than 2 on a busy 2-core machine for these small convs)")
     ap.add_argument("--data", type=Path, default=None, help="scene directory to reuse (default: a temp dir)")
+    ap.add_argument("--evaluate", action="store_true",
+                    help="do not train: evaluate the existing ONNX file --out on the held-out scene")
     args = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
+    if args.evaluate:
+        return evaluate_only(args.out, args.data)
 
     import torch
 
