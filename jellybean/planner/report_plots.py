@@ -115,16 +115,16 @@ def draw_infrastructure(plan: Plan, path: Path) -> None:
             colour, width, style = UNLIMITED, 2.0, "-"
         else:
             colour, width, style = cmap(norm(min(u, 1.0))), 1.5 + 6.0 * min(u, 1.0), "-"
-        # A link that skips a tier bends (away from the middle), so that it does not run through the
-        # sites between; drawn as a quadratic Bezier in data coordinates, its label on the curve.
+        # A link that skips a tier bends up or down, away from the middle, so that it does not run
+        # through the sites between; drawn as a quadratic Bezier in data coordinates, label on the curve.
         dx, dy = x2 - x1, y2 - y1
-        rad = 0.0
+        bend = 0.0
         if abs(dx) > 1.01:
-            rad = 0.35 if (y1 + y2) / 2 <= middle else -0.35
-        control = ((x1 + x2) / 2 + rad * dy, (y1 + y2) / 2 - rad * dx)
+            bend = 0.5 * abs(dx) * (1 if (y1 + y2) / 2 > middle else -1)
+        control = ((x1 + x2) / 2, (y1 + y2) / 2 + bend)
         ax.add_patch(PathPatch(MplPath([(x1, y1), control, (x2, y2)], [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3]),
                                fill=False, edgecolor=colour, linewidth=width, linestyle=style, zorder=1))
-        if rad:
+        if bend:
             lx, ly = (x1 + x2) / 4 + control[0] / 2, (y1 + y2) / 4 + control[1] / 2
         else:
             lx, ly = x1 + 0.42 * dx, y1 + 0.42 * dy
@@ -140,14 +140,16 @@ def draw_infrastructure(plan: Plan, path: Path) -> None:
     for site in all_sites:
         names[pos[site.name][0]] = site.tier
     top = max((p[1] for p in pos.values()), default=0.0)
+    cost = {c.tier: c.total for c in tier_costs(plan)}
     for x, tier in names.items():
         ax.text(x, top + 0.75, tier, fontsize=10, fontweight="bold", ha="center", va="bottom")
+        ax.text(x, top + 0.7, f"{cost.get(tier, 0.0):.4f} $/h", fontsize=8, ha="center", va="top", color="#444444")
     ax.set_xlim(min(columns) - 0.55, max(columns) + 0.55)
     ax.set_ylim(min((p[1] for p in pos.values()), default=0.0) - 0.7, top + 1.2)
     ax.set_axis_off()
     ax.set_title(f"{plan.name}: {plan.strategy}, {plan.cost.total:.4f} $/h "
                  f"(compute {plan.cost.compute:.4f} + network {plan.cost.network:.4f})", fontsize=10)
-    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.5, pad=0.01)
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.4, pad=0.01)
     bar.set_label("link use: planned traffic / bandwidth")
     fig.savefig(path)
 
