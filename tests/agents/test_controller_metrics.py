@@ -172,3 +172,29 @@ def test_deploy_on_a_taken_metrics_port_is_one_clear_error(mosquitto, tmp_path, 
     assert result.exit_code == 1
     assert f"cannot serve metrics on 127.0.0.1:{port}" in result.output and "--metrics-port" in result.output
     assert "Traceback" not in result.output
+
+
+def test_metrics_listen_on_loopback_unless_jellybean_metrics_host_says_otherwise(monkeypatch):
+    from prometheus_client import CollectorRegistry, Counter
+
+    from jellybean.agents.telemetry import METRICS_HOST_ENV, serve_registry
+
+    registry = CollectorRegistry()
+    Counter("probe", "a probe", registry=registry).inc()
+    monkeypatch.delenv(METRICS_HOST_ENV, raising=False)
+    url, server = serve_registry(registry, 0)
+    try:
+        assert server.server_address[0] == "127.0.0.1" and url.startswith("http://127.0.0.1:")
+        assert "probe_total 1.0" in urllib.request.urlopen(url, timeout=10).read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    monkeypatch.setenv(METRICS_HOST_ENV, "0.0.0.0")    # as the container and the systemd example set it
+    url, server = serve_registry(registry, 0)
+    try:
+        assert server.server_address[0] == "0.0.0.0" and url == f"http://{socket.gethostname()}:{server.server_port}/metrics"
+        assert "probe_total 1.0" in urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics",
+                                                           timeout=10).read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
