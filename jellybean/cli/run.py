@@ -227,8 +227,33 @@ def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: 
     return procs
 
 
+def _record_up(ctx: typer.Context, workdir: Path):
+    """up.json in `workdir` (for `status` and `down`), removed when `up` exits however it exits;
+    and SIGTERM (`jellybean down`) interrupts `up` as Ctrl-C does until `watch` takes it over, so
+    that the agents and the broker it started are stopped from the first moment."""
+    import signal
+
+    from jellybean.agents.upstate import UpRecorder
+
+    recorder = UpRecorder(workdir)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def close() -> None:
+        signal.signal(signal.SIGTERM, previous)
+        recorder.close()
+
+    def interrupt(*_) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # one is enough: cleaning up must not be cut short
+        raise KeyboardInterrupt
+
+    ctx.call_on_close(close)
+    signal.signal(signal.SIGTERM, interrupt)
+    return recorder
+
+
 @app.command()
 def up(
+    ctx: typer.Context,
     example: Annotated[Path, typer.Argument(help="A directory with workflow.yaml, zoo.yaml and infrastructure.yaml.")],
     workdir: Annotated[Path, typer.Option("--workdir", help="Plan, broker and agent logs go here.")] = Path("out/up"),
     port: Annotated[Optional[int], typer.Option("--port", help="Broker port (default: a free one).")] = None,
@@ -271,6 +296,7 @@ def up(
                          "infrastructure.yaml" for m in missing])
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    recorder = _record_up(ctx, workdir)
     inputs = load_inputs(files["workflow"], files["zoo"], files["infrastructure"])
     plan = make_plan(build_problem(inputs), "optimal", time_limit=time_limit, inputs=inputs.paths)
     write_plan(plan, workdir / "plan.yaml")
@@ -278,16 +304,20 @@ def up(
               + ", ".join(f"{k}={v}" for k, v in plan.variants.items()) + f" -> {workdir / 'plan.yaml'}")
     dep = Deployment(plan=plan, inputs=inputs, zoo_dir=files["zoo"].resolve().parent)
     broker = start_local_broker(workdir, port, prefer="embedded" if embedded else "mosquitto")
+    recorder.update(plan=plan.name, broker_url=broker.url, broker_pid=getattr(broker, "pid", None))
     procs: dict[str, subprocess.Popen] = {}
     controller = None
     try:
         err.print(f"broker: {broker.kind} at [bold]{broker.url}[/]")
         procs = spawn_agents(dep, broker.url, workdir, per_worker=agent_per_worker, metrics_ports=metrics_port)
+        recorder.update(agents={name: p.pid for name, p in procs.items()})
         err.print(f"agents: {', '.join(procs)} (logs in {workdir})")
         controller = start_controller(dep, broker.url, None, 60.0, 5000.0, quiet, replan_on_load,
                                       expect=tuple(procs) if agent_per_worker else (),
                                       metrics_port=controller_metrics_port)
         err.print("metrics: " + ", ".join(f"{name} {url}" for name, url in sorted(controller.metrics_urls().items())),
+                  highlight=False, soft_wrap=True)
+        err.print(f"see it with: jellybean status --broker {broker.url}\nstop it with: jellybean down --workdir {workdir}",
                   highlight=False, soft_wrap=True)
         if replay is not None:
             from jellybean.cli.replay import finish_replay, open_scenario
