@@ -23,7 +23,7 @@ class Site:
     name: str
     tier: str
     rank: int
-    cameras: int  # source streams attached here
+    sources: tuple[tuple[str, int], ...]  # (source, streams) attached here, e.g. ("camera", 4)
     workers: tuple[WorkerGroup, ...]
 
 
@@ -56,9 +56,9 @@ def tier_names(plan: Plan) -> dict[int, str]:
 def sites(plan: Plan) -> list[Site]:
     """Every location of the plan, lowest tier first."""
     names = tier_names(plan)
-    cameras: dict[str, int] = defaultdict(int)
+    streams: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for s in plan.streams:
-        cameras[s.location] += s.count
+        streams[s.location][s.source] += s.count
     workers: dict[str, list[WorkerGroup]] = defaultdict(list)
     for w in plan.workers:
         workers[w.location].append(w)
@@ -66,7 +66,7 @@ def sites(plan: Plan) -> list[Site]:
     out = []
     for loc in locations:
         rank = plan.tiers.get(loc, 0)
-        out.append(Site(loc, names.get(rank, f"tier-{rank}"), rank, cameras.get(loc, 0),
+        out.append(Site(loc, names.get(rank, f"tier-{rank}"), rank, tuple(sorted(streams[loc].items())),
                         tuple(sorted(workers[loc], key=lambda w: (w.operator, w.hardware)))))
     return sorted(out, key=lambda s: (s.rank, s.name))
 
@@ -87,6 +87,10 @@ def tier_costs(plan: Plan) -> list[TierCost]:
         network[plan.tiers.get(l.from_, 0)] += l.cost_per_hour
     ranks = sorted(set(compute) | set(network) | set(names))
     return [TierCost(names.get(r, f"tier-{r}"), r, compute[r], network[r]) for r in ranks]
+
+
+def sources_text(site: Site) -> str:
+    return ", ".join(f"{source} ×{count}" for source, count in site.sources)
 
 
 def worker_count(plan: Plan) -> int:

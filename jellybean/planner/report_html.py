@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jellybean.planner.extract import BINDING_FRACTION
-from jellybean.planner.report import Comparison, links, sites, tier_costs, worker_count
+from jellybean.planner.report import Comparison, links, sites, sources_text, tier_costs, worker_count
 from jellybean.planner.report_plots import draw_infrastructure, draw_tier_costs, link_label
 from jellybean.replay.report import CSS
 from jellybean.spec.plan import Plan
@@ -94,9 +94,9 @@ def _site_rows(plan: Plan) -> list[list[Any]]:
     rows: list[list[Any]] = []
     for s in sites(plan):
         if not s.workers:
-            rows.append([s.name, s.tier, s.cameras or "", "", "no workers", "", "", "", "", "", ""])
+            rows.append([s.name, s.tier, sources_text(s), "", "no workers", "", "", "", "", "", ""])
         for w in s.workers:
-            rows.append([s.name, s.tier, s.cameras or "", w.hardware, w.operator, w.variant, Num(w.count, "d"),
+            rows.append([s.name, s.tier, sources_text(s), w.hardware, w.operator, w.variant, Num(w.count, "d"),
                          Num(w.load, ",.3f"), Num(w.capacity, ",.3f"), _pct(w.utilisation), Num(w.cost_per_hour, USD)])
     return rows
 
@@ -176,7 +176,7 @@ def write_plan_report(plan: Plan, directory: Path | str, compare: Plan | None = 
                                   "latency ms", "$/GB", "$/h", "binds"], _link_rows(plan), left=2))
 
     parts.append("<h2>Workers and variants per site</h2>")
-    parts.append(_table("sites", ["site", "tier", "cameras", "hardware", "operator", "variant", "workers",
+    parts.append(_table("sites", ["site", "tier", "sources", "hardware", "operator", "variant", "workers",
                                   "load items/s", "capacity items/s", "use", "$/h"], _site_rows(plan), left=6))
 
     parts.append("<h2>Cost per tier</h2>")

@@ -1,7 +1,7 @@
 """The pictures of a plan's report, drawn with matplotlib on the Agg canvas (no pyplot state).
 
 `draw_infrastructure`: sites in columns by tier (lowest tier on the left, as a multipartite
-layout), each with its cameras and workers; every link the plan records, coloured and widened by
+layout), each with its sources and workers; every link the plan records, coloured and widened by
 its planned traffic against its bandwidth and labelled "used/capacity Mbps".
 `draw_tier_costs`: per tier, compute and network $/h stacked.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from jellybean.planner.report import Site, links, sites, tier_costs
+from jellybean.planner.report import Site, links, sites, sources_text, tier_costs
 from jellybean.spec.plan import LinkUse, Plan
 
 UNLIMITED = "#1f77b4"  # a link with traffic but no bandwidth limit
@@ -75,15 +75,16 @@ def _spread(wanted: dict[str, float], gap: float) -> dict[str, float]:
 
 
 def link_label(link: LinkUse) -> str:
-    used = "0" if link.mbps == 0 else f"{link.mbps:.2f}" if link.mbps < 10 else f"{link.mbps:.1f}"
+    m = link.mbps
+    used = "0" if m == 0 else f"{m:.1g}" if m < 0.01 else f"{m:.2f}" if m < 10 else f"{m:.1f}"
     capacity = f"{link.bandwidth_mbps:g}" if link.bandwidth_mbps else "∞"
     return f"{used}/{capacity} Mbps"
 
 
 def _site_text(site: Site) -> str:
     lines = [site.name]
-    if site.cameras:
-        lines.append(f"{site.cameras} camera{'s' if site.cameras != 1 else ''}")
+    if site.sources:
+        lines.append(sources_text(site))
     for w in site.workers:
         lines.append(f"{w.operator}/{w.variant} ×{w.count}")
     return "\n".join(lines)
@@ -121,7 +122,12 @@ def draw_infrastructure(plan: Plan, path: Path) -> None:
         bend = 0.0
         if abs(dx) > 1.01:
             bend = 0.5 * abs(dx) * (1 if (y1 + y2) / 2 > middle else -1)
-        control = ((x1 + x2) / 2, (y1 + y2) / 2 + bend)
+            control = ((x1 + x2) / 2, (y1 + y2) / 2 + bend)
+        elif abs(dx) < 0.01:  # inside one tier: bow out to the right of the column
+            bend = min(0.1 + 0.03 * abs(dy), 0.25)
+            control = (x1 + bend * 2, (y1 + y2) / 2)
+        else:
+            control = ((x1 + x2) / 2, (y1 + y2) / 2)
         ax.add_patch(PathPatch(MplPath([(x1, y1), control, (x2, y2)], [MplPath.MOVETO, MplPath.CURVE3, MplPath.CURVE3]),
                                fill=False, edgecolor=colour, linewidth=width, linestyle=style, zorder=1))
         if bend:
