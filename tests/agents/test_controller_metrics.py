@@ -87,9 +87,9 @@ def test_controller_endpoint_reports_plan_agents_links_and_a_replan(mosquitto, t
         m = scrape(url)
         plan = deployment.plan
         assert value(m, "jellybean_controller_assignment_version") == first
-        assert value(m, "jellybean_controller_plan_cost_dollars_per_hour", part="total") == pytest.approx(plan.cost.total)
-        assert value(m, "jellybean_controller_plan_cost_dollars_per_hour", part="network") == \
-            pytest.approx(plan.cost.network)
+        cost = lambda part: value(m, "jellybean_controller_plan_cost_dollars_per_hour", part=part)  # noqa: E731
+        assert cost("total") == pytest.approx(plan.cost.total)
+        assert cost("network") == pytest.approx(plan.cost.network)
         assert value(m, "jellybean_controller_agents", state="online") == 3
         assert value(m, "jellybean_controller_replans_total") == 0
         assert value(m, "jellybean_controller_broker_connected") == 1
@@ -97,7 +97,8 @@ def test_controller_endpoint_reports_plan_agents_links_and_a_replan(mosquitto, t
             assert value(m, "jellybean_controller_agent_online", agent=site, site=site) == 1
             assert value(m, "jellybean_controller_site_lost", site=site) == 0
         for op, rate in plan.predicted.throughput.items():
-            assert value(m, "jellybean_controller_operator_planned_items_per_second", operator=op) == pytest.approx(rate)
+            assert value(m, "jellybean_controller_operator_planned_items_per_second",
+                         operator=op) == pytest.approx(rate)
         for link in plan.links:
             assert value(m, "jellybean_controller_link_planned_bytes_per_second", from_site=link.from_,
                          to_site=link.to) == pytest.approx(link.kb_per_s * 1024)
@@ -192,7 +193,8 @@ def test_metrics_listen_on_loopback_unless_jellybean_metrics_host_says_otherwise
     monkeypatch.setenv(METRICS_HOST_ENV, "0.0.0.0")    # as the container and the systemd example set it
     url, server = serve_registry(registry, 0)
     try:
-        assert server.server_address[0] == "0.0.0.0" and url == f"http://{socket.gethostname()}:{server.server_port}/metrics"
+        assert server.server_address[0] == "0.0.0.0"
+        assert url == f"http://{socket.gethostname()}:{server.server_port}/metrics"
         assert "probe_total 1.0" in urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics",
                                                            timeout=10).read().decode()
     finally:
