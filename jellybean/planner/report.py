@@ -89,6 +89,25 @@ def tier_costs(plan: Plan) -> list[TierCost]:
     return [TierCost(names.get(r, f"tier-{r}"), r, compute[r], network[r]) for r in ranks]
 
 
+def headroom(plan: Plan) -> list[tuple[str, float, float, float]]:
+    """(what, planned, limit, slack) for every limit the plan states, tightest first: the accuracy
+    target (a floor), the latency bound, each link's bandwidth and each worker group's capacity.
+    Slack is in the limit's own unit; `plan.binding` says which of them bind."""
+    rows: list[tuple[str, float, float, float]] = []
+    pr = plan.predicted
+    if pr.accuracy is not None and pr.accuracy_target is not None:
+        rows.append(("accuracy (at least)", pr.accuracy, pr.accuracy_target, pr.accuracy - pr.accuracy_target))
+    if pr.latency_ms is not None and pr.latency_bound_ms is not None:
+        rows.append(("latency ms (at most)", pr.latency_ms, pr.latency_bound_ms, pr.latency_bound_ms - pr.latency_ms))
+    for l in links(plan):
+        if l.bandwidth_mbps:
+            rows.append((f"link {l.from_} → {l.to} Mbps", l.mbps, l.bandwidth_mbps, l.bandwidth_mbps - l.mbps))
+    for w in plan.workers:
+        rows.append((f"{w.operator}/{w.variant} on {w.count} {w.hardware} at {w.location}, items/s", w.load,
+                     w.capacity, w.capacity - w.load))
+    return sorted(rows, key=lambda r: (round(r[3] / r[2] if r[2] else r[3], 9), r[0]))
+
+
 def sources_text(site: Site) -> str:
     return ", ".join(f"{source} ×{count}" for source, count in site.sources)
 

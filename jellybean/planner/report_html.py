@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jellybean.planner.extract import BINDING_FRACTION
-from jellybean.planner.report import Comparison, links, sites, sources_text, tier_costs, worker_count
+from jellybean.planner.report import Comparison, headroom, links, sites, sources_text, tier_costs, worker_count
 from jellybean.planner.report_plots import draw_infrastructure, draw_tier_costs, link_label
 from jellybean.replay.report import CSS
 from jellybean.spec.plan import Plan
@@ -110,8 +110,12 @@ def _cost_rows(plan: Plan) -> list[list[Any]]:
 
 def _binding(plan: Plan) -> str:
     items = "".join(f"<li>{_e(b)}</li>" for b in plan.binding) or "<li>none: every constraint has slack</li>"
+    rows = [[what, Num(planned, ",.4f"), Num(limit, ",.4f"), Num(slack, ",.4f"), _pct(slack / limit if limit else None)]
+            for what, planned, limit, slack in headroom(plan)]
     return (f"<p>A constraint binds when the plan uses at least {BINDING_FRACTION:.1%} of its limit: every worker "
-            f"of a site's hardware, a link's bandwidth, the accuracy target, the latency bound.</p><ul>{items}</ul>")
+            f"of a site's hardware, a link's bandwidth, the accuracy target, the latency bound.</p><ul>{items}</ul>"
+            "<h3>Headroom, tightest first</h3>"
+            + _table("headroom", ["limit", "planned", "limit value", "slack", "slack of limit"], rows))
 
 
 def _diff(a: float | None, b: float | None, fmt: str = USD) -> Num:

@@ -139,3 +139,25 @@ def test_network_cost_counts_towards_the_sending_tier(city):
     assert edge_dc_uplink.cost_per_hour > 0
     assert by_tier["edge-dc"].network == pytest.approx(edge_dc_uplink.cost_per_hour, abs=1e-12)
     assert by_tier["cloud"].network == 0.0
+
+
+def test_headroom_lists_every_limit_of_the_plan_tightest_first(city):
+    plan = _yaml(city / "optimal.yaml")
+    rows = read_page(city / "report").rows("headroom")
+    limited = [l for l in plan["links"] if l["bandwidth_mbps"]]
+    assert len(rows) == 2 + len(limited) + len(plan["workers"])
+    by_name = {r["limit"][0]: r for r in rows}
+    accuracy = by_name["accuracy (at least)"]
+    assert (accuracy["planned"][1], accuracy["limit value"][1]) == (
+        plan["predicted"]["accuracy"], plan["predicted"]["accuracy_target"])
+    latency = by_name["latency ms (at most)"]
+    assert latency["slack"][1] == pytest.approx(plan["predicted"]["latency_bound_ms"] - plan["predicted"]["latency_ms"])
+    for l in limited:
+        row = by_name[f"link {l['from']} → {l['to']} Mbps"]
+        assert row["planned"][1] == pytest.approx(l["kb_per_s"] * 8 * 1024 / 1e6, rel=1e-12)
+        assert row["limit value"][1] == l["bandwidth_mbps"]
+    fractions = [r["slack of limit"][1] for r in rows]
+    assert all(b >= a - 1e-9 for a, b in zip(fractions, fractions[1:]))
+    # The workers that the plan runs at capacity are at the top.
+    full = [w for w in plan["workers"] if w["load"] >= w["capacity"] * 0.999]
+    assert full and all(r["slack"][1] == pytest.approx(0, abs=1e-6) for r in rows[:len(full)])
