@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from jellybean.errors import JellyBeanError, SpecError
+from jellybean.errors import InfeasibleError, SpecError
 from jellybean.planner.problem import Problem
 from jellybean.spec.plan import Plan
 
@@ -60,9 +60,7 @@ def write_report(plan: Plan, report: Path | None, compare: str | None,
     if compare is not None:
         try:
             other = make(compare)
-        except SpecError:
-            raise  # the inputs are wrong: that is the user's to fix, not a comparison's outcome
-        except JellyBeanError as exc:
+        except InfeasibleError as exc:  # a finding about the baseline; bad inputs or a solver failure still stop
             note = f"--compare {compare}: no plan: {exc}"
             Console(stderr=True).print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
         else:
