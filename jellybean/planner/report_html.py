@@ -22,13 +22,15 @@ from jellybean.replay.report import CSS
 from jellybean.spec.plan import Plan
 
 DASH = "—"
+FULL = "full"  # the figures given as inputs (bandwidths, latencies, prices, targets) are shown as given
 USD = ",.6f"   # $/h: to the ten-thousandth of a cent
 LEFT = ' class="l"'
 
 
 
 class Num:
-    """A table cell holding a number: shown with `fmt`, exact in data-value."""
+    """A table cell holding a number: shown with `fmt` (FULL: every digit of the value, no exponent),
+    exact in data-value."""
 
     def __init__(self, value: float | int | None, fmt: str = ",.3f", suffix: str = "") -> None:
         self.value, self.fmt, self.suffix = value, fmt, suffix
@@ -36,7 +38,14 @@ class Num:
     def html(self) -> str:
         if self.value is None or (isinstance(self.value, float) and not math.isfinite(self.value)):
             return f"<td>{DASH}</td>"
-        return f'<td data-value="{self.value!r}">{_e(format(self.value, self.fmt) + self.suffix)}</td>'
+        text = full(self.value) if self.fmt == FULL else format(self.value, self.fmt)
+        return f'<td data-value="{self.value!r}">{_e(text + self.suffix)}</td>'
+
+
+def full(value: float | int) -> str:
+    from numpy import format_float_positional
+
+    return str(value) if isinstance(value, int) else format_float_positional(value, trim="-")
 
 
 def _e(value: Any) -> str:
@@ -69,10 +78,10 @@ def _summary(plan: Plan) -> list[list[Any]]:
         ["total $/h", Num(plan.cost.total, USD)],
         ["compute $/h", Num(plan.cost.compute, USD)],
         ["network $/h", Num(plan.cost.network, USD)],
-        ["accuracy", Num(pr.accuracy, ".4f")],
-        ["accuracy target", Num(pr.accuracy_target, ".4f")],
+        ["accuracy", Num(pr.accuracy, ".6f")],
+        ["accuracy target", Num(pr.accuracy_target, FULL)],
         ["latency ms (compute + links, worst route)", Num(pr.latency_ms, ",.3f")],
-        ["latency bound ms", Num(pr.latency_bound_ms, ",.3f")],
+        ["latency bound ms", Num(pr.latency_bound_ms, FULL)],
         ["workers", Num(worker_count(plan), "d")],
         ["variants", ", ".join(f"{o}={v}" for o, v in plan.variants.items())],
     ]
@@ -84,8 +93,8 @@ def _link_rows(plan: Plan) -> list[list[Any]]:
     for l in links(plan):
         bind = l.utilisation is not None and l.utilisation >= BINDING_FRACTION
         rows.append([l.from_, l.to, Num(l.kb_per_s, ",.3f"), Num(l.mbps, ",.6f"),
-                     Num(l.bandwidth_mbps, ",.3f") if l.bandwidth_mbps else "unlimited", _pct(l.utilisation),
-                     link_label(l), Num(l.latency_ms, ",.3f"), Num(l.cost_per_gb, ",.4f"), Num(l.cost_per_hour, USD),
+                     Num(l.bandwidth_mbps, FULL) if l.bandwidth_mbps else "unlimited", _pct(l.utilisation),
+                     link_label(l), Num(l.latency_ms, FULL), Num(l.cost_per_gb, FULL), Num(l.cost_per_hour, USD),
                      "bandwidth binds" if bind else ""])
     return rows
 
@@ -144,7 +153,7 @@ def _compare(c: Comparison) -> str:
         va, vb = a.variants.get(op, DASH), b.variants.get(op, DASH)
         rows.append([f"{op} variant", va, vb, "same" if va == vb else "differs"])
     pa, pb = a.predicted, b.predicted
-    rows.append(["accuracy", Num(pa.accuracy, ".4f"), Num(pb.accuracy, ".4f"), _diff(pa.accuracy, pb.accuracy, ".4f")])
+    rows.append(["accuracy", Num(pa.accuracy, ".6f"), Num(pb.accuracy, ".6f"), _diff(pa.accuracy, pb.accuracy, ".6f")])
     rows.append(["latency ms", Num(pa.latency_ms, ",.3f"), Num(pb.latency_ms, ",.3f"),
                  _diff(pa.latency_ms, pb.latency_ms, ",.3f")])
     rel = c.relative
