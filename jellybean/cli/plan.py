@@ -165,7 +165,7 @@ def explain(
     compare: CompareWith = None,
     workflow: Annotated[Optional[Path], typer.Option(
         "-w", "--workflow", help="With --compare: the workflow, when not where the plan's inputs say.")] = None,
-    zoo: Annotated[Optional[Path], typer.Option("-z", "--zoo", help="With --compare: the model zoo.")] = None,
+    zoo: Annotated[Optional[Path], typer.Option("-z", "--zoo", help="With --compare: the model-zoo manifest YAML.")] = None,
     infrastructure: Annotated[Optional[Path], typer.Option(
         "-i", "--infrastructure", help="With --compare: the infrastructure.")] = None,
 ) -> None:

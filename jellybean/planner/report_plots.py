@@ -101,7 +101,8 @@ def draw_infrastructure(plan: Plan, path: Path) -> None:
     all_sites = sites(plan)
     columns = sorted({x for x, _ in pos.values()})
     rows = max((sum(1 for p in pos.values() if p[0] == c) for c in columns), default=1)
-    fig = _figure(max(6.4, 3.4 * len(columns) + 1.2), max(3.6, 0.95 * rows + 1.6))
+    # Grows with the tiers and the sites in the fullest one, up to a size a browser shows whole.
+    fig = _figure(min(max(6.4, 3.4 * len(columns) + 1.2), 30.0), min(max(3.6, 0.95 * rows + 1.6), 40.0))
     ax = fig.add_subplot()
     cmap, norm = colormaps["RdYlGn_r"], Normalize(0.0, 1.0)
     ys = [p[1] for p in pos.values()]

@@ -96,7 +96,8 @@ def test_explain_compare_names_a_moved_input(tmp_path):
     assert result.exit_code == 2
     assert "inputs.zoo" in result.output and "--zoo" in result.output
     # --zoo finds it.
-    ok = run("explain", str(plan), "--report", str(tmp_path / "r"), "--compare", "greedy", "--zoo", str(CITY / "zoo.yaml"))
+    ok = run("explain", str(plan), "--report", str(tmp_path / "r"), "--compare", "greedy",
+             "--zoo", str(CITY / "zoo.yaml"))
     assert ok.exit_code == 0, ok.output
 
 
