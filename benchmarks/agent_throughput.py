@@ -341,7 +341,7 @@ class AgentUnderTest:
             self._log = open(workdir / f"{name}.log", "w")
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "jellybean", "agent", "--name", name, "--hardware", "bench", "--broker", url,
-                 "--zoo", str(model.parent), "--threads", str(threads), "--cache", str(workdir / "cache"),
+                 "--models", str(model.parent), "--threads", str(threads), "--cache", str(workdir / "cache"),
                  "--log-level", "warning"],
                 stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 
+import os
+
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
@@ -100,3 +102,16 @@ class Fitted:
 
 def fit(table: Table) -> Fitted:
     return Fitted(table)
+
+
+PIPED_WIDTH = 140
+
+
+def stdout_console() -> Console:
+    """The console commands print results on: the terminal's width; piped or logged, $COLUMNS
+    when set and otherwise 140, so that a log file gets the tables as a wide terminal shows them."""
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=max(console.width, PIPED_WIDTH))
+    return console
+

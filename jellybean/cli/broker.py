@@ -12,12 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from jellybean.cli.app import app
-from jellybean.tables import fit
+from jellybean.tables import fit, stdout_console
 from jellybean.errors import JellyBeanError
 
-console = Console()
-if not console.is_terminal:
-    console = Console(width=max(console.width, 140))  # piped or logged: do not squeeze the tables
+console = stdout_console()
 err_console = Console(stderr=True)
 
 broker_app = typer.Typer(

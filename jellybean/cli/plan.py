@@ -14,14 +14,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from jellybean.cli.app import app
+from jellybean.tables import stdout_console
 from jellybean.cli.plan_report import ReportDir, check_compare, plan_problem, write_report
 from jellybean.errors import JellyBeanError
 from jellybean.planner.highs import Progress as SolveProgress
 from jellybean.planner.strategies import STRATEGIES
 
-console = Console()
-if not console.is_terminal:
-    console = Console(width=max(console.width, 140))  # piped or logged: do not squeeze the tables
+console = stdout_console()
 err_console = Console(stderr=True)
 
 BACKENDS = ("HIGHS", "SCIP", "CBC")

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from jellybean.agents.processes import stop_processes
 from jellybean.cli.app import app
+from jellybean.tables import fit
 from jellybean.cli.common import (BROKER_HELP, ClientCert, ClientKey, LogLevel, PasswordFile, broker_url,
                                   load_deployment, replay_progress, setup_logging, stop_on_sigterm)
 
@@ -35,7 +36,8 @@ def agent(
     password_file: PasswordFile = None,
     cert: ClientCert = None,
     key: ClientKey = None,
-    zoo: Annotated[list[Path], typer.Option("--zoo", help="Directory where model files are looked up (repeatable).")] = [],
+    models: Annotated[list[Path], typer.Option(
+        "--models", metavar="DIR", help="Directory where model files are looked up (repeatable): the zoo's folder.")] = [],
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Where models fetched over the broker are kept.")] = None,
     metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Prometheus endpoint port (0: any free port).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="ONNX Runtime threads per worker where the plan does not say (it gives the threads each variant was profiled with).")] = None,
@@ -48,7 +50,7 @@ def agent(
 
     setup_logging(LogLevel(log_level).value)
     url = broker_url(broker, password_file, cert, key)
-    a = Agent(AgentOptions(name=name, hardware=hardware, broker=url, site=site, ca=ca, model_dirs=tuple(zoo),
+    a = Agent(AgentOptions(name=name, hardware=hardware, broker=url, site=site, ca=ca, model_dirs=tuple(models),
                            cache_dir=cache, metrics_port=metrics_port, threads=threads))
     stop_on_sigterm(lambda: a._stop.set())
     err.print(f"agent [bold]{name}[/] ({hardware}) at site {a.site}, broker {redact_url(url)}", highlight=False)
@@ -126,9 +128,9 @@ def deploy(
     password_file: PasswordFile = None,
     cert: ClientCert = None,
     key: ClientKey = None,
-    workflow: Annotated[Optional[Path], typer.Option("--workflow", help="Override the plan's workflow file.")] = None,
-    zoo: Annotated[Optional[Path], typer.Option("--zoo", help="Override the plan's zoo manifest.")] = None,
-    infrastructure: Annotated[Optional[Path], typer.Option("--infrastructure", help="Override the plan's infrastructure.")] = None,
+    workflow: Annotated[Optional[Path], typer.Option("-w", "--workflow", help="Override the plan's workflow file.")] = None,
+    zoo: Annotated[Optional[Path], typer.Option("-z", "--zoo", help="Override the plan's zoo manifest.")] = None,
+    infrastructure: Annotated[Optional[Path], typer.Option("-i", "--infrastructure", help="Override the plan's infrastructure.")] = None,
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the agents the plan needs.")] = 60.0,
     drop_after_ms: Annotated[float, typer.Option("--drop-after-ms", help="Items older than this are dropped, and counted.")] = 5000.0,
     duration: Annotated[Optional[float], typer.Option("--for", help="Stop after this many seconds (default: until Ctrl-C).")] = None,
@@ -169,7 +171,7 @@ def _dashboard(controller) -> Group:
                          (f", lost: {', '.join(sorted(controller.lost))}" if controller.lost else "", "red"))
     events = [Text(f"{time.strftime('%H:%M:%S', time.localtime(e.at))} {e.what}", style="dim")
               for e in controller.events[-5:]]
-    return Group(head, _metrics_table(controller), *events)
+    return Group(head, fit(_metrics_table(controller)), *events)
 
 
 def watch(controller, duration: Optional[float] = None, quiet: bool = False) -> None:
@@ -221,7 +223,7 @@ def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: 
             log = open(workdir / f"agent-{name}.log", "a" if append else "w")  # a restarted agent's log goes on
             procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "jellybean", "agent", "--name", name, "--site", site, "--hardware", hardware,
-                 "--broker", url, "--zoo", str(dep.zoo_dir), "--threads", str(threads), "--metrics-port", str(port),
+                 "--broker", url, "--models", str(dep.zoo_dir), "--threads", str(threads), "--metrics-port", str(port),
                  "--cache", str(workdir / "models"), *(["--ca", str(ca)] if ca else [])],
                 stdout=log, stderr=subprocess.STDOUT, env=env)
     return procs

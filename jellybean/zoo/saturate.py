@@ -80,7 +80,7 @@ class AgentBench:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jellybean", "agent", "--name", name, "--hardware", hardware, "--broker",
-             broker_url, "--zoo", str(zoo_dir), "--threads", str(threads), "--cache", str(workdir / "models"),
+             broker_url, "--models", str(zoo_dir), "--threads", str(threads), "--cache", str(workdir / "models"),
              "--log-level", "warning"],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         self.link = MqttLink(broker_url, f"jb-profile-feeder-{name}-{os.getpid()}")

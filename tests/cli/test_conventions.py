@@ -1,0 +1,73 @@
+"""CLI conventions (issue 12, item 7): flags untyped in help, one JSON layout per result, short
+input flags everywhere a command takes the plan's inputs, one meaning per option name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from jellybean.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+COMMANDS = [[], ["plan"], ["explain"], ["validate"], ["agent"], ["deploy"], ["up"], ["replay"], ["scene"],
+            ["schema"], ["broker"], ["broker", "config"], ["broker", "run"], ["zoo"], ["zoo", "build"],
+            ["zoo", "profile"], ["zoo", "eval"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "jellybean")
+def test_help_shows_no_bool_type_for_flags(command):
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.output
+    assert "<bool>" not in result.output
+
+
+def test_help_still_shows_value_types_and_choices():
+    helped = runner.invoke(app, ["plan", "--help"], env={"COLUMNS": "200"}).output
+    assert "<path>" in helped and "optimal|greedy|all-cloud|all-edge" in helped
+
+
+def _plan_json(*args: str) -> dict:
+    result = runner.invoke(app, ["plan", *args, "--json", "--time-limit", "30"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_plan_json_has_one_layout_whatever_the_input_format():
+    native = _plan_json("-w", str(ROOT / "configs/vqa/workflow.yaml"), "-z", str(ROOT / "configs/vqa/zoo.yaml"),
+                        "-i", str(ROOT / "configs/vqa/infrastructure.yaml"))
+    prototype = _plan_json("--jellybean-inputs", str(ROOT / "examples/vqa/prototype_inputs"))
+    assert set(native) == set(prototype)
+    assert prototype["kind"] == native["kind"] == "plan"
+    # the same setup in both formats, so the same optimum
+    assert prototype["cost"]["total"] == pytest.approx(native["cost"]["total"], rel=1e-6)
+
+
+def test_the_prototype_layout_is_asked_for_by_name():
+    result = runner.invoke(app, ["plan", "--jellybean-inputs", str(ROOT / "examples/vqa/prototype_inputs"),
+                                 "--prototype-json"])
+    assert result.exit_code == 0, result.output
+    assert {"total_cost", "model_assignment", "worker_assignment"} <= set(json.loads(result.stdout))
+    refused = runner.invoke(app, ["plan", "-w", "w.yaml", "-z", "z.yaml", "-i", "i.yaml", "--prototype-json"])
+    assert refused.exit_code == 1 and "--jellybean-inputs" in refused.output
+
+
+def test_inputs_have_the_same_short_flags_wherever_a_plan_is_used():
+    for command in (["plan"], ["deploy"], ["broker", "config"]):
+        helped = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
+        for short, long in (("-w", "--workflow"), ("-z", "--zoo"), ("-i", "--infrastructure")):
+            assert short in helped and long in helped, (command, short)
+
+
+def test_zoo_means_the_zoo_manifest_and_models_a_model_folder():
+    agent_help = runner.invoke(app, ["agent", "--help"], env={"COLUMNS": "200"}).output
+    assert "--models" in agent_help and "--zoo" not in agent_help
+    for command in (["plan"], ["deploy"], ["broker", "config"]):
+        helped = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
+        line = next(l for l in helped.splitlines() if "--zoo" in l)
+        assert "manifest" in line, (command, line)
