@@ -20,7 +20,12 @@ err = Console(stderr=True)
 
 
 def _num(value: float | int | None, fmt: str = "{:.1f}") -> str:
-    return "-" if value is None else fmt.format(value)
+    """A figure in full: "-" when unknown; a small non-zero rate keeps two significant digits."""
+    if value is None:
+        return "-"
+    if fmt == "{:.1f}" and 0 < abs(value) < 0.05:
+        return f"{value:.2g}"
+    return fmt.format(value)
 
 
 def _table(title: str, columns: list[tuple[str, bool]]) -> Table:
@@ -59,8 +64,9 @@ def _links_table(status) -> Table:
                              ("bandwidth Mbit/s", True), ("use", True), ("planned KB/s", True)])
     for link in status.links:
         use = link.utilisation
-        table.add_row(Text(link.from_), Text(link.to), _num(None if link.bytes_per_s is None else link.bytes_per_s / 1024),
-                      _num(link.mbps, "{:.3f}"), _num(link.bandwidth_mbps, "{:g}"),
+        kb = None if link.bytes_per_s is None else link.bytes_per_s / 1024
+        table.add_row(Text(link.from_), Text(link.to), _num(kb), _num(link.mbps, "{:.3f}"),
+                      _num(link.bandwidth_mbps, "{:.10g}"),
                       "-" if use is None else f"{use:.1%}", _num(link.planned_kb_per_s))
     return table
 
@@ -68,7 +74,8 @@ def _links_table(status) -> Table:
 @app.command()
 def status(
     broker: Annotated[str, typer.Option("--broker", help=BROKER_HELP)],
-    ca: Annotated[Optional[Path], typer.Option("--ca", help="CA certificate for mqtts:// (broker config DIR/ca.crt).")] = None,
+    ca: Annotated[Optional[Path], typer.Option(
+        "--ca", help="CA certificate for mqtts:// (broker config DIR/ca.crt).")] = None,
     password_file: PasswordFile = None,
     cert: ClientCert = None,
     key: ClientKey = None,
@@ -90,8 +97,8 @@ def status(
     if found.plan is not None:
         c = found.plan.cost
         console.print(Text.assemble(("plan ", "bold"), f"{found.plan.name} version {found.version}: ",
-                                    (f"{c.total:.4f} $/h", "bold"), f" (compute {c.compute:.4f}, network {c.network:.4f})"),
-                      soft_wrap=True)
+                                    (f"{c.total:.4f} $/h", "bold"),
+                                    f" (compute {c.compute:.4f}, network {c.network:.4f})"), soft_wrap=True)
     else:
         console.print("[yellow]no plan published[/]: agents are online but no controller has deployed on this broker "
                       "(`jellybean deploy PLAN --broker URL`)", soft_wrap=True)

@@ -152,7 +152,8 @@ def test_stale_retained_state_is_not_a_running_deployment(mosquitto, deployment)
         link.wait_connected()
         messages = [(topics.ROUTES, build_routes(deployment, 7).to_bytes())]
         for name, state in (("gone", "offline"), ("mute", "online")):
-            messages += [(topics.announce(name), Announce(agent=name, site="hub", hardware="hub-x86-minipc").to_bytes()),
+            announce = Announce(agent=name, site="hub", hardware="hub-x86-minipc")
+            messages += [(topics.announce(name), announce.to_bytes()),
                          (topics.status(name), Status(agent=name, state=state).to_bytes())]
         for topic, payload in messages:
             link.publish(topic, payload, retain=True, on_done=acked.release)
@@ -179,3 +180,18 @@ def test_a_broker_that_is_not_there_is_one_clear_error():
 
     with pytest.raises(JellyBeanError, match="could not connect to the broker"):
         collect_status(f"mqtt://127.0.0.1:{free_port()}", wait=1)
+
+
+def test_on_a_secured_broker_a_user_with_replays_rights_sees_the_agents_from_their_metrics(secure_broker, tmp_path):
+    """TLS, passwords and the ACL: replay's user may read only the routes and the agents' metrics,
+    and that is enough to tell which agents run (and their figures)."""
+    cfg = secure_broker
+    agent = Agent(AgentOptions(name="edge-1", hardware="jetson-orin-nano-8gb", broker=cfg.url_for("edge-1"), ca=cfg.ca,
+                               cache_dir=tmp_path / "cache")).start()
+    try:
+        found = collect_status(cfg.url_for("replay"), ca=cfg.ca, wait=30)
+    finally:
+        agent.stop()
+    assert found.running and found.complete and found.broker == cfg.url
+    assert [(a.name, a.site, a.state) for a in found.agents] == [("edge-1", "edge-1", "online")]
+    assert found.plan is None and found.agents[0].hardware == ""   # announce is not replay's to read

@@ -92,7 +92,8 @@ def test_an_up_refuses_a_workdir_another_running_up_owns_and_takes_over_a_stale_
     agent = spawn(SLEEPER)
     recorder.update(plan="p", broker_url="mqtt://127.0.0.1:9", agents={"edge": agent.pid})
     state = read_state(tmp_path)
-    assert [(p.role, p.name, p.pid) for p in state.processes] == [("up", "up", os.getpid()), ("agent", "edge", agent.pid)]
+    assert [(p.role, p.name, p.pid) for p in state.processes] == [("up", "up", os.getpid()),
+                                                                   ("agent", "edge", agent.pid)]
     assert state.broker_url == "mqtt://127.0.0.1:9" and running_up(tmp_path) == state
     recorder.close()
     assert not (tmp_path / "up.json").exists()
