@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -19,6 +20,46 @@ _BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 # reads its own traffic, not what ran before it.
 SESSIONS_KEPT = 32
 METRICS_HOST_ENV = "JELLYBEAN_METRICS_HOST"
+DROP_LOG_EVERY_S = 10.0
+
+log = logging.getLogger(__name__)
+
+
+class DropLog:
+    """Drops in the agent's log as one line per interval, with counts by operator and reason: an
+    agent shedding thousands of late frames says why without a line per frame. The first drop is
+    logged at once; later ones when the interval has passed (at the next drop or `flush`)."""
+
+    def __init__(self, every_s: float = DROP_LOG_EVERY_S, clock=time.monotonic) -> None:
+        self.every_s = every_s
+        self._clock = clock
+        self._pending: dict[tuple[str, str], int] = defaultdict(int)
+        self._since: float | None = None
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def add(self, operator: str, reason: str, n: int = 1) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._since is None:
+                self._since = now
+            self._pending[(operator, reason)] += n
+        self.flush()
+
+    def flush(self, force: bool = False) -> str | None:
+        with self._lock:
+            now = self._clock()
+            if not self._pending or (not force and self._last is not None and now - self._last < self.every_s):
+                return None
+            by_operator: dict[str, list[str]] = defaultdict(list)
+            for (operator, reason), n in sorted(self._pending.items()):
+                by_operator[operator].append(f"{n} {reason}")
+            seconds = now - (self._since if self._since is not None else now)
+            line = "; ".join(f"{op}: {', '.join(parts)}" for op, parts in by_operator.items())
+            self._pending.clear()
+            self._since, self._last = None, now
+        log.warning("dropped in the last %.0f s: %s", seconds, line)
+        return line
 
 
 def metrics_host() -> str:
@@ -54,6 +95,7 @@ class AgentTelemetry:
     def __init__(self, agent: str, site: str) -> None:
         self.agent, self.site = agent, site
         self.registry = CollectorRegistry()
+        self.drop_log = DropLog()
         labels = ["operator"]
         self._items_in = Counter("jellybean_items_in", "items received", labels, registry=self.registry)
         self._items_out = Counter("jellybean_items_out", "items processed and sent on", labels, registry=self.registry)
@@ -112,6 +154,7 @@ class AgentTelemetry:
         self._dropped.labels(operator, reason).inc(n)
         with self._lock:
             self._counts[operator]["dropped"] += n
+        self.drop_log.add(operator, reason, n)
 
     def processed(self, operator: str, latency_ms: float, n: int = 1) -> None:
         self._items_out.labels(operator).inc(n)
@@ -144,6 +187,7 @@ class AgentTelemetry:
 
     # -- summary ---------------------------------------------------------------------------------
     def snapshot(self, interval_s: float, assignment_version: int) -> Metrics:
+        self.drop_log.flush()   # drops since the last line reach the log even when no more come
         now = time.monotonic()
         ops = []
         with self._lock:
