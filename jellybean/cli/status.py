@@ -13,9 +13,9 @@ from rich.text import Text
 
 from jellybean.cli.app import app
 from jellybean.cli.common import BROKER_HELP, ClientCert, ClientKey, PasswordFile, broker_url
-from jellybean.tables import fit
+from jellybean.tables import fit, stdout_console
 
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 COMMANDS = [[], ["plan"], ["explain"], ["validate"], ["agent"], ["deploy"], ["up"], ["replay"], ["scene"],
-            ["schema"], ["broker"], ["broker", "config"], ["broker", "run"], ["zoo"], ["zoo", "build"],
+            ["schema"], ["status"], ["down"], ["broker"], ["broker", "config"], ["broker", "run"], ["zoo"], ["zoo", "build"],
             ["zoo", "profile"], ["zoo", "eval"]]
 
 
