@@ -250,27 +250,31 @@ def frame(draw, classes: int):
     return image(preds, gts, pred_cls, gt_cls)
 
 
+# derandomized without a database, as the other property tests: every run sees the same cases
+PROPERTY = dict(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+
 def frames(classes: int):
     return st.lists(frame(classes), min_size=1, max_size=5).filter(lambda ims: any(len(im[3]) for im in ims))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, **PROPERTY)
 @given(frames(1))
 def test_cocoeval_agrees_with_the_oracle_one_class(images):
     agree(images)
 
 
-@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, **PROPERTY)
 @given(frames(3))
 def test_cocoeval_agrees_with_the_oracle_several_classes(images):
     agree(images)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, **PROPERTY)
 @given(frames(1))
-def test_the_old_all_point_ap_is_within_two_points_of_coco(images):
-    # what changed in the zoo's figures by the interpolation alone: 101 recall points against the
-    # all-point area differ by at most 1/100 + 1/101
+def test_the_old_all_point_ap_is_within_2_of_101_of_coco(images):
+    # what changed in the zoo's figures by the interpolation alone: the mean of a non-increasing
+    # precision at 101 recall points and its area differ by at most 2/101 (Riemann sums)
     old, new = oracle(images, interpolation=all_point_ap), coco(images)
     for k in ("ap50", "ap50_95"):
-        assert abs(old[k] - new[k]) <= 0.02 + 1e-9, k
+        assert abs(old[k] - new[k]) <= 2 / 101 + 1e-9, k
