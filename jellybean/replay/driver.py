@@ -54,6 +54,10 @@ class RunData:
     agent_metrics: dict[str, Metrics] = field(default_factory=dict)
     session: str = ""               # every item of this run carries it; the agents count bytes by it
     foreign: int = 0                # sink items of other sessions (earlier runs), ignored
+    clock_start: float = 0.0        # time.time() when the first frame was due (0: unknown)
+    # Every routes message seen: (time.time(), version, plan name, plan $/h); a new version is a re-plan.
+    routes_log: list[tuple[float, int, str, float | None]] = field(default_factory=list)
+    metrics_at_start: dict[str, Metrics] = field(default_factory=dict)   # each agent's last before the clock
 
 
 def new_session() -> str:
@@ -188,6 +192,7 @@ class BrokerReplay:
         self._routes: Routes | None = None
         self._routes_seen = threading.Event()
         self._router = Router({}, {}, {})
+        self._listening_since = time.monotonic()
         self.data: RunData | None = None
 
     def _on_routes(self, topic: str, payload: bytes) -> None:
@@ -200,6 +205,10 @@ class BrokerReplay:
             return
         self._routes = routes
         self._router.update(routes.routing, routes.placements, routes.keyed)
+        if self.data is not None and (not self.data.routes_log or self.data.routes_log[-1][1] != routes.version):
+            cost = (routes.plan_doc or {}).get("cost", {})
+            self.data.routes_log.append((time.time(), routes.version, routes.plan,
+                                         cost.get("total") if isinstance(cost, dict) else None))
         self._routes_seen.set()
 
     def _on_sink(self, topic: str, payload: bytes) -> None:
@@ -231,6 +240,9 @@ class BrokerReplay:
         data = self.data = RunData(mode="broker", speed=self.speed, started_at=time.time(), session=self.session)
         cams = playable_cameras(scenario, data.problems)
         self.link.subscribe(topics.ROUTES, self._on_routes)
+        # Early, so that each agent's counters before the clock starts are known (see _baselines).
+        self.link.subscribe(f"{topics.ROOT}/agents/+/metrics", self._on_metrics, qos=0)
+        self._listening_since = time.monotonic()
         self.link.start()
         try:
             self.link.wait_connected()
@@ -240,14 +252,15 @@ class BrokerReplay:
             routes = self._routes
             data.plan_doc = routes.plan_doc
             self.link.subscribe(routes.sink_topic, self._on_sink)
-            self.link.subscribe(f"{topics.ROOT}/agents/+/metrics", self._on_metrics, qos=0)
             time.sleep(0.3)  # let the subscriptions land before the first frame
             data.camera_sites = assign_cameras(routes, [c.key for c in cams])
             entry = [(src, op) for src, ops in routes.sources.items() for op in ops]
             total = sum(c.frame_count or 0 for c in cams)
             frames = self._frames(cams, data)
+            self._baselines(data, routes)
             self.on_clock("start")
-            t0 = time.time()
+            t0 = data.clock_start = time.time()
+            data.metrics_at_start = dict(data.agent_metrics)
             sent = 0
             for t_rel, cam, frame, ready in frames:
                 _pace(t0, t_rel, self.speed)
@@ -296,6 +309,19 @@ class BrokerReplay:
         if not self.preload:
             return frames
         return [(t, cam, frame, encode_frame(cam, frame, image, 0.0, self.session)) for t, cam, frame, image in frames]
+
+    def _baselines(self, data: RunData, routes: Routes, timeout: float = 3.0) -> None:
+        """Wait (at most `timeout`) until every agent has sent its metrics once (an agent of every
+        site that runs an operator heard, and one metrics interval listened), so that what each
+        operator receives during the replay is the difference of its agents' counters."""
+        sites = {site for where in routes.placements.values() for site in where}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            metrics = list(data.agent_metrics.values())
+            interval = max((m.interval_s for m in metrics), default=0.0)
+            if not sites - {m.site for m in metrics} and time.monotonic() - self._listening_since > interval + 0.25:
+                return
+            time.sleep(0.05)
 
     def _wait_for_metrics(self, data: RunData, after: float, timeout: float) -> None:
         """Wait for one metrics round sent after `after` from every agent heard (their byte counts)."""

@@ -2,7 +2,11 @@
 
 The driver fills a `ReplayResult` as it runs (counts per camera, end-to-end latencies, bytes per
 link, a throughput timeline, the plan's predictions, tracking metrics) and writes it with
-`to_json()`; `report.py` renders it. Everything is JSON: `ReplayResult.from_json(r.to_json()) == r`.
+`to_json()`; `report.py` renders it. Predicted and measured figures sit side by side only where
+they are the same quantity: items/s per operator and per stream, KB/s per link (with the link's
+capacity), milliseconds per stage and hop and end to end. The planner's accuracy is the zoo's
+accuracy product; it is named as such and set beside the measured IDF1 only when the zoo's
+accuracy was measured as IDF1 (`plan_accuracy_metric`). Everything is JSON: `ReplayResult.from_json(r.to_json()) == r`.
 Bad data does not stop a run: `add_problem` records it and marks the result partial.
 """
 
@@ -20,7 +24,7 @@ from jellybean.errors import SpecError
 from jellybean.replay.tracking_metrics import TrackingMetrics
 from jellybean.spec.base import format_validation_error
 
-RESULT_VERSION = 1
+RESULT_VERSION = 2   # 2: rates, segments, drops, replans, link capacity, latency predicted/SLO
 
 
 class _Model(BaseModel):
@@ -48,6 +52,7 @@ class LinkMeasure(_Model):
     bytes: int = 0
     kb_per_s: float = 0.0
     predicted_kb_per_s: float | None = None
+    capacity_kb_per_s: float | None = Field(None, description="the link's bandwidth, as the plan has it")
 
     @property
     def ratio(self) -> float | None:
@@ -55,6 +60,82 @@ class LinkMeasure(_Model):
         if not self.predicted_kb_per_s:
             return None
         return self.kb_per_s / self.predicted_kb_per_s
+
+    @property
+    def use(self) -> float | None:
+        """Measured over the link's capacity, None when the capacity is unknown."""
+        if not self.capacity_kb_per_s:
+            return None
+        return self.kb_per_s / self.capacity_kb_per_s
+
+
+class Stats(_Model):
+    """A distribution in brief (milliseconds): count, mean and percentiles, enough for a box plot."""
+
+    n: int
+    mean: float
+    p5: float
+    p25: float
+    p50: float
+    p75: float
+    p95: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, values) -> "Stats | None":
+        a = np.array([v for v in values if math.isfinite(v)], float)
+        if a.size == 0:
+            return None
+        p = np.percentile(a, [5, 25, 50, 75, 95, 99])
+        return cls(n=int(a.size), mean=float(a.mean()), **{k: float(v) for k, v in zip(
+            ("p5", "p25", "p50", "p75", "p95", "p99"), p)}, max=float(a.max()))
+
+
+class Segment(_Model):
+    """One part of the delivered items' end-to-end latency, from their traces.
+
+    A `stage` is an operator at a site: from the item's arrival there to its output leaving
+    (queueing, batching and compute). A `hop` runs from one step's output to the next step's
+    input: the network and the brokers between (`source → detect` from capture, `track → sink`
+    to the replay). The means of an item's segments add up to its end-to-end latency; hops between
+    machines assume their clocks agree. `predicted_ms`: the plan's figure for the same segment (the
+    worker group's latency for a stage, the link's latency for a hop, 0 within a site)."""
+
+    kind: Literal["stage", "hop"]
+    name: str
+    sites: str
+    order: int = 0
+    ms: Stats
+    predicted_ms: float | None = None
+
+
+class Rate(_Model):
+    """Items/s of one quantity, per second of recorded video: what the plan predicts for all its
+    streams (`planned`), that figure at the load the replay offered (`expected`: scaled by the frames
+    replayed per second over the frames the plan expects), and what was measured."""
+
+    name: str
+    unit: str = "items"
+    planned: float | None = None
+    expected: float | None = None
+    measured: float | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.measured is None or not self.expected:
+            return None
+        return self.measured / self.expected
+
+
+class Replan(_Model):
+    """A new plan version on the retained routes topic, `t` seconds after the replay's clock started."""
+
+    t: float
+    version: int
+    plan: str = ""
+    cost_per_hour: float | None = None
 
 
 class ReplayResult(_Model):
@@ -73,6 +154,17 @@ class ReplayResult(_Model):
     plan_cost_per_hour: float | None = None
     plan_predicted_accuracy: float | None = None
     plan_summary: dict[str, Any] = Field(default_factory=dict, description="variants, workers per tier, ...")
+    plan_accuracy_metric: str | None = Field(None, description="what the zoo's accuracy figures measure, when "
+                                             "the zoo says (e.g. IDF1); None: the zoo's accuracy product, unnamed")
+    latency_predicted_ms: float | None = Field(None, description="the plan's worst compute + link latency")
+    latency_slo_ms: float | None = Field(None, description="the workflow's slo.latency_ms, as the plan has it")
+    load: float | None = Field(None, description="frames/s the replay offered over the frames/s the plan expects "
+                               "(its streams at their rates): the plan's figures at this load are scaled by it")
+    rates: list[Rate] = Field(default_factory=list)
+    segments: list[Segment] = Field(default_factory=list)
+    drops: dict[str, list[tuple[float, int]]] = Field(
+        default_factory=dict, description="reason -> (second since start, items dropped in that second)")
+    replans: list[Replan] = Field(default_factory=list)
     tracking: TrackingMetrics | None = None
     partial: bool = False
     problems: list[str] = Field(default_factory=list)

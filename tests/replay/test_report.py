@@ -9,11 +9,11 @@ from rich.console import Console
 
 from jellybean.errors import SpecError
 from jellybean.replay.report import render_terminal, write_html_report
-from jellybean.replay.results import CameraCounts, LinkMeasure, ReplayResult
+from jellybean.replay.results import CameraCounts, LinkMeasure, Rate, Replan, ReplayResult, Segment, Stats
 from jellybean.replay.tracking_metrics import CameraTracking, TrackingMetrics
 from jellybean.spec.plan import Costs, LinkUse, Plan, Prediction, SolverInfo, WorkerGroup
 
-PNGS = ("latency_cdf.png", "links.png", "throughput.png", "plan.png")
+PNGS = ("latency_cdf.png", "latency_stages.png", "links.png", "throughput.png", "drops.png", "plan.png")
 
 
 def make_plan() -> Plan:
@@ -30,11 +30,17 @@ def make_plan() -> Plan:
                  group("hub-a", "hub", "hub-cpu", "detect", "yolo-int8", 2, 0.1),
                  group("hub-a", "hub", "hub-cpu", "reid", "osnet-fp16", 1, 0.1),
                  group("cloud", "cloud", "cloud-gpu", "reid", "osnet-fp16", 1, 0.5)),
-        links=(LinkUse(**{"from": "cam-1", "to": "hub-a", "kb_per_s": 400.0}),
+        links=(LinkUse(**{"from": "cam-1", "to": "hub-a", "kb_per_s": 400.0, "bandwidth_mbps": 100.0}),
                LinkUse(**{"from": "hub-a", "to": "cloud", "kb_per_s": 12.0})),
         cost=Costs(compute=0.82, network=0.01, total=0.83),
-        predicted=Prediction(accuracy=0.7),
+        predicted=Prediction(accuracy=0.7, throughput={"detect": 20.0, "reid": 110.0}, latency_ms=95.0,
+                             latency_bound_ms=500.0),
     )
+
+
+def _stats(mean: float, n: int = 100) -> Stats:
+    return Stats(n=n, mean=mean, p5=mean * 0.5, p25=mean * 0.8, p50=mean, p75=mean * 1.2, p95=mean * 2, p99=mean * 3,
+                 max=mean * 4)
 
 
 def make_result(**changes) -> ReplayResult:
@@ -58,7 +64,21 @@ def make_result(**changes) -> ReplayResult:
         throughput=[(0.5 * k, 6.0 + (k % 3)) for k in range(20)],
         plan_cost_per_hour=0.83, plan_predicted_accuracy=0.7,
         plan_summary={"variants": {"detect": "yolo-int8"}, "workers": {"edge": 1, "hub": 3, "cloud": 1}},
-        tracking=tracking,
+        tracking=tracking, latency_predicted_ms=95.0, latency_slo_ms=500.0, load=0.5,
+        rates=[Rate(name="frames per stream", unit="frames", planned=10.0, expected=10.0, measured=9.97),
+               Rate(name="frames in, all streams", unit="frames", planned=20.0, measured=10.0),
+               Rate(name="detect, received", planned=20.0, expected=10.0, measured=10.0),
+               Rate(name="reid, received", planned=110.0, expected=55.0, note="no counters from its agents"),
+               Rate(name="frames delivered", unit="frames", planned=20.0, expected=10.0, measured=9.8)],
+        segments=[Segment(kind="hop", name="camera → detect", sites="cam-1 → cam-1", order=0, ms=_stats(1.5),
+                          predicted_ms=0.0),
+                  Segment(kind="stage", name="detect", sites="cam-1", order=1, ms=_stats(40.0), predicted_ms=30.0),
+                  Segment(kind="hop", name="detect → reid", sites="cam-1 → hub-a", order=2, ms=_stats(4.25),
+                          predicted_ms=3.0),
+                  Segment(kind="stage", name="reid", sites="hub-a", order=3, ms=_stats(4.75)),
+                  Segment(kind="hop", name="reid → sink", sites="hub-a → replay", order=4, ms=_stats(0.5))],
+        drops={"late at reid": [(2.0, 3), (3.0, 1)], "queue full at detect": [(3.0, 2)]},
+        replans=[Replan(t=4.5, version=7, plan="aicity", cost_per_hour=0.91)],
     )
     return result.model_copy(update=changes)
 
@@ -106,6 +126,10 @@ def test_html_report_with_plots(tmp_path):
     assert "ground truth unusable" in page                    # the skipped camera is named
     assert "0.83" in page and "osnet-fp16" in page
     assert "400.0" in page and "12.0" in page                 # predicted KB/s: the driver's, and the plan's
+    assert "200.0" in page and "12,207" in page               # 400 KB/s at the load replayed; the capacity
+    assert "late at reid" in page and "v7" in page and "0.9100" in page   # drops and the re-plan
+    assert "detect → reid" in page and "cam-1 → hub-a" in page            # a hop of the latency split
+    assert "planner&#x27;s accuracy (zoo product)" in page and "not IDF1" in page
 
 
 def test_html_report_without_data_leaves_plots_out(tmp_path):
@@ -123,6 +147,25 @@ def test_terminal_report():
     render_terminal(make_result(problems=["c003: gt [truncated]"], partial=True), console, plan=make_plan())
     text = console.export_text()
     for expected in ("Replay of train/S01", "Partial results", "c003: gt [truncated]", "Frames per camera",
-                     "p95", "cam-1", "0.95×", "IDF1", "80.0 %", "S01/c002", "0.8300 $/h",
-                     "not scored S01/c003: ground truth unusable"):
+                     "p95", "cam-1", "1.90×", "IDF1", "80.0 %", "S01/c002", "0.8300 $/h",
+                     "not scored S01/c003: ground truth unusable", "500.0", "95.0", "late at reid",
+                     "reid → sink", "12,207"):
         assert expected in text, expected
+
+
+def test_the_plan_accuracy_and_idf1_are_named_and_compared_only_when_alike():
+    """The planner's accuracy is the zoo's product of its own metrics: never set beside IDF1 as if
+    comparable, unless the zoo's accuracy was measured as IDF1."""
+    def text_of(result):
+        console = Console(record=True, width=140, color_system=None)
+        render_terminal(result, console, plan=make_plan())
+        return console.export_text()
+
+    product = text_of(make_result())
+    assert "planner's accuracy (zoo product)" in product and "0.700 (not IDF1)" in product
+    assert "measured IDF1" in product and "planner's IDF1" not in product and "different metrics" in product
+    idf1 = text_of(make_result(plan_accuracy_metric="IDF1"))
+    assert "planner's predicted IDF1" in idf1 and "70.0 %" in idf1 and "planner's IDF1" in idf1
+    assert "measured / predicted IDF1" in idf1 and "1.14×" in idf1 and "different metrics" not in idf1
+    named = text_of(make_result(plan_accuracy_metric="mAP"))
+    assert "planner's accuracy (mAP, zoo product)" in named and "measured / predicted" not in named
