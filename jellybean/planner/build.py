@@ -289,7 +289,8 @@ def build_problem(inputs: Inputs) -> Problem:
                 factors[(op.name, v.name)] = v.accuracy
     if problems:
         raise SpecError(problems)
-    accuracy = Accuracy(target=wf.slo.accuracy, factors=factors, tables=(table,) if table else ())
+    accuracy = Accuracy(target=wf.slo.accuracy, factors=factors, tables=(table,) if table else (),
+                        metric=zoo.accuracy_metric)
     if accuracy.target is not None and not math.isfinite(accuracy.target):
         raise SpecError([f"{wpath}: slo.accuracy: must be a finite number"])
 

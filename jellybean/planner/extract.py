@@ -103,6 +103,7 @@ def extract_plan(problem: Problem, solution: Solution, strategy: str, inputs: di
         cost=Costs(compute=compute, network=network, total=compute + network),
         predicted=Prediction(
             accuracy=accuracy,
+            accuracy_metric=p.accuracy.metric,
             accuracy_target=p.accuracy.target,
             throughput=dict(throughput),
             latency_ms=latency,

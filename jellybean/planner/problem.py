@@ -110,6 +110,7 @@ class Accuracy:
     target: float | None = None
     factors: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (operator, variant)
     tables: tuple[AccuracyTable, ...] = ()
+    metric: str | None = None  # what the figures measure, as the zoo names it
 
     def of(self, assignment: Mapping[str, str]) -> float | None:
         """Predicted accuracy of a variant per operator; None when a table lacks the combination."""

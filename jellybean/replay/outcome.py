@@ -213,8 +213,11 @@ def nothing_came_out(result: ReplayResult) -> str | None:
 
 def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evaluate: bool = True,
                  accuracy_metric: str | None = None) -> ReplayResult:
-    """`accuracy_metric`: what the zoo's accuracy figures measure, when the zoo says (e.g. "IDF1");
-    the report compares the plan's accuracy with the measured IDF1 only when it is IDF1."""
+    """`accuracy_metric`: what the zoo's accuracy figures measure (e.g. "IDF1"); by default what the
+    plan says its zoo named. The report compares the plan's accuracy with the measured IDF1 only
+    when it is IDF1."""
+    if accuracy_metric is None and plan is not None:
+        accuracy_metric = plan.predicted.accuracy_metric
     result = ReplayResult(scenario=f"{scenario.split}/{scenario.name}", mode=data.mode, speed=data.speed,
                           seconds=data.seconds, plan_accuracy_metric=accuracy_metric)
     delivered = data.sink.snapshot()

@@ -98,6 +98,7 @@ class Costs(StrictModel):
 
 class Prediction(StrictModel):
     accuracy: float | None = None
+    accuracy_metric: str | None = Field(None, description="what `accuracy` measures, as the zoo names it")
     accuracy_target: float | None = None
     throughput: dict[str, float] = Field(default_factory=dict, description="items/s processed per operator")
     latency_ms: float | None = Field(None, description="worst compute + link latency along a used route")

@@ -153,6 +153,10 @@ class Zoo(StrictModel):
     description: str = ""
     operators: tuple[ZooOperator, ...] = Field(min_length=1)
     accuracy_table: AccuracyTable | None = None
+    accuracy_metric: str | None = Field(
+        None, min_length=1, description="What the accuracy figures measure end to end, e.g. 'IDF1', or "
+                                        "'AP@0.5:0.95 x mAP'. The replay report compares the plan's accuracy with "
+                                        "the measured IDF1 only when this says IDF1.")
 
     @model_validator(mode="after")
     def _refs(self) -> "Zoo":
