@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import signal
 import time
 from pathlib import Path
@@ -57,6 +59,8 @@ def config(
     bind: Annotated[Optional[str], typer.Option("--bind", help="Address to listen on (default: --host; 0.0.0.0 for all).")] = None,
     extra_hosts: Annotated[Optional[list[str]], typer.Option(
         "--extra-host", help="Another name or address of the broker for its certificate (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the users, their topic rules and the files as JSON on stdout (no secrets).")] = False,
     rotate: Annotated[bool, typer.Option("--rotate", help="New CA, passwords and client certificates "
                                                           "(default: keep those already in DIR).")] = False,
 ) -> None:
@@ -102,6 +106,14 @@ def config(
                               extra_hosts=tuple(extra_hosts or ()), client_certs=client_certs,
                               extra_users={name: replay_rules() for name in replay_users or []}, rotate=rotate)
 
+    if as_json:
+        typer.echo(json.dumps({
+            "directory": str(cfg.dir), "url": cfg.url, "ca": str(cfg.ca), "conf": str(cfg.conf),
+            "client_certs": client_certs,
+            "users": {user: {"publish": [r.topic for r in rules if r.may_write],
+                             "read": [r.topic for r in rules if r.may_read]} for user, rules in cfg.rules.items()},
+            "warnings": list(stock_mosquitto_problems(cfg.conf))}, indent=2))
+        return
     table = Table(title=f"broker users in {cfg.dir}", title_justify="left")
     for col in ("user", "may publish to", "may read"):
         table.add_column(col, overflow="fold")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -36,6 +39,7 @@ def scene(
         "--first-camera", help="Number of the first camera's name (AI City numbers cameras across scenarios).")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing, non-empty scenario.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Write one synthetic scenario: videos, ROI, calibration, ground truth, camera offsets and frame counts."""
     from jellybean.replay.scene import SceneConfig, write_scene
@@ -46,7 +50,7 @@ def scene(
     config.check()
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-        TimeRemainingColumn(), console=err_console, transient=True, disable=quiet,
+        TimeRemainingColumn(), console=err_console, transient=True, disable=quiet or as_json,
     )
     task = progress.add_task(f"{scenario} simulating", total=sum(config.frame_counts()))
 
@@ -56,6 +60,12 @@ def scene(
     with progress:
         summary = write_scene(directory, config, on_frame=on_frame)
 
+    if as_json:
+        typer.echo(json.dumps({
+            "directory": str(summary.directory), "scenario": summary.scenario, "split": summary.split,
+            "frames": summary.frames, "vehicles": summary.vehicles, "gt_boxes": summary.gt_boxes,
+            "cameras": [dataclasses.asdict(c) for c in summary.cameras]}, indent=2))
+        return
     table = Table(title=f"{summary.directory}", title_justify="left")
     for col in ("camera", "fps", "frames", "offset s", "vehicles", "gt boxes"):
         table.add_column(col, justify="left" if col == "camera" else "right")

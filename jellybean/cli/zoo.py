@@ -102,12 +102,13 @@ def build(
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="ORT intra-op threads for validation.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log why layers and variants were skipped.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the variants built and skipped as JSON on stdout.")] = False,
 ) -> None:
     """Make fp32, fp16, int8 (dynamic, static), pruned and TensorRT variants; check each; add them to ZOO_DIR."""
     from jellybean.zoo.variants import build_variants
 
     _quiet_logs(verbose)
-    progress = _progress(quiet)
+    progress = _progress(quiet or as_json)
     task_id = progress.add_task("starting", total=None)
 
     def tick(description: str, done: int, total: int) -> None:
@@ -120,6 +121,14 @@ def build(
             intra_op_threads=threads, progress=tick, family=family,
         )
 
+    if as_json:
+        typer.echo(json.dumps({
+            "operator": operator, "task": task, "manifest": str(result.manifest), "calibration": result.calibration,
+            "variants": [{"name": v.name, "precision": v.precision, "model": v.model,
+                          "mb": (output / v.model).stat().st_size / 2**20 if v.model else None,
+                          "deviation_vs_fp32": result.deviation.get(v.name)} for v in result.operator.variants],
+            "skipped": [{"variant": s.variant, "reason": s.reason} for s in result.skipped]}, indent=2))
+        return
     table = Table(title=f"{operator} ({task}) -> {result.manifest}", title_justify="left")
     table.add_column("variant", no_wrap=True)
     table.add_column("precision")

@@ -71,3 +71,41 @@ def test_zoo_means_the_zoo_manifest_and_models_a_model_folder():
         helped = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
         line = next(l for l in helped.splitlines() if "--zoo" in l)
         assert "manifest" in line, (command, line)
+
+
+def test_every_command_that_prints_results_has_json():
+    for command in (["plan"], ["explain"], ["validate"], ["status"], ["replay"], ["scene"], ["broker", "config"],
+                    ["zoo", "build"], ["zoo", "profile"], ["zoo", "eval"]):
+        helped = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
+        assert "--json" in helped, command
+
+
+def test_scene_json_is_the_summary_it_wrote(tmp_path):
+    result = runner.invoke(app, ["scene", str(tmp_path / "s"), "--cameras", "2", "--seconds", "1", "--seed", "3",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [c["name"] for c in out["cameras"]] == ["c001", "c002"]
+    assert out["frames"] == sum(c["frames"] for c in out["cameras"]) == 20
+    assert (tmp_path / "s" / out["split"] / out["scenario"] / "c001" / "vdo.avi").is_file()
+
+
+def test_broker_config_json_lists_users_and_rules_without_secrets(tmp_path):
+    result = runner.invoke(app, ["broker", "config", str(tmp_path / "b"), "--agent", "hub", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert {"controller", "hub"} <= set(out["users"]) and out["url"].startswith("mqtts://")
+    assert any("hub" in topic for topic in out["users"]["hub"]["read"])
+    password = (tmp_path / "b" / "clients" / "hub.password").read_text().strip()
+    assert password and password not in result.stdout
+
+
+def test_zoo_build_json_lists_the_variants_built(tmp_path):
+    model = ROOT / "model_zoo/aicity/detector_w050.onnx"
+    result = runner.invoke(app, ["zoo", "build", str(model), "--operator", "detect", "--task", "detection",
+                                 "--variants", "int8-dynamic", "-o", str(tmp_path / "zoo"), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    names = [v["name"] for v in out["variants"]]
+    assert "fp32" in names and "int8-dynamic" in names
+    assert all((tmp_path / "zoo" / v["model"]).is_file() and v["mb"] > 0 for v in out["variants"])
