@@ -18,7 +18,7 @@ from typing import Any
 from jellybean.planner.extract import BINDING_FRACTION
 from jellybean.planner.report import Comparison, headroom, links, sites, sources_text, tier_costs, worker_count
 from jellybean.planner.report_plots import draw_infrastructure, draw_tier_costs, link_label
-from jellybean.replay.report import CSS
+from jellybean.page_style import CSS
 from jellybean.spec.plan import Plan
 
 DASH = "—"

@@ -1,0 +1,224 @@
+"""The replay report's plots (matplotlib on the Agg canvas, no pyplot state): each writes one PNG
+and says whether it had data to draw."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from jellybean.replay.compare import at_load, capacity_kb_per_s, expected_delivered, predicted_kb_per_s
+from jellybean.replay.results import ReplayResult
+from jellybean.spec.plan import Plan
+
+
+_REPLAN_COLOUR = "#7b1fa2"
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure   # the Agg canvas, no pyplot state
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _mark_replans(ax, result: ReplayResult) -> None:
+    for k, r in enumerate(result.replans):
+        ax.axvline(r.t, color=_REPLAN_COLOUR, linestyle=":", linewidth=1.5,
+                   label="re-plan" if k == 0 else None)
+        ax.annotate(f"plan v{r.version}", (r.t, 1), xycoords=("data", "axes fraction"), xytext=(3, -3),
+                    textcoords="offset points", fontsize=7, color=_REPLAN_COLOUR, rotation=90, ha="left", va="top")
+
+
+def plot_latency(result: ReplayResult, path: Path) -> bool:
+    values = sorted(v for v in result.latency_ms if math.isfinite(v))
+    if not values:
+        return False
+    fig = _figure(6.4, 3.6)
+    ax = fig.add_subplot()
+    n = len(values)
+    ax.step(values, [(i + 1) / n for i in range(n)], where="post", color="#1f77b4", label="measured")
+    pct = result.latency_percentiles()
+    for key, colour in (("p50", "#2ca02c"), ("p95", "#ff7f0e"), ("p99", "#d62728")):
+        ax.axvline(pct[key], color=colour, linestyle="--", linewidth=1, label=f"{key} {pct[key]:.1f} ms")
+    if result.latency_predicted_ms is not None:
+        ax.axvline(result.latency_predicted_ms, color="#555555", linestyle="-.", linewidth=1.5,
+                   label=f"plan {result.latency_predicted_ms:.1f} ms")
+    if result.latency_slo_ms is not None:
+        within = sum(1 for v in values if v <= result.latency_slo_ms) / n
+        ax.axvline(result.latency_slo_ms, color="black", linewidth=2,
+                   label=f"SLO {result.latency_slo_ms:g} ms ({100 * within:.1f} % within)")
+    ax.set_xlabel("end-to-end latency (ms)")
+    ax.set_ylabel("fraction of items")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.savefig(path)
+    return True
+
+
+def plot_stages(result: ReplayResult, path: Path) -> bool:
+    """Top: an item's mean latency as a stack of its segments, coloured as the rows below. Bottom:
+    a box per segment (box p25-p75, line p50, whiskers p5-p95, dot p99), the plan's figure as a
+    black diamond."""
+    segs = result.segments
+    if not segs:
+        return False
+    from matplotlib import colormaps
+
+    labels = [f"{s.name}  ({s.sites})" for s in segs]
+    cmap = colormaps["tab20"]
+    colours = [cmap(i % 20) for i in range(len(segs))]
+    fig = _figure(8.8, 1.6 + 0.42 * len(segs) + 1.2)
+    top, bottom = fig.subplots(2, 1, height_ratios=[0.9, max(2.0, 0.42 * len(segs))])
+    delivered = max(1, sum(1 for v in result.latency_ms if math.isfinite(v)))
+    left = 0.0
+    for seg, colour in zip(segs, colours):
+        # Weighted by the share of items that took the segment: the stack is the mean end to end.
+        width = seg.ms.mean * seg.ms.n / delivered
+        top.barh(0, width, left=left, color=colour, edgecolor="white", hatch="" if seg.kind == "stage" else "..")
+        if width > 0.014 * (len(seg.name) + 2) * max(1e-9, sum(s.ms.mean * s.ms.n for s in segs) / delivered):
+            top.text(left + width / 2, 0, seg.name, ha="center", va="center", fontsize=7)
+        left += width
+    top.set_yticks([0], ["mean item"])
+    top.set_xlabel(f"ms, mean end to end {left:.1f} (stages solid, hops dotted; colours as below)", fontsize=8)
+    top.set_xlim(0, left * 1.02 or 1)
+    top.set_title("latency by stage and network hop", fontsize=10)
+    stats = [{"label": label, "med": s.ms.p50, "q1": s.ms.p25, "q3": s.ms.p75, "whislo": s.ms.p5,
+              "whishi": s.ms.p95, "fliers": [s.ms.p99]} for s, label in zip(segs, labels)]
+    boxes = bottom.bxp(stats, orientation="horizontal", patch_artist=True, widths=0.6,
+                       flierprops={"marker": ".", "markersize": 5}, medianprops={"color": "black"})
+    for patch, colour in zip(boxes["boxes"], colours):
+        patch.set_facecolor(colour)
+    planned = [(s.predicted_ms, y) for y, s in enumerate(segs, start=1) if s.predicted_ms is not None]
+    if planned:
+        bottom.plot([x for x, _ in planned], [y for _, y in planned], linestyle="none", marker="D", color="black",
+                    markersize=5, label="plan", clip_on=False)
+        bottom.legend(loc="upper right", fontsize=8)
+    bottom.invert_yaxis()
+    bottom.set_xlabel("ms per item (box p25-p75, line p50, whiskers p5-p95, dot p99)")
+    if max(s.ms.p99 for s in segs) > 20 * max(0.5, min(s.ms.p50 for s in segs)):
+        bottom.set_xscale("symlog", linthresh=1.0)
+    bottom.set_xlim(left=0)
+    bottom.grid(axis="x", alpha=0.3)
+    fig.savefig(path)
+    return True
+
+
+def plot_links(result: ReplayResult, path: Path, plan: Plan | None) -> bool:
+    if not result.links:
+        return False
+    labels = [f"{link.from_} → {link.to}" for link in result.links]
+    measured = [link.kb_per_s for link in result.links]
+    predicted = [predicted_kb_per_s(link, plan) for link in result.links]
+    if result.load is not None:
+        predicted = [at_load(p, result) for p in predicted]
+    capacity = [capacity_kb_per_s(link, plan) for link in result.links]
+    fig = _figure(6.8, max(2.4, 0.8 * len(labels) + 1.2))
+    ax = fig.add_subplot()
+    ys = range(len(labels))
+    ax.barh([y - 0.2 for y in ys], measured, height=0.4, label="measured", color="#1f77b4")
+    ax.barh([y + 0.2 for y in ys], [p or 0 for p in predicted], height=0.4, color="#bbbbbb",
+            label="plan" if result.load is None else f"plan at the load replayed ({result.load:.2f} of its own)",
+            hatch="//", edgecolor="#777777")
+    top = max([*measured, *(p or 0 for p in predicted), 1e-9]) * 1.25
+    shown = False
+    for y, cap in zip(ys, capacity):
+        if cap is not None and cap <= top * 1.5:
+            top = max(top, cap * 1.1)
+            ax.plot([cap, cap], [y - 0.45, y + 0.45], color="#c62828", linewidth=2.5,
+                    label=None if shown else "capacity")
+            shown = True
+    labels = [label if cap is None else f"{label}\ncapacity {cap:,.0f} KB/s" for label, cap in zip(labels, capacity)]
+    ax.set_xlim(0, top)
+    ax.set_yticks(list(ys), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("KB/s (per second of recorded video)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.savefig(path)
+    return True
+
+
+def plot_throughput(result: ReplayResult, path: Path) -> bool:
+    if not result.throughput:
+        return False
+    ts = [t for t, _ in result.throughput]
+    rates = [r for _, r in result.throughput]
+    fig = _figure(6.4, 3.0)
+    ax = fig.add_subplot()
+    ax.plot(ts, rates, marker="." if len(ts) < 60 else None, color="#1f77b4", label="measured")
+    expected = expected_delivered(result)
+    if expected is not None:
+        ax.axhline(expected * (result.speed or 1.0), color="#555555", linestyle="-.", linewidth=1,
+                   label=f"frames published/s ({expected * (result.speed or 1.0):.1f})")
+    _mark_replans(ax, result)
+    ax.set_xlabel("time since start (s)")
+    ax.set_ylabel("items/s at the sink")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.savefig(path)
+    return True
+
+
+def plot_drops(result: ReplayResult, path: Path) -> bool:
+    if not result.drops:
+        return False
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    fig = _figure(6.4, 3.0)
+    ax = fig.add_subplot()
+    bottom: dict[float, int] = {}
+    for k, (reason, series) in enumerate(result.drops.items()):
+        xs = [t + 0.5 for t, _ in series]
+        ns = [n for _, n in series]
+        ax.bar(xs, ns, width=0.9, bottom=[bottom.get(t, 0) for t, _ in series], color=cmap(k % 10), label=reason)
+        for t, n in series:
+            bottom[t] = bottom.get(t, 0) + n
+    _mark_replans(ax, result)
+    ax.set_xlabel("time since start (s)")
+    ax.set_ylabel("items dropped per second")
+    last = max(t for series in result.drops.values() for t, _ in series) + 1
+    ax.set_xlim(0, max(last, result.seconds, *(r.t + 0.5 for r in result.replans)))
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.savefig(path)
+    return True
+
+
+def plot_plan(plan: Plan | None, path: Path) -> bool:
+    """One horizontal bar per location (lowest tier at the bottom), one segment per worker group,
+    as long as its worker count, coloured by operator and labelled operator/variant."""
+    if plan is None or not plan.workers:
+        return False
+    locations = sorted({w.location for w in plan.workers}, key=lambda loc: (plan.tiers.get(loc, 0), loc))
+    tier_of = {w.location: w.tier for w in plan.workers}
+    operators = sorted({w.operator for w in plan.workers})
+    from matplotlib import colormaps
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
+    cmap = colormaps["tab10"]
+    colour = {op: cmap(i % 10) for i, op in enumerate(operators)}
+    fig = _figure(7.2, max(2.4, 0.6 * len(locations) + 1.4))
+    ax = fig.add_subplot()
+    for y, loc in enumerate(locations):
+        left = 0
+        for w in sorted((w for w in plan.workers if w.location == loc), key=lambda w: (w.operator, w.variant)):
+            ax.barh(y, w.count, left=left, color=colour[w.operator], edgecolor="white")
+            ax.text(left + w.count / 2, y, f"{w.operator}/{w.variant}\n×{w.count} {w.hardware}",
+                    ha="center", va="center", fontsize=7, color="black")
+            left += w.count
+    ax.set_yticks(range(len(locations)), [f"{loc} ({tier_of[loc]})" for loc in locations])
+    ax.set_xlabel("workers")
+    ax.set_title(f"{plan.name}: {plan.strategy}, {plan.cost.total:.4f} $/h", fontsize=10)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(handles=[Patch(color=colour[op], label=op) for op in operators], loc="upper left",
+              bbox_to_anchor=(1.01, 1), fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.savefig(path)
+    return True
