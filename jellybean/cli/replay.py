@@ -9,9 +9,10 @@ import typer
 from rich.console import Console
 
 from jellybean.cli.app import app
+from jellybean.tables import stdout_console
 from jellybean.cli import common
 
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 
 

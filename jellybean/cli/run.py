@@ -18,11 +18,11 @@ from rich.text import Text
 
 from jellybean.agents.processes import stop_processes
 from jellybean.cli.app import app
-from jellybean.tables import fit
+from jellybean.tables import fit, stdout_console
 from jellybean.cli.common import (BROKER_HELP, ClientCert, ClientKey, LogLevel, PasswordFile, broker_url,
                                   load_deployment, replay_progress, setup_logging, stop_on_sigterm)
 
-console = Console()
+console = stdout_console()
 err = Console(stderr=True)
 
 

@@ -14,9 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from jellybean.cli.app import app
-from jellybean.tables import fit
+from jellybean.tables import fit, stdout_console
 
-console = Console()
+console = stdout_console()
 err_console = Console(stderr=True)
 
 

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from jellybean.cli.app import app
+from jellybean.tables import stdout_console
 from jellybean.errors import SpecError
 from jellybean.spec.loader import validate_files
 
-console = Console()
+console = stdout_console()
 
 
 @app.command()
