@@ -24,6 +24,19 @@ def setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+def interrupt_on_sigterm(ctx: typer.Context) -> None:
+    """Until the command ends, SIGTERM interrupts it as Ctrl-C does, so that the processes it started
+    are stopped by its own clean-up (a plain SIGTERM would end it and leave them running)."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def interrupt(*_) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # one is enough: cleaning up must not be cut short
+        raise KeyboardInterrupt
+
+    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def stop_on_sigterm(stop) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop())
 

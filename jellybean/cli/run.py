@@ -20,7 +20,8 @@ from jellybean.agents.processes import stop_processes
 from jellybean.cli.app import app
 from jellybean.tables import fit, stdout_console
 from jellybean.cli.common import (BROKER_HELP, ClientCert, ClientKey, LogLevel, PasswordFile, broker_url,
-                                  load_deployment, replay_progress, setup_logging, stop_on_sigterm)
+                                  interrupt_on_sigterm, load_deployment, replay_progress, setup_logging,
+                                  stop_on_sigterm)
 
 console = stdout_console()
 err = Console(stderr=True)
@@ -233,23 +234,11 @@ def _record_up(ctx: typer.Context, workdir: Path):
     """up.json in `workdir` (for `status` and `down`), removed when `up` exits however it exits;
     and SIGTERM (`jellybean down`) interrupts `up` as Ctrl-C does until `watch` takes it over, so
     that the agents and the broker it started are stopped from the first moment."""
-    import signal
-
     from jellybean.agents.upstate import UpRecorder
 
     recorder = UpRecorder(workdir)
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def close() -> None:
-        signal.signal(signal.SIGTERM, previous)
-        recorder.close()
-
-    def interrupt(*_) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # one is enough: cleaning up must not be cut short
-        raise KeyboardInterrupt
-
-    ctx.call_on_close(close)
-    signal.signal(signal.SIGTERM, interrupt)
+    ctx.call_on_close(recorder.close)
+    interrupt_on_sigterm(ctx)
     return recorder
 
 

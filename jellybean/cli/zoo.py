@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from jellybean.cli.app import app
+from jellybean.cli.common import interrupt_on_sigterm
 from jellybean.tables import fit, stdout_console
 from jellybean.errors import JellyBeanError
 
@@ -170,6 +171,7 @@ def _rate(items_per_s: float) -> str:
 
 @zoo_app.command("profile")
 def profile(
+    ctx: typer.Context,
     zoo_dir: Annotated[Path, typer.Argument(metavar="ZOO_DIR", help="A zoo written by `jellybean zoo build`.")],
     hardware: Annotated[Optional[str], typer.Option(
         "--hardware", help="Name this machine has in your hardware catalog (tiers/*.yaml), e.g. hub-x86-minipc; "
@@ -198,6 +200,7 @@ def profile(
     from jellybean.zoo.profile import DEFAULT_HARDWARE, profile_zoo
 
     _quiet_logs(False)
+    interrupt_on_sigterm(ctx)   # a killed profile stops the agent and the broker it runs
     name = hardware or DEFAULT_HARDWARE
     if catalog is not None:
         _check_catalog(name, catalog)

@@ -128,3 +128,64 @@ def test_eval_bad_data_is_one_line(built, tmp_path):
     root, _ = built
     (tmp_path / "empty").mkdir()
     one_error_line(run("zoo", "eval", root / "zoo", "--data", tmp_path / "empty"), str(tmp_path / "empty"))
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The live child processes of `pid` and their command lines, from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_a_profile_stopped_with_sigterm_stops_its_agent_and_broker(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    zoo = tmp_path / "zoo"
+    built = run("zoo", "build", REPO / "model_zoo/aicity/detector_w050.onnx", "--operator", "detect",
+                "--task", "detection", "--variants", "int8-dynamic", "--no-tensorrt", "-o", zoo)
+    assert built.exit_code == 0, built.output
+    proc = subprocess.Popen([sys.executable, "-m", "jellybean", "zoo", "profile", str(zoo), "--batch-sizes", "1",
+                             "--min-seconds", "60", "--max-seconds", "60", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    children: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            children = _children(proc.pid)
+            if any(" agent " in cmd for cmd in children.values()):
+                break
+            time.sleep(0.2)
+        assert any(" agent " in cmd for cmd in children.values()), f"no agent started: {children}"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        assert proc.returncode != 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
+            time.sleep(0.2)
+        left = {pid: cmd for pid, cmd in children.items() if Path(f"/proc/{pid}").exists()
+                and "(Z)" not in Path(f"/proc/{pid}/stat").read_text()}
+        assert not left, f"left running after SIGTERM: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid, cmd in children.items():
+            # what a failing run left behind: the PIDs seen, if they still run the same command
+            try:
+                if (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()) == cmd:
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
