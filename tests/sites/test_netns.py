@@ -338,3 +338,17 @@ def test_a_run_left_behind_is_removed_by_its_id_alone():
         assert run_namespaces(net.run_id) == [] and not set(net.created) & namespaces()
     finally:
         net.destroy()  # nothing left to remove: no error
+
+
+def test_with_netem_each_end_delays_then_shapes(monkeypatch):
+    """The kernel here has no netem, so this checks the commands a kernel with netem would get."""
+    commands: list[list[str]] = []
+    monkeypatch.setattr(netns_module, "_run", lambda argv, **kwargs: commands.append(list(argv)) or "")
+    net = SiteNetwork(infrastructure(CHAIN), run_id="abc123")
+    net.netem = True
+    net._shape(net.link("hub-downtown->aws-us-east-1"))  # 200 Mbit/s, 20 ms
+    head = ["tc", "-n", "jb-abc123-s1", "qdisc", "replace", "dev", "to-s2"]
+    in_flight = 200e6 / 8 * 0.020 / 1514  # packets netem holds: its limit must exceed them
+    assert commands[0] == head + ["root", "handle", "1:", "netem", "delay", "20.0ms", "limit", str(max(1000, int(2 * in_flight)))]
+    assert commands[1] == head + ["parent", "1:1", "handle", "10:"] + tbf_parameters(200).tc_args()
+    assert commands[2][:3] == ["tc", "-n", "jb-abc123-s2"] and len(commands) == 4
