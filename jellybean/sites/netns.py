@@ -5,8 +5,8 @@
 - **one namespace per site**, named ``jb-<run>-s<i>`` (``run``: 6 hex digits per network, ``i``: the
   site's index in the file), loopback up, IPv4 forwarding on. Site names can be long
   (``aws-us-east-1``); the short ids keep every name within Linux's 15-character limit, and
-  `table()` maps them back. IPv6 is off in the namespaces. Each veth end also carries an alias naming the link
-  (``ip -n jb-<run>-s0 link`` shows ``alias jellybean crossing -> hub``).
+  `table()` maps them back. IPv6 is off in the namespaces. Each veth end carries an alias naming
+  its link (``ip -n jb-<run>-s0 link`` shows ``alias jellybean crossing -> hub``).
 - **one veth pair per link**, the end in site A named ``to-<B's short id>`` (one link joins two
   sites at most, so the name is unique inside A's namespace), with a /30 out of the upper half of
   ``subnet`` (default 10.213.0.0/16: links from 10.213.128.0, the ``from`` end .1, the ``to`` end .2).
@@ -32,8 +32,8 @@ frame sent, headers included; a GSO super-packet counts its headers once.
 
 from __future__ import annotations
 
-import ipaddress
 import heapq
+import ipaddress
 import json
 import os
 import re
