@@ -511,6 +511,8 @@ def write_broker_config(
     extra_users: Mapping[str, Sequence[Rule]] | None = None,
     client_certs: bool = False,
     rotate: bool = False,
+    ca_dir: Path | None = None,
+    extra_conf: str = "",
 ) -> BrokerConfig:
     """Write a TLS Mosquitto configuration with one password and ACL section per user into DIRECTORY.
 
@@ -519,7 +521,9 @@ def write_broker_config(
     ``bind`` the address the listener binds (default: ``host``). ``client_certs``: mutual TLS, a
     certificate per user (CN = the user name) that the broker requires and takes as the identity,
     instead of passwords. Re-running keeps the CA, the passwords and client certificates of users
-    that remain, so deployed agents keep working; ``rotate`` makes all new.
+    that remain, so deployed agents keep working; ``rotate`` makes all new. ``ca_dir``: sign with the
+    CA in that directory (shared by several brokers; only its ca.crt is copied here).
+    ``extra_conf`` is appended to mosquitto.conf.
     """
     grants = _normalise_agents(agents)
     rules = user_rules(grants, extra_users)
@@ -543,7 +547,10 @@ def write_broker_config(
         old = {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
     credentials = {user: old.get(user) or secrets.token_urlsafe(24) for user in rules}
 
-    if (directory / "ca.key").exists() and (directory / "ca.crt").exists() and not rotate:
+    if ca_dir is not None:
+        ca_key, ca_cert = _load_ca(Path(ca_dir))
+        _write(directory / "ca.crt", _cert_pem(ca_cert))
+    elif (directory / "ca.key").exists() and (directory / "ca.crt").exists() and not rotate:
         ca_key, ca_cert = _load_ca(directory)
     else:
         ca_key, ca_cert = _make_ca(f"JellyBean broker CA ({directory.name})")
@@ -619,7 +626,7 @@ use_username_as_clientid true
 
 allow_anonymous false
 acl_file {directory / 'acl'}
-"""
+{extra_conf}"""
     _write(directory / "mosquitto.conf", conf)
     _write(cred_path, "# Broker passwords: user -> password. Keep this file secret.\n"
            + yaml.safe_dump(credentials, sort_keys=False), secret=True)
@@ -650,6 +657,107 @@ def load_broker_config(directory: Path) -> BrokerConfig:
     return BrokerConfig(dir=directory, host=meta["host"], port=int(meta["port"]), ca=directory / meta.get("ca", "ca.crt"),
                         credentials={str(k): str(v) for k, v in credentials.items()}, rules=rules, agents=agents,
                         client_certs=bool(meta.get("client_certs", False)))
+
+
+@dataclass(frozen=True)
+class SiteConfigs:
+    """What :func:`write_site_configs` wrote: each site's broker configuration and the bridges between them."""
+
+    dir: Path
+    controller_site: str
+    sites: dict[str, BrokerConfig]
+    bridges: tuple[Any, ...]  # jellybean.agents.bridges.Bridge
+
+
+def write_site_configs(
+    directory: Path,
+    infrastructure: Infrastructure,
+    *,
+    agents: Mapping[str, AgentGrant],
+    controller_site: str | None = None,
+    hosts: Mapping[str, str] | None = None,
+    port: int = 8883,
+    ports: Mapping[str, int] | None = None,
+    outage_budget_s: float = 60.0,
+    extra_users: Mapping[str, Sequence[Rule]] | None = None,
+    rotate: bool = False,
+) -> SiteConfigs:
+    """One broker configuration per site in DIRECTORY/sites/SITE (as :func:`write_broker_config`
+    writes, all signed by one CA in DIRECTORY), each with a bridge per link it initiates
+    (jellybean.agents.bridges) in DIRECTORY/sites/SITE/bridges/ (0600: it holds the bridge's password).
+
+    A site's broker has the controller, replay (and ``extra_users``), the agents at that site, and
+    a user per bridge that connects to it, allowed exactly that bridge's topics. Site i (in the
+    infrastructure's order) listens on ``ports[SITE]``, else ``port + i``, at ``hosts[SITE]`` (default
+    127.0.0.1). Each
+    broker's queue per client is bounded by the largest of its links' bandwidth x ``outage_budget_s``.
+    """
+    from jellybean.agents import bridges as bridging
+
+    if not outage_budget_s > 0:
+        raise JellyBeanError(f"outage budget {outage_budget_s:g} s: give a positive number of seconds")
+    grants = _normalise_agents(agents)
+    names = [s.name for s in infrastructure.sites]
+    hosts, ports = dict(hosts or {}), dict(ports or {})
+    for site in (*hosts, *ports):
+        if site not in names:
+            raise JellyBeanError(f"host given for '{site}', which is not a site of infrastructure "
+                                 f"'{infrastructure.name}' (sites: {', '.join(names)})")
+    if port + len(names) - 1 > 65535:
+        raise JellyBeanError(f"ports {port}..{port + len(names) - 1} (one per site) do not fit below 65536; lower --port")
+    for site in names:
+        topics.check_name(site, "site name")
+    controller = bridging.controller_site(infrastructure, controller_site)
+    links = bridging.plan_bridges(infrastructure, {n: g.site for n, g in grants.items()}, controller=controller)
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    if rotate or not ((directory / "ca.key").exists() and (directory / "ca.crt").exists()):
+        ca_key, ca_cert = _make_ca(f"JellyBean site brokers CA ({directory.name})")
+        _write(directory / "ca.key", _key_pem(ca_key), secret=True)
+        _write(directory / "ca.crt", _cert_pem(ca_cert))
+    mosquitto = _mosquitto_owner()
+    sites: dict[str, BrokerConfig] = {}
+    for i, site in enumerate(names):
+        site_dir = directory / "sites" / site
+        include = site_dir / "bridges"
+        include.mkdir(parents=True, mode=0o700, exist_ok=True)
+        os.chmod(include, 0o700)
+        if mosquitto is not None:
+            os.chown(include, *mosquitto)
+        users = dict(extra_users or {})
+        for b in links:
+            if b.remote == site:  # what the bridge may do here: publish what comes in, read what goes back
+                users[b.name] = tuple(Rule("write" if t.direction == "out" else "read", t.pattern) for t in b.topics)
+        budgets = [b.queue_bytes(outage_budget_s) for b in links if site in (b.local, b.remote)]
+        extra = f"include_dir {include}\n"
+        if budgets and None not in budgets:
+            extra = (f"# A client's queue (a bridge's too) holds what its fastest link carries in {outage_budget_s:g} s.\n"
+                     f"max_queued_bytes {max(budgets)}\n" + extra)
+        sites[site] = write_broker_config(
+            site_dir, agents={n: g for n, g in grants.items() if g.site == site}, host=hosts.get(site, "127.0.0.1"),
+            port=ports.get(site, port + i), extra_users=users, rotate=rotate, ca_dir=directory, extra_conf=extra)
+    for site in names:
+        include = directory / "sites" / site / "bridges"
+        wanted = set()
+        for b in links:
+            if b.local != site:
+                continue
+            remote = sites[b.remote]
+            text = bridging.bridge_conf(b, address=_netloc(remote.host, remote.port),
+                                        password=remote.credentials[b.name], cafile=str(directory / "ca.crt"))
+            _write(include / f"{b.name}.conf", text, secret=True, owner=mosquitto)
+            wanted.add(f"{b.name}.conf")
+        for stale in include.glob("*.conf"):
+            if stale.name not in wanted:
+                stale.unlink()
+    _write(directory / "sites.yaml", yaml.safe_dump({
+        "controller_site": controller,
+        "sites": {s: {"url": c.url, "dir": f"sites/{s}"} for s, c in sites.items()},
+        "bridges": {b.name: {"from": b.local, "to": b.remote, "bandwidth_mbps": b.bandwidth_mbps,
+                             "max_queued_bytes": b.queue_bytes(outage_budget_s),
+                             "out": list(b.patterns("out")), "in": list(b.patterns("in"))} for b in links},
+    }, sort_keys=False))
+    return SiteConfigs(dir=directory, controller_site=controller, sites=sites, bridges=links)
 
 
 def stock_mosquitto_problems(conf: Path) -> list[str]:

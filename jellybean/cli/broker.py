@@ -63,6 +63,18 @@ def config(
         "--json", help="Print the users, their topic rules and the files as JSON on stdout (no secrets).")] = False,
     rotate: Annotated[bool, typer.Option("--rotate", help="New CA, passwords and client certificates "
                                                           "(default: keep those already in DIR).")] = False,
+    per_site: Annotated[bool, typer.Option(
+        "--per-site", help="One broker per site of the plan's infrastructure (DIR/sites/SITE/), bridged along its "
+                           "links, all signed by one CA in DIR; site i listens on --port + i.")] = False,
+    controller_site: Annotated[Optional[str], typer.Option(
+        "--controller-site", help="With --per-site: the site the controller runs at (default: the cloud, the "
+                                  "first site of the highest tier).")] = None,
+    site_hosts: Annotated[Optional[list[str]], typer.Option(
+        "--site-host", help="With --per-site: SITE=HOST, the name or address of a site's broker (repeatable; "
+                            "default 127.0.0.1).")] = None,
+    outage_budget: Annotated[float, typer.Option(
+        "--outage-budget", min=0.001, help="With --per-site: seconds of a link outage its bridge queues at "
+                                           "the link's full bandwidth.")] = 60.0,
 ) -> None:
     """Write a TLS Mosquitto configuration with a password and ACL section for the controller, replay and each agent."""
     from jellybean.agents import topics
@@ -102,6 +114,14 @@ def config(
         grants[name] = AgentGrant(site=grants[name].site, publish_sites=grants[name].publish_sites,
                                   sink_topics=(*grants[name].sink_topics, topics.sink("#")))
 
+    if per_site:
+        _write_per_site(directory, grants, plan_file, inputs if plan_file is not None else None, host=host, port=port,
+                        bind=bind, extra_hosts=extra_hosts, client_certs=client_certs, replay_users=replay_users,
+                        rotate=rotate, controller_site=controller_site, site_hosts=site_hosts,
+                        outage_budget=outage_budget, as_json=as_json)
+        return
+    if controller_site is not None or site_hosts:
+        raise JellyBeanError("--controller-site and --site-host are read only with --per-site; add --per-site")
     cfg = write_broker_config(directory, agents=grants, host=host, port=port, bind=bind,
                               extra_hosts=tuple(extra_hosts or ()), client_certs=client_certs,
                               extra_users={name: replay_rules() for name in replay_users or []}, rotate=rotate)
@@ -138,6 +158,56 @@ def config(
         err_console.print(f"[yellow]warning:[/] {problem}: `mosquitto -c {cfg.conf}` started by root would fail "
                           "(`jellybean broker run` runs it as root instead); put DIR where user mosquitto may enter, "
                           "e.g. /etc/mosquitto/jellybean", highlight=False)
+
+
+def _write_per_site(directory: Path, grants, plan_file, inputs, *, host, port, bind, extra_hosts, client_certs,
+                    replay_users, rotate, controller_site, site_hosts, outage_budget, as_json) -> None:
+    """`broker config --per-site`: a broker per site, bridged (jellybean.agents.bridges)."""
+    from jellybean.agents.bridges import unreachable_from_controller
+    from jellybean.agents.broker import replay_rules, write_site_configs
+
+    if inputs is None:
+        raise JellyBeanError("--per-site needs the infrastructure: give --plan PLAN.yaml")
+    if client_certs:
+        raise JellyBeanError("--per-site bridges authenticate with passwords; drop --client-certs")
+    if bind is not None or extra_hosts or host != "127.0.0.1":
+        raise JellyBeanError("--per-site takes each site's address from --site-host SITE=HOST; drop --host, --bind "
+                             "and --extra-host")
+    hosts = {}
+    for spec in site_hosts or []:
+        site, sep, name = spec.partition("=")
+        if not sep or not site or not name:
+            raise JellyBeanError(f"--site-host {spec}: give SITE=HOST, e.g. --site-host hub=10.0.0.2")
+        hosts[site] = name
+    cfg = write_site_configs(directory, inputs.infrastructure, agents=grants, controller_site=controller_site,
+                             hosts=hosts, port=port, outage_budget_s=outage_budget, rotate=rotate,
+                             extra_users={name: replay_rules() for name in replay_users or []})
+    for site in unreachable_from_controller(inputs.infrastructure, cfg.controller_site):
+        err_console.print(f"[yellow]warning:[/] no chain of links joins {site} to the controller's site "
+                          f"{cfg.controller_site}: its agents cannot be reached through the bridges", highlight=False)
+    if as_json:
+        typer.echo(json.dumps({
+            "directory": str(cfg.dir), "ca": str(cfg.dir / "ca.crt"), "controller_site": cfg.controller_site,
+            "sites": {s: {"url": c.url, "conf": str(c.conf), "users": list(c.rules)} for s, c in cfg.sites.items()},
+            "bridges": {b.name: {"from": b.local, "to": b.remote, "bandwidth_mbps": b.bandwidth_mbps,
+                                 "max_queued_bytes": b.queue_bytes(outage_budget),
+                                 "out": list(b.patterns("out")), "in": list(b.patterns("in"))} for b in cfg.bridges},
+        }, indent=2))
+        return
+    table = Table(title=f"site brokers in {cfg.dir}/sites (controller at {cfg.controller_site})", title_justify="left")
+    for col in ("site", "URL", "users"):
+        table.add_column(col, overflow="fold")
+    for site, c in cfg.sites.items():
+        table.add_row(site, c.url, ", ".join(c.rules))
+    console.print(fit(table))
+    table = Table(title="bridges (initiated by the first site; out = towards the second)", title_justify="left")
+    for col in ("bridge", "out", "in"):
+        table.add_column(col, overflow="fold")
+    for b in cfg.bridges:
+        table.add_row(f"{b.local} -> {b.remote}", "\n".join(b.patterns("out")), "\n".join(b.patterns("in")))
+    console.print(fit(table))
+    console.print(f"CA          {cfg.dir / 'ca.crt'}  (give it to every client)", highlight=False)
+    console.print(f"run a site  jellybean broker run {cfg.dir}/sites/SITE   (on that site's machine)", highlight=False)
 
 
 def _stop_on_sigterm() -> None:
