@@ -230,6 +230,13 @@ def test_data_control_and_nothing_else_cross_real_bridges(sites, probes):
     assert [(t, p) for t, p, _ in _settle(controller, agent, topics.assignment("crossing"))] == [
         (topics.assignment("crossing"), b"assignment-1")]
 
+    # A retained assignment stays retained at the crossing: an agent that subscribes later gets it.
+    controller.publish(topics.assignment("crossing"), b"assignment-2", retain=True)
+    _settle(controller, agent, topics.assignment("crossing"))
+    agent.client.unsubscribe(topics.assignment("crossing"))
+    agent.subscribe_granted(topics.assignment("crossing"))
+    assert agent.next(timeout=30) == (topics.assignment("crossing"), b"assignment-2", True)
+
     # Topics no bridge carries stay where they were published: the cloud agent's heartbeat and
     # data for the crossing (no link carries data down) do not reach the crossing.
     watcher = probes(cfg, "crossing", "observer")
