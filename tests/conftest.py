@@ -171,3 +171,19 @@ def secure_broker(tmp_path: Path):
     config: BrokerConfig = write_broker_config(tmp_path / "broker", agents=SECURE_AGENTS, port=free_port())
     with MosquittoBroker(config.conf, workdir=tmp_path / "broker-run", executable=executable):
         yield config
+
+
+def free_run(n: int) -> int:
+    """A port with the next n - 1 free as well."""
+    import socket
+
+    for _ in range(50):
+        base = free_port()
+        try:
+            for k in range(n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + k))
+            return base
+        except OSError:
+            continue
+    raise AssertionError("no run of free ports")

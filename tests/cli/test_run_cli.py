@@ -89,28 +89,17 @@ def test_deploy_hint_names_the_agents_user_not_the_controllers_password(mosquitt
 def test_up_prints_every_agents_metrics_endpoint_on_the_ports_asked(tmp_path):
     """`up --metrics-port P`: agents serve Prometheus on P, P+1, ... and `up` prints where."""
     import re
-    import socket
     import subprocess
     import sys
 
-    from jellybean.agents.broker import find_mosquitto, free_port
+    from jellybean.agents.broker import find_mosquitto
 
     if find_mosquitto() is None:
         import pytest
 
         pytest.skip("needs Mosquitto (make test installs it)")
-    def free_run(n: int) -> int:
-        """A port with the next n - 1 free as well."""
-        for _ in range(50):
-            base = free_port()
-            try:
-                for k in range(n):
-                    with socket.socket() as s:
-                        s.bind(("127.0.0.1", base + k))
-                return base
-            except OSError:
-                continue
-        raise AssertionError("no run of free ports")
+    from conftest import free_run
+
 
     base = free_run(3)
     proc = subprocess.run([sys.executable, "-m", "jellybean", "up", str(EXAMPLE), "--workdir", str(tmp_path / "up"),

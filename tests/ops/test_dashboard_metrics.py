@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from jellybean.agents.broker import find_mosquitto, free_port
+from jellybean.agents.broker import find_mosquitto
+from conftest import free_run
 
 try:
     from .ops_promql import exposed_names, metric_names
@@ -28,18 +28,6 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "aicity"
 
 
-def free_run(n: int) -> int:
-    """A port with the next n - 1 free as well."""
-    for _ in range(50):
-        base = free_port()
-        try:
-            for k in range(n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + k))
-            return base
-        except OSError:
-            continue
-    raise AssertionError("no run of free ports")
 
 
 def _wait(pred, timeout: float, proc: subprocess.Popen, log: Path):
