@@ -92,23 +92,36 @@ def test_measured_zoo_is_valid_and_complete(measured_zoo):
         assert v.accuracy is not None and "ap50" in v.metrics and v.accuracy == pytest.approx(v.metrics["ap50"])
 
 
+def pareto_front(variants) -> list:
+    """Variants no other is both as accurate and faster than, most accurate first."""
+    front = []
+    for v in sorted(variants, key=lambda v: (-v.accuracy, -capacity(v))):
+        if not front or capacity(v) > capacity(front[-1]):
+            front.append(v)
+    return front
+
+
 def test_plan_follows_the_accuracy_target(measured_zoo, tmp_path):
+    """The planner picks the cheapest variant meeting each target, from the zoo's own figures.
+
+    Which trade-off the zoo shows is measured on a shared machine: the half-width detector is
+    usually the faster, but under load the two can swap. So the targets come from the measured
+    Pareto front: with two or more points, the low target must pick a faster, less accurate
+    variant than the high one; with one point, that variant is the answer at every target."""
     zoo = load_model(Zoo, measured_zoo / "manifest.yaml")
     variants = zoo.operator("detect").variants
-    high = max(v.accuracy for v in variants)
-    accurate = max((v for v in variants if v.accuracy == high), key=capacity)
-    faster = [v for v in variants if capacity(v) > capacity(accurate)]
-    if not faster:
-        pytest.fail(f"no trade-off to follow: the most accurate variant is also the fastest "
-                    f"{[(v.name, v.accuracy, round(capacity(v))) for v in variants]}")
-    fast = max(faster, key=capacity)
-    low = min(v.accuracy for v in variants)
-    rate = rate_separating(capacity(fast), capacity(accurate))
+    front = pareto_front(variants)
+    accurate, fast = front[0], front[-1]
+    low, high = fast.accuracy, accurate.accuracy
+    rate = rate_separating(capacity(fast), capacity(accurate)) if fast is not accurate else 10 * math.ceil(capacity(accurate) * 3 / 10)
     chosen = {}
-    for target in (low, high):
+    for target in (min(v.accuracy for v in variants), low, high):
         plan = json.loads(run("plan", *write_specs(tmp_path, measured_zoo, target, rate), "--json"))
         chosen[target] = plan["variants"]["detect"]
         assert chosen[target] in cheapest_meeting(zoo, target, rate), (target, chosen[target])
         assert plan["predicted"]["accuracy"] >= target
-    assert chosen[low] != chosen[high]
     assert chosen[high] in {v.name for v in variants if v.accuracy == high}
+    if len(front) > 1:
+        assert chosen[low] != chosen[high], [(v.name, v.accuracy, capacity(v)) for v in variants]
+    else:
+        assert set(chosen.values()) == {accurate.name}
