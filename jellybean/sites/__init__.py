@@ -2,6 +2,7 @@
 
 from jellybean.sites.netns import (
     LinkCounters,
+    LanVeth,
     LinkVeth,
     SiteNamespace,
     SiteNetwork,
@@ -17,6 +18,7 @@ from jellybean.sites.netns import (
 
 __all__ = [
     "LinkCounters",
+    "LanVeth",
     "LinkVeth",
     "SiteNamespace",
     "SiteNetwork",

@@ -19,6 +19,11 @@
   as their source, so connections between sites run from site address to site address. Routes do
   not change when a link goes down: a cut link partitions, as a WAN outage does, and traffic is
   not rerouted over other links.
+- **with ``lan=True``, a LAN per site**: a veth pair from this machine's own namespace (``jb<run>s<i>``)
+  to the site's (``lan``), a /30 out of the top quarter of ``subnet``, and a route from here to
+  the site address over it. It stands for the site's local network, where its cameras (the
+  replay) and, at the controller's site, the controller sit. It is not shaped, and no site routes
+  to another over it: a site's only route to another site's address is over the links.
 - **tbf on both ends of every link** with a bandwidth (see `tbf_parameters`): a link's capacity
   holds each way. `both_ways` in the infrastructure is the planner's rule about which way data may
   flow, not a property of the wire, so it does not change the shaping.
@@ -124,6 +129,18 @@ class LinkVeth:
 
     def peer(self, site: str) -> str:
         return self.to_site if site == self.from_site else self.from_site
+
+
+@dataclass(frozen=True)
+class LanVeth:
+    """A site's LAN: ``host_if`` in this machine's namespace, ``site_if`` in the site's."""
+
+    site: str
+    host_if: str
+    site_if: str
+    host_address: str
+    site_address: str
+    network: str
 
 
 @dataclass(frozen=True)
@@ -282,14 +299,17 @@ class SiteNetwork:
     run_id: str = field(default_factory=lambda: secrets.token_hex(3))
     subnet: str = "10.213.0.0/16"
     shape: bool = True
+    lan: bool = False
 
     sites: dict[str, SiteNamespace] = field(init=False)
     links: tuple[LinkVeth, ...] = field(init=False)
+    lans: dict[str, LanVeth] = field(init=False)
     netem: bool = field(init=False, default=False)
     latency_note: str = field(init=False, default="")
     _paths: dict[tuple[str, str], tuple[int, ...]] = field(init=False, repr=False)
     _created: list[str] = field(init=False, default_factory=list, repr=False)
     _processes: list[subprocess.Popen] = field(init=False, default_factory=list, repr=False)
+    _lan_ifs: list[str] = field(init=False, default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9]{1,6}", self.run_id):
@@ -300,10 +320,12 @@ class SiteNetwork:
             raise SiteNetworkError(f"subnet {self.subnet!r}: {exc}; give an IPv4 network such as 10.213.0.0/16") from None
         if net.version != 4 or net.prefixlen > 22:
             raise SiteNetworkError(f"subnet {self.subnet!r}: give an IPv4 network of /22 or larger")
-        site_block, link_block = net.subnets(prefixlen_diff=1)
+        site_block, upper = net.subnets(prefixlen_diff=1)
+        link_block, lan_block = upper.subnets(prefixlen_diff=1)
         names = [s.name for s in self.infrastructure.sites]
         links = self.infrastructure.links
-        if len(names) > site_block.num_addresses - 2 or len(links) > link_block.num_addresses // 4:
+        if (len(names) > site_block.num_addresses - 2 or len(links) > link_block.num_addresses // 4
+                or len(names) > lan_block.num_addresses // 4):
             raise SiteNetworkError(
                 f"subnet {self.subnet} is too small for {len(names)} sites and {len(links)} links; give a larger one"
             )
@@ -331,6 +353,11 @@ class SiteNetwork:
             )
         self.links = tuple(veths)
         self._paths = shortest_paths(names, self.links)
+        self.lans = {}
+        for i, name in enumerate(names):
+            base = lan_block.network_address + 4 * i
+            self.lans[name] = LanVeth(site=name, host_if=f"jb{self.run_id}{ids[name]}", site_if="lan",
+                                      host_address=str(base + 1), site_address=str(base + 2), network=f"{base}/30")
 
     @classmethod
     def from_file(cls, path: Path, **kwargs: Any) -> "SiteNetwork":
@@ -418,6 +445,9 @@ class SiteNetwork:
                     _run(["ip", "-n", s.namespace, "-batch", "-"], stdin=batch, what=f"routes of site {s.site}")
             for v in self.links:
                 self._shape(v)
+            if self.lan:
+                for s in self.sites.values():
+                    self._add_lan(s)
         except BaseException as exc:
             try:
                 self.destroy()
@@ -425,6 +455,21 @@ class SiteNetwork:
                 exc.add_note(f"removing the site namespaces after that failed too: {cleanup}")
             raise
         return self
+
+    def _add_lan(self, s: SiteNamespace) -> None:
+        """The site's LAN veth; its host end goes when the namespace does (deleting either end of a
+        veth deletes the pair), and the host route with it."""
+        lan = self.lans[s.site]
+        _run(["ip", "link", "add", lan.host_if, "type", "veth", "peer", "name", lan.site_if, "netns", s.namespace],
+             what=f"LAN of site {s.site}")
+        self._lan_ifs.append(lan.host_if)
+        _run(["ip", "-batch", "-"], what=f"LAN of site {s.site}", stdin=(
+            f'link set dev {lan.host_if} alias "jellybean LAN of {s.site}"\n'
+            f"address add {lan.host_address}/30 dev {lan.host_if}\nlink set dev {lan.host_if} up\n"
+            f"route replace {s.address}/32 via {lan.site_address} dev {lan.host_if}\n"))
+        _run(["ip", "-n", s.namespace, "-batch", "-"], what=f"LAN of site {s.site}", stdin=(
+            f'link set dev {lan.site_if} alias "jellybean LAN"\n'
+            f"address add {lan.site_address}/30 dev {lan.site_if}\nlink set dev {lan.site_if} up\n"))
 
     def _interface_batch(self, site: str) -> str:
         s = self.sites[site]
@@ -547,6 +592,11 @@ class SiteNetwork:
                     process.wait(STOP_TIMEOUT_S)
         self._processes.clear()
         problems, kept = [], []
+        # The kernel frees a deleted namespace's devices later; the host ends go now, so that their
+        # names and routes are free at once.
+        for ifname in self._lan_ifs:
+            subprocess.run(["ip", "link", "del", ifname], capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False)
+        self._lan_ifs.clear()
         for ns in reversed(self._created):
             try:
                 _run(["ip", "netns", "del", ns], what="removing a site namespace")

@@ -352,3 +352,28 @@ def test_with_netem_each_end_delays_then_shapes(monkeypatch):
     assert commands[0] == head + ["root", "handle", "1:", "netem", "delay", "20.0ms", "limit", str(max(1000, int(2 * in_flight)))]
     assert commands[1] == head + ["parent", "1:1", "handle", "10:"] + tbf_parameters(200).tc_args()
     assert commands[2][:3] == ["tc", "-n", "jb-abc123-s2"] and len(commands) == 4
+
+
+@needs_namespaces
+def test_the_lan_reaches_each_site_from_here_but_no_site_routes_over_it(build):
+    net = build(SiteNetwork.from_file(AICITY).infrastructure, lan=True)
+    servers = [start(net, site, "echo", "0.0.0.0", str(PORT)) for site in net.sites]
+    try:
+        assert [read_line(s) for s in servers] == ["ready"] * 3
+        for site in net.sites:  # from this machine's namespace, as the replay and the controller connect
+            code = subprocess.run([sys.executable, PROBE, "ask", net.address(site), str(PORT), "5"],
+                                  capture_output=True, text=True, timeout=30)
+            assert (code.returncode, code.stdout.strip()) == (0, "ok"), site
+        for source in net.sites:
+            for target in net.sites:
+                if source != target:
+                    route = subprocess.run(["ip", "-n", net.namespace(source), "route", "get", net.address(target)],
+                                           capture_output=True, text=True, check=True).stdout
+                    assert f"dev {net.link((source, target)).end(source)[0]} " in route, (source, target, route)
+    finally:
+        for s in servers:
+            stop(s)
+    host_ifs = [lan.host_if for lan in net.lans.values()]
+    net.destroy()
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout
+    assert not [name for name in host_ifs if name in links]
