@@ -1088,14 +1088,16 @@ class MosquittoBroker(LocalBroker):
     loopback configuration on ``port`` (a free one when None) into ``workdir``, with persistence in
     ``workdir/data`` (a broker started again on the same workdir, this one or a new one, restores its
     sessions, retained and queued messages). Mosquitto's log goes to ``workdir/mosquitto.log``
-    (``capture_log=False``: to our stderr).
+    (``capture_log=False``: to our stderr). ``wrap`` goes before the command line, e.g.
+    ``ip netns exec NS`` to run the broker inside a site's namespace (it execs: the pid stays Mosquitto's).
     """
 
     kind = "mosquitto"
 
     def __init__(self, config: Path | None = None, port: int | None = None, *, workdir: Path | None = None,
-                 executable: str | None = None, capture_log: bool = True):
+                 executable: str | None = None, capture_log: bool = True, wrap: Sequence[str] = ()):
         self.executable = executable or find_mosquitto()
+        self.wrap = list(wrap)
         if self.executable is None:
             raise JellyBeanError(f"mosquitto is not installed (not on PATH nor in /usr/sbin); {_INSTALL_HINT}")
         self._own_workdir = workdir is None
@@ -1182,7 +1184,7 @@ class MosquittoBroker(LocalBroker):
         if self.capture_log:
             self._log_file = open(self.log_path, "wb")  # fresh: an old "running" line must not mark readiness
         self._proc = subprocess.Popen(
-            [self.executable, "-c", str(self._run_config)],
+            [*self.wrap, self.executable, "-c", str(self._run_config)],
             stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=self._log_file,
             start_new_session=True,  # Ctrl-C in a terminal goes to us; we stop the broker ourselves
         )

@@ -58,6 +58,9 @@ class AgentState:
     # client's will before it drops us too, and then the agents were not at fault.
     offline_since: float | None = None
     offline_connects: int = 0
+    # Silent (no heartbeat) but not gone: its site may be cut off by a link outage, and it keeps
+    # running its last assignment there. Re-planned away only after the outage budget.
+    unreachable_since: float | None = None
 
 
 @dataclass
@@ -73,11 +76,16 @@ class Controller:
                  missed_heartbeats: int = 3, drop_after_ms: float = 5000.0, replan_time_limit: float = 20.0,
                  load_tolerance: float | None = None, load_sustain_s: float = 10.0,
                  grace_s: float | None = None, takeover: Callable[[str], str | None] | None = None,
-                 on_event: Callable[[str], None] | None = None) -> None:
+                 on_event: Callable[[str], None] | None = None, outage_budget_s: float = 60.0) -> None:
         self.original = deployment
         self.current = deployment
         self.heartbeat_s = heartbeat_s
         self.missed = missed_heartbeats
+        # Edge autonomy: an agent that falls silent (its site's link to us may be down) keeps its
+        # work for this long before a re-plan moves it; a last will (it died) re-plans at once.
+        if not (outage_budget_s >= 0 and outage_budget_s < float("inf")):
+            raise JellyBeanError(f"outage budget {outage_budget_s!r} s: give a finite number of seconds, 0 or more")
+        self.outage_budget_s = outage_budget_s
         self.drop_after_ms = drop_after_ms
         self.replan_time_limit = replan_time_limit
         self.link = MqttLink(broker, "jb-controller", ca=ca, clean=True)
@@ -165,6 +173,10 @@ class Controller:
                 return
             state.last_seen = time.monotonic()
             state.offline_since = None
+            if state.unreachable_since is not None:
+                self._event(f"agent {name} at {state.announce.site} reachable again after "
+                            f"{state.last_seen - state.unreachable_since:.1f} s")
+                state.unreachable_since = None
             if isinstance(message, Status):
                 if message.state == "online" and not state.online:
                     state.online = True
@@ -307,9 +319,15 @@ class Controller:
                 if self.in_grace() or not self.link.connected:
                     continue
                 if s.online and now - s.last_seen > self.missed * self.heartbeat_s + 0.5:
-                    s.online = False
-                    self._event(f"agent {name} missed {self.missed} heartbeats")
-                    self._changed.set()
+                    if s.unreachable_since is None:
+                        s.unreachable_since = s.last_seen
+                        self._event(f"agent {name} at {s.announce.site} unreachable: missed {self.missed} heartbeats; "
+                                    f"it keeps its assignment, re-planned without it after "
+                                    f"{self.outage_budget_s:g} s (outage budget)")
+                    if now - s.unreachable_since >= self.outage_budget_s:
+                        s.online, s.unreachable_since = False, None
+                        self._event(f"agent {name} unreachable for {now - s.last_seen:.1f} s, over the outage budget")
+                        self._changed.set()
             if self._changed.is_set():
                 self._changed.clear()
                 online_sites = {s.announce.site for s in self.agents.values() if s.online}

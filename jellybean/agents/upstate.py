@@ -49,6 +49,9 @@ class UpState(BaseModel):
     plan: str = ""
     started_at: float
     processes: tuple[RecordedProcess, ...] = ()
+    # `up --isolate`: the run id of its site namespaces (jb-<id>-s<N>), for `down` to remove what
+    # an `up` that was killed left behind.
+    netns_run: str = ""
 
     @property
     def up(self) -> RecordedProcess | None:
@@ -200,12 +203,15 @@ class UpRecorder:
         write_state(self.workdir, self.state)
 
     def update(self, *, plan: str | None = None, broker_url: str | None = None, broker_pid: int | None = None,
-               agents: dict[str, int] | None = None) -> None:
+               agents: dict[str, int] | None = None, site_brokers: dict[str, int] | None = None,
+               netns_run: str | None = None) -> None:
         processes = [p for p in self.state.processes if p.role == "up"]
-        broker = next((p for p in self.state.processes if p.role == "broker"), None)
+        brokers = [p for p in self.state.processes if p.role == "broker"]
         if broker_pid is not None:
-            broker = record("broker", "broker", broker_pid)
-        processes += [broker] if broker else []
+            brokers = [r] if (r := record("broker", "broker", broker_pid)) else []
+        if site_brokers is not None:
+            brokers = [r for site, pid in sorted(site_brokers.items()) if (r := record("broker", site, pid))]
+        processes += brokers
         if agents is None:
             processes += [p for p in self.state.processes if p.role == "agent"]
         else:
@@ -213,6 +219,7 @@ class UpRecorder:
         self.state = self.state.model_copy(update={
             "plan": plan if plan is not None else self.state.plan,
             "broker_url": broker_url if broker_url is not None else self.state.broker_url,
+            "netns_run": netns_run if netns_run is not None else self.state.netns_run,
             "processes": tuple(processes)})
         write_state(self.workdir, self.state)
 

@@ -80,14 +80,14 @@ def _metrics_table(controller) -> Table:
 
 def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_after_ms: float, quiet: bool,
                      load_tolerance: Optional[float] = None, takeover=None, expect: tuple[str, ...] = (),
-                     metrics_port: Optional[int] = None):
+                     metrics_port: Optional[int] = None, outage_budget: float = 60.0):
     """Serve the controller's metrics (on `metrics_port`, 0: a free one; None: none), connect, wait
     for agents (with a progress bar), publish, wait until they run it."""
     from jellybean.agents.controller import Controller
     from jellybean.errors import JellyBeanError
 
     controller = Controller(dep, broker, ca=ca, drop_after_ms=drop_after_ms, load_tolerance=load_tolerance,
-                            takeover=takeover)
+                            takeover=takeover, outage_budget_s=outage_budget)
     if metrics_port is not None:
         err.print(f"controller metrics at {controller.serve_metrics(metrics_port)}", highlight=False, soft_wrap=True)
     controller.connect()
@@ -145,6 +145,10 @@ def deploy(
     metrics_port: Annotated[Optional[int], typer.Option(
         "--metrics-port", min=0, max=65535,
         help="Serve the controller's Prometheus endpoint on this port (0: any free port; printed).")] = None,
+    outage_budget: Annotated[float, typer.Option(
+        "--outage-budget", min=0.0,
+        help="Seconds an agent may stay silent (its site cut off) before a re-plan moves its work; it keeps "
+             "running its assignment meanwhile. A last will (the agent died) re-plans at once.")] = 60.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or live tables.")] = False,
 ) -> None:
     """The controller: publish assignments, watch the agents, re-plan when one stops (or the load shifts)."""
@@ -158,7 +162,7 @@ def deploy(
         config = load_broker_config(takeover_credentials)
         takeover = lambda agent: config.url_for(agent) if agent in config.credentials else None  # noqa: E731
     controller = start_controller(dep, url, ca, wait, drop_after_ms, quiet, replan_on_load, takeover=takeover,
-                                  metrics_port=metrics_port)
+                                  metrics_port=metrics_port, outage_budget=outage_budget)
     try:
         watch(controller, duration, quiet)
     finally:
@@ -191,42 +195,52 @@ def watch(controller, duration: Optional[float] = None, quiet: bool = False) -> 
         pass
 
 
-def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: int = 1,
-                 ca: Path | None = None, only: set[str] | None = None,
-                 append: bool = False, per_worker: bool = False,
-                 metrics_ports: int | None = None) -> dict[str, subprocess.Popen]:
-    """One agent process per site the plan uses (named after the site), logs in workdir; with
-    `per_worker`, one per worker the plan puts at the site (`SITE-1`, `SITE-2`, ...: each a device,
-    so that a machine's cores run the site's operators side by side, not in one process).
-    Agents serve Prometheus metrics on any free port, or on `metrics_ports`, +1, ... in name order.
-    `broker_url` may map each site to its own URL (with that agent's credentials); a password goes
-    to the agent in its environment ($JELLYBEAN_BROKER_PASSWORD), never on its command line."""
-    from jellybean.agents.broker import PASSWORD_ENV, split_password
+def agent_names(dep, per_worker: bool = False) -> dict[str, str]:
+    """Agent name -> site of the agents `spawn_agents` starts: one per site the plan uses, named
+    after it; with `per_worker`, one per worker there (`SITE-1`, `SITE-2`, ...)."""
     from jellybean.agents.deployment import sites_needed
 
     workers: dict[str, int] = {}
     for w in dep.plan.workers:
         workers[w.location] = workers.get(w.location, 0) + w.count
+    names = {}
+    for site in sorted(sites_needed(dep.plan)):
+        for name in ([f"{site}-{k}" for k in range(1, workers[site] + 1)] if per_worker else [site]):
+            names[name] = site
+    return names
+
+
+def spawn_agents(dep, broker_url: str | dict[str, str], workdir: Path, threads: int = 1,
+                 ca: Path | None = None, only: set[str] | None = None,
+                 append: bool = False, per_worker: bool = False,
+                 metrics_ports: int | None = None, wrap: dict[str, list[str]] | None = None) -> dict[str, subprocess.Popen]:
+    """The agents of `agent_names` as processes, logs in workdir (with `per_worker` each is a
+    device, so that a machine's cores run the site's operators side by side, not in one process).
+    Agents serve Prometheus metrics on any free port, or on `metrics_ports`, +1, ... in name order.
+    `broker_url` may map each agent name (or site) to its own URL (with that agent's credentials); a
+    password goes to the agent in its environment ($JELLYBEAN_BROKER_PASSWORD), never on its
+    command line. `wrap` maps a site to a command prefix (`ip netns exec NS`: inside its namespace)."""
+    from jellybean.agents.broker import PASSWORD_ENV, split_password
+    from jellybean.agents.deployment import sites_needed
+
+    hardware = sites_needed(dep.plan)
     procs = {}
-    index = 0
-    for site, hardware in sorted(sites_needed(dep.plan).items()):
-        names = [f"{site}-{k}" for k in range(1, workers[site] + 1)] if per_worker else [site]
-        for name in names:
-            port = 0 if metrics_ports is None else metrics_ports + index
-            index += 1
-            if only is not None and name not in only:
-                continue
-            url, password = split_password(broker_url[site] if isinstance(broker_url, dict) else broker_url)
-            env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
-            env["PYTHONUNBUFFERED"] = "1"
-            if password is not None:
-                env[PASSWORD_ENV] = password
-            log = open(workdir / f"agent-{name}.log", "a" if append else "w")  # a restarted agent's log goes on
-            procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "jellybean", "agent", "--name", name, "--site", site, "--hardware", hardware,
-                 "--broker", url, "--models", str(dep.zoo_dir), "--threads", str(threads), "--metrics-port", str(port),
-                 "--cache", str(workdir / "models"), *(["--ca", str(ca)] if ca else [])],
-                stdout=log, stderr=subprocess.STDOUT, env=env)
+    for index, (name, site) in enumerate(agent_names(dep, per_worker).items()):
+        port = 0 if metrics_ports is None else metrics_ports + index
+        if only is not None and name not in only:
+            continue
+        target = broker_url if isinstance(broker_url, str) else broker_url.get(name, broker_url.get(site))
+        url, password = split_password(target)
+        env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
+        env["PYTHONUNBUFFERED"] = "1"
+        if password is not None:
+            env[PASSWORD_ENV] = password
+        log = open(workdir / f"agent-{name}.log", "a" if append else "w")  # a restarted agent's log goes on
+        procs[name] = subprocess.Popen(
+            [*(wrap or {}).get(site, []), sys.executable, "-m", "jellybean", "agent", "--name", name, "--site", site,
+             "--hardware", hardware[site], "--broker", url, "--models", str(dep.zoo_dir), "--threads", str(threads),
+             "--metrics-port", str(port), "--cache", str(workdir / "models"), *(["--ca", str(ca)] if ca else [])],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
     return procs
 
 
@@ -262,6 +276,14 @@ def up(
         "--replan-on-load", help="Also re-plan when the measured load differs from the plan's by this fraction.")] = None,
     agent_per_worker: Annotated[bool, typer.Option(
         "--agent-per-worker", help="One agent process per planned worker (a device each) instead of one per site.")] = False,
+    isolate: Annotated[bool, typer.Option(
+        "--isolate", help="Each site its own network namespace with its own broker, bridged over the infrastructure's "
+                          "links shaped to their bandwidth (needs root; without it, one broker per site on loopback "
+                          "ports, bridged, not shaped).")] = False,
+    outage_budget: Annotated[float, typer.Option(
+        "--outage-budget", min=0.0,
+        help="Seconds a site may stay unreachable before the controller re-plans without it (an agent's last will "
+             "re-plans at once); with --isolate also what each bridge queues.")] = 60.0,
     metrics_port: Annotated[Optional[int], typer.Option(
         "--metrics-port", min=1, max=65000,
         help="Agents' Prometheus endpoints on this port and the next ones, in agent name order (default: free ports; "
@@ -272,7 +294,7 @@ def up(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or live tables.")] = False,
 ) -> None:
     """Everything on one machine: plan, a broker, one agent process per planned site, the controller."""
-    from jellybean.agents.broker import start_local_broker
+    from jellybean.agents.broker import redact_url, start_local_broker
     from jellybean.agents.deployment import Deployment
     from jellybean.errors import SpecError
     from jellybean.planner.build import build_problem, load_inputs
@@ -294,32 +316,53 @@ def up(
     err.print(f"plan: {plan.solver.status} {plan.cost.total:.4f} $/h, variants "
               + ", ".join(f"{k}={v}" for k, v in plan.variants.items()) + f" -> {workdir / 'plan.yaml'}")
     dep = Deployment(plan=plan, inputs=inputs, zoo_dir=files["zoo"].resolve().parent)
-    broker = start_local_broker(workdir, port, prefer="embedded" if embedded else "mosquitto")
-    recorder.update(plan=plan.name, broker_url=broker.url, broker_pid=getattr(broker, "pid", None))
+    names = agent_names(dep, agent_per_worker)
+    if isolate:
+        from jellybean.cli.sites import start_sites
+
+        sites = start_sites(dep, workdir / "brokers", names, outage_budget)
+        broker, url, agent_urls, ca = sites, sites.controller_url, sites.agent_urls(), sites.ca
+        recorder.update(plan=plan.name, broker_url=redact_url(url), site_brokers=sites.pids(),
+                        netns_run=sites.network.run_id if sites.network else "")
+    else:
+        sites = None
+        broker = start_local_broker(workdir, port, prefer="embedded" if embedded else "mosquitto")
+        url, agent_urls, ca = broker.url, broker.url, None
+        recorder.update(plan=plan.name, broker_url=broker.url, broker_pid=getattr(broker, "pid", None))
+        err.print(f"broker: {broker.kind} at [bold]{broker.url}[/]")
     procs: dict[str, subprocess.Popen] = {}
     controller = None
     try:
-        err.print(f"broker: {broker.kind} at [bold]{broker.url}[/]")
-        procs = spawn_agents(dep, broker.url, workdir, per_worker=agent_per_worker, metrics_ports=metrics_port)
+        procs = spawn_agents(dep, agent_urls, workdir, ca=ca, per_worker=agent_per_worker, metrics_ports=metrics_port,
+                             wrap=sites.wraps() if sites else None)
         recorder.update(agents={name: p.pid for name, p in procs.items()})
         err.print(f"agents: {', '.join(procs)} (logs in {workdir})")
-        controller = start_controller(dep, broker.url, None, 60.0, 5000.0, quiet, replan_on_load,
+        controller = start_controller(dep, url, ca, 60.0, 5000.0, quiet, replan_on_load,
                                       expect=tuple(procs) if agent_per_worker else (),
-                                      metrics_port=controller_metrics_port)
-        err.print("metrics: " + ", ".join(f"{name} {url}" for name, url in sorted(controller.metrics_urls().items())),
+                                      metrics_port=controller_metrics_port, outage_budget=outage_budget,
+                                      takeover=sites.takeover_url if sites else None)
+        err.print("metrics: " + ", ".join(f"{name} {u}" for name, u in sorted(controller.metrics_urls().items())),
                   highlight=False, soft_wrap=True)
-        err.print(f"see it with: jellybean status --broker {broker.url}\nstop it with: jellybean down --workdir {workdir}",
+        status_args = f"--broker {url}" if sites is None else \
+            (f"--broker {redact_url(url)} --ca {ca} --password-file "
+             f"{sites.configs.sites[sites.controller_at].password_file('controller')}")
+        err.print(f"see it with: jellybean status {status_args}\nstop it with: jellybean down --workdir {workdir}",
                   highlight=False, soft_wrap=True)
         if replay is not None:
             from jellybean.cli.replay import finish_replay, open_scenario
             from jellybean.replay.driver import BrokerReplay
 
             scen = open_scenario(replay, scenario)
+            wire = sites.wire_recorder() if sites else None
             with replay_progress(quiet) as cb:
-                data = BrokerReplay(broker.url, speed=speed, progress=cb, preload=preload).run(scen)
+                data = BrokerReplay(sites.url(sites.controller_at, "replay") if sites else url, ca=ca, speed=speed, progress=cb, preload=preload,
+                                    site_urls=sites.replay_urls() if sites else None,
+                                    on_clock=wire.on_clock if wire else None).run(scen)
+            if wire is not None:
+                data.wire = wire.measured()
             finish_replay(data, scen, plan, report=report, json_out=False, submission=submission)
             return
-        err.print(f"replay into it with: jellybean replay DATASET --broker {broker.url}   (Ctrl-C stops)")
+        err.print(f"replay into it with: jellybean replay DATASET --broker {redact_url(url)}   (Ctrl-C stops)")
         watch(controller, duration, quiet)
     finally:
         if controller is not None:

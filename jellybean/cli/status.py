@@ -125,6 +125,11 @@ def down(
         result = stop(state, timeout)
     if result.remaining:
         raise _still_running(result.remaining)
+    if state.netns_run:
+        from jellybean.sites import destroy_run
+
+        for ns in destroy_run(state.netns_run):   # an `up --isolate` that was killed leaves its namespaces
+            err.print(f"removed namespace {ns}", highlight=False)
     remove_state(workdir)   # `up` removes it as it exits; after a kill it is left to us
     if result.stale:
         err.print(f"nothing was running: every process in {workdir / 'up.json'} had exited already "

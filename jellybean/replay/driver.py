@@ -58,6 +58,8 @@ class RunData:
     # Every routes message seen: (time.time(), version, plan name, plan $/h); a new version is a re-plan.
     routes_log: list[tuple[float, int, str, float | None]] = field(default_factory=list)
     metrics_at_start: dict[str, Metrics] = field(default_factory=dict)   # each agent's last before the clock
+    # `up --isolate`: bytes each way on each link's wire (jellybean.sites.brokers.WireBytes), clock start to end.
+    wire: list = field(default_factory=list)
 
 
 def new_session() -> str:
@@ -173,7 +175,7 @@ class BrokerReplay:
     def __init__(self, url: str, *, ca: Path | None = None, speed: float = 1.0, routes_timeout: float = 15.0,
                  drain_s: float = 15.0, limit_s: float | None = None,
                  progress: Callable[[int, int], None] | None = None, preload: bool = False,
-                 on_clock: Callable[[str], None] | None = None) -> None:
+                 on_clock: Callable[[str], None] | None = None, site_urls: dict[str, str] | None = None) -> None:
         from jellybean.agents.transport import MqttLink
 
         self.speed, self.drain_s, self.limit_s, self.progress = speed, drain_s, limit_s, progress
@@ -189,6 +191,11 @@ class BrokerReplay:
         self._url, self._ca = url, ca
         self.client_id = f"jb-replay-{self.session}"
         self.link = MqttLink(url, self.client_id, ca=ca, clean=False)
+        # With a broker per site (`up --isolate`): each camera publishes at the broker of the site
+        # it is at, as a camera on that site's network would; routes and results come over `url`.
+        self._site_urls = {site: u for site, u in (site_urls or {}).items() if u != url}  # one link per broker user
+        self.site_links = {site: MqttLink(u, f"{self.client_id}-{site}", ca=ca, clean=False)
+                           for site, u in self._site_urls.items()}
         self._routes: Routes | None = None
         self._routes_seen = threading.Event()
         self._router = Router({}, {}, {})
@@ -244,8 +251,12 @@ class BrokerReplay:
         self.link.subscribe(f"{topics.ROOT}/agents/+/metrics", self._on_metrics, qos=0)
         self._listening_since = time.monotonic()
         self.link.start()
+        for link in self.site_links.values():
+            link.start()
         try:
             self.link.wait_connected()
+            for link in self.site_links.values():
+                link.wait_connected()
             if not self._routes_seen.wait(self.routes_timeout):
                 raise JellyBeanError(f"no routes on {topics.ROUTES} within {self.routes_timeout:.0f} s; is "
                                      "`jellybean deploy` (or `jellybean up`) running against this broker?")
@@ -273,7 +284,7 @@ class BrokerReplay:
                         data.problems.append(f"no site runs {op}; frame {cam.key}/{frame} not sent")
                         continue
                     payload = encode_item(item)
-                    self.link.publish(topics.data(dest, op), payload)
+                    self.site_links.get(site, self.link).publish(topics.data(dest, op), payload)
                     data.link_bytes[(site, dest)] += len(payload)
                 data.published[cam.key].add(frame)
                 data.media_seconds = max(data.media_seconds, t_rel + 1.0 / (cam.fps or 10.0))
@@ -299,6 +310,8 @@ class BrokerReplay:
             data.seconds = time.time() - t0
         finally:
             self.link.stop()
+            for link in self.site_links.values():
+                link.stop()
             self._forget_session()
         return data
 
@@ -333,14 +346,16 @@ class BrokerReplay:
             time.sleep(0.1)
 
     def _forget_session(self) -> None:
-        """Remove our persistent session from the broker (a clean connect with the same id)."""
+        """Remove our persistent sessions from the brokers (a clean connect with the same id)."""
         from jellybean.agents.transport import MqttLink
 
-        link = MqttLink(self._url, self.client_id, ca=self._ca, clean=True)
-        try:
-            link.start()
-            link.wait_connected(3.0)
-        except JellyBeanError as exc:
-            log.info("could not remove the replay's broker session: %s", exc)
-        finally:
-            link.stop()
+        for url, client_id in [(self._url, self.client_id),
+                               *((u, f"{self.client_id}-{site}") for site, u in self._site_urls.items())]:
+            link = MqttLink(url, client_id, ca=self._ca, clean=True)
+            try:
+                link.start()
+                link.wait_connected(3.0)
+            except JellyBeanError as exc:
+                log.info("could not remove the replay's broker session: %s", exc)
+            finally:
+                link.stop()

@@ -233,11 +233,16 @@ def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evalua
     # Per second of recorded video, like the plan's figures, whatever the replay speed.
     seconds = max(data.media_seconds or data.seconds, 1e-9)
     planned = {(l.from_, l.to): l for l in plan.links} if plan else {}
-    for (a, b), n in sorted(_link_bytes(data).items()):
+    wire = {(w.from_, w.to): w.bytes for w in data.wire}
+    payload = _link_bytes(data)
+    for a, b in sorted(set(payload) | set(wire)):
+        n = payload.get((a, b), 0)
         use = planned.get((a, b))
         result.links.append(LinkMeasure(**{"from": a}, to=b, bytes=n, kb_per_s=n / 1024 / seconds,
                                         predicted_kb_per_s=use.kb_per_s if use else None,
-                                        capacity_kb_per_s=_kb_per_s(use.bandwidth_mbps) if use else None))
+                                        capacity_kb_per_s=_kb_per_s(use.bandwidth_mbps) if use else None,
+                                        wire_bytes=wire.get((a, b)),
+                                        wire_kb_per_s=wire[(a, b)] / 1024 / seconds if (a, b) in wire else None))
     prev_t, prev_n = 0.0, 0
     for t, n in data.timeline:
         if t - prev_t >= 0.5:

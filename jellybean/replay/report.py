@@ -196,17 +196,28 @@ def _rates_section(result: ReplayResult) -> Section | None:
 def _links_section(result: ReplayResult, plan: Plan | None) -> Section | None:
     if not result.links:
         return None
+    wired = any(link.wire_bytes is not None for link in result.links)
     rows = []
     for link in result.links:
         pred, cap = predicted_kb_per_s(link, plan), capacity_kb_per_s(link, plan)
         scaled = at_load(pred, result)
-        rows.append([f"{link.from_} → {link.to}", f"{link.bytes:,}", _f(link.kb_per_s), _f(pred), _f(scaled),
-                     _f(cap, ",.0f"), _ratio(link.kb_per_s, scaled), _pct(link.kb_per_s / cap if cap else None)])
-    notes = ["KB/s per second of recorded video. plan: for all the plan's streams; at this load: scaled to "
-             "the frames the replay offered (see Throughput); capacity: the link's bandwidth as the plan has "
-             "it; ratio: measured / plan at this load; use: measured / capacity"]
-    return Section("Links, KB/s: measured vs the plan", ["link", "bytes", "measured", "plan", "plan at this load",
-                                                       "capacity", "ratio", "use"], rows, notes=notes)
+        row = [f"{link.from_} → {link.to}", f"{link.bytes:,}", _f(link.kb_per_s), _f(pred), _f(scaled),
+               _f(cap, ",.0f"), _ratio(link.kb_per_s, scaled)]
+        if wired:
+            row += [_f(link.wire_kb_per_s), _ratio(link.wire_kb_per_s, scaled) if link.wire_kb_per_s is not None else "-"]
+        rows.append(row + [_pct(link.use)])
+    notes = ["KB/s per second of recorded video. measured: the items' bytes as the senders counted them; plan: "
+             "for all the plan's streams; at this load: scaled to the frames the replay offered (see Throughput); "
+             "capacity: the link's bandwidth as the plan has it; ratio: measured / plan at this load"]
+    if wired:
+        notes.append("wire: bytes the link's veth sent that way (kernel counters: frames with their MQTT, TLS, TCP "
+                     "and IP headers, acknowledgements, heartbeats and metrics), from the replay's first frame until "
+                     "the last result; use: wire / capacity")
+    else:
+        notes.append("use: measured / capacity")
+    head = ["link", "bytes", "measured", "plan", "plan at this load", "capacity", "ratio"]
+    head += ["wire", "wire / plan at load"] if wired else []
+    return Section("Links, KB/s: measured vs the plan", head + ["use"], rows, notes=notes)
 
 
 def _drops_section(result: ReplayResult) -> Section | None:

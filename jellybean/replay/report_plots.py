@@ -113,14 +113,20 @@ def plot_links(result: ReplayResult, path: Path, plan: Plan | None) -> bool:
     if result.load is not None:
         predicted = [at_load(p, result) for p in predicted]
     capacity = [capacity_kb_per_s(link, plan) for link in result.links]
-    fig = _figure(6.8, max(2.4, 0.8 * len(labels) + 1.2))
+    wire = [link.wire_kb_per_s for link in result.links]
+    wired = any(w is not None for w in wire)
+    fig = _figure(6.8, max(2.4, (1.0 if wired else 0.8) * len(labels) + 1.2))
     ax = fig.add_subplot()
     ys = range(len(labels))
-    ax.barh([y - 0.2 for y in ys], measured, height=0.4, label="measured", color="#1f77b4")
-    ax.barh([y + 0.2 for y in ys], [p or 0 for p in predicted], height=0.4, color="#bbbbbb",
+    h = 0.27 if wired else 0.4
+    ax.barh([y - h / (1 if wired else 2) for y in ys], measured, height=h, label="measured (items' bytes)",
+            color="#1f77b4")
+    if wired:
+        ax.barh(list(ys), [w or 0 for w in wire], height=h, label="on the wire (all traffic)", color="#2e7d32")
+    ax.barh([y + h / (1 if wired else 2) for y in ys], [p or 0 for p in predicted], height=h, color="#bbbbbb",
             label="plan" if result.load is None else f"plan at the load replayed ({result.load:.2f} of its own)",
             hatch="//", edgecolor="#777777")
-    top = max([*measured, *(p or 0 for p in predicted), 1e-9]) * 1.25
+    top = max([*measured, *(w or 0 for w in wire), *(p or 0 for p in predicted), 1e-9]) * 1.25
     shown = False
     for y, cap in zip(ys, capacity):
         if cap is not None and cap <= top * 1.5:

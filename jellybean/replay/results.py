@@ -53,6 +53,8 @@ class LinkMeasure(_Model):
     kb_per_s: float = 0.0
     predicted_kb_per_s: float | None = None
     capacity_kb_per_s: float | None = Field(None, description="the link's bandwidth, as the plan has it")
+    wire_bytes: int | None = Field(None, description="bytes on the link's wire (kernel counters), control included")
+    wire_kb_per_s: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -63,10 +65,10 @@ class LinkMeasure(_Model):
 
     @property
     def use(self) -> float | None:
-        """Measured over the link's capacity, None when the capacity is unknown."""
+        """Measured (on the wire where that was measured) over the link's capacity, None when the capacity is unknown."""
         if not self.capacity_kb_per_s:
             return None
-        return self.kb_per_s / self.capacity_kb_per_s
+        return (self.wire_kb_per_s if self.wire_kb_per_s is not None else self.kb_per_s) / self.capacity_kb_per_s
 
 
 class Stats(_Model):

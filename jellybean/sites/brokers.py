@@ -1,0 +1,207 @@
+"""A Mosquitto per site, bridged along the infrastructure's links: what `jellybean up --isolate` runs.
+
+- With namespaces (root): the sites are a `SiteNetwork` with a LAN per site. Each site's broker
+  listens on its site address inside its namespace; the bridges between them cross only the
+  shaped links. Agents run inside their site's namespace and connect to their own site's broker.
+  The controller and the replay stay in this process's namespace and reach a site's broker over
+  its LAN: the controller at its own site's broker, each camera at the broker of the site it is at.
+- Without them: the same brokers and bridges on loopback, one port per site. Nothing is shaped
+  and nothing is measured on a wire, and `fallback` says why.
+
+Every broker is started empty (an earlier run's database is removed) and stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+from jellybean.agents.bridges import DEFAULT_OUTAGE_BUDGET_S
+from jellybean.agents.broker import (
+    AgentGrant,
+    MosquittoBroker,
+    SiteConfigs,
+    free_port,
+    grants_from_plan,
+    write_site_configs,
+)
+from jellybean.errors import JellyBeanError
+from jellybean.sites.netns import LinkCounters, SiteNetwork, available
+
+if TYPE_CHECKING:
+    from jellybean.agents.deployment import Deployment
+
+log = logging.getLogger(__name__)
+SITE_PORT = 8883  # every site's broker, each in its own namespace at its own address
+
+
+@dataclass(eq=False)
+class SiteBrokers:
+    """Brokers (and, with ``isolate``, namespaces) for the sites of ``deployment``'s infrastructure.
+
+    ``agents``: agent name -> its site (the agents `spawn_agents` starts). Use as a context manager,
+    or `start()` then `stop()`.
+    """
+
+    deployment: Deployment
+    directory: Path
+    agents: Mapping[str, str]
+    isolate: bool = True
+    controller_site: str | None = None
+    outage_budget_s: float = DEFAULT_OUTAGE_BUDGET_S
+
+    network: SiteNetwork | None = field(init=False, default=None)
+    configs: SiteConfigs | None = field(init=False, default=None)
+    brokers: dict[str, MosquittoBroker] = field(init=False, default_factory=dict)
+    fallback: str = field(init=False, default="")
+
+    def start(self) -> SiteBrokers:
+        if self.isolate:
+            ok, why = available()
+            if not ok:
+                self.isolate, self.fallback = False, why
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        infra = self.deployment.inputs.infrastructure
+        plan = self.deployment.plan
+        by_site = grants_from_plan(plan, infra, workflow=self.deployment.inputs.workflow, zoo=self.deployment.inputs.zoo)
+        grants = {}
+        for name, site in self.agents.items():
+            peer = by_site.get(site)
+            if peer is None:
+                raise JellyBeanError(f"agent '{name}' serves site '{site}', where plan '{plan.name}' runs no workers")
+            grants[name] = AgentGrant(site=site, publish_sites=peer.publish_sites, sink_topics=peer.sink_topics)
+        names = [s.name for s in infra.sites]
+        if self.isolate:
+            self.network = SiteNetwork(infra, lan=True).create()
+            hosts = {s: self.network.address(s) for s in names}
+            ports = {s: SITE_PORT for s in names}
+        else:
+            hosts, ports = {}, {s: free_port() for s in names}
+        self.configs = write_site_configs(self.directory, infra, agents=grants, controller_site=self.controller_site,
+                                          hosts=hosts, ports=ports, outage_budget_s=self.outage_budget_s)
+        for site in names:
+            site_dir = self.directory / "sites" / site
+            (site_dir / "data" / "mosquitto.db").unlink(missing_ok=True)  # start empty, as `up` always does
+            wrap = ["ip", "netns", "exec", self.network.namespace(site)] if self.network else []
+            self.brokers[site] = MosquittoBroker(self.configs.sites[site].conf, workdir=site_dir, wrap=wrap).start()
+        for broker in self.brokers.values():
+            broker.wait_ready()
+
+    # -- who connects where ------------------------------------------------------------------------
+
+    def _configs(self) -> SiteConfigs:
+        if self.configs is None:
+            raise JellyBeanError("the site brokers are not started")
+        return self.configs
+
+    @property
+    def ca(self) -> Path:
+        return self._configs().dir / "ca.crt"
+
+    @property
+    def controller_at(self) -> str:
+        return self._configs().controller_site
+
+    def url(self, site: str, user: str) -> str:
+        """``user``'s URL (with its password) at ``site``'s broker."""
+        return self._configs().sites[site].url_for(user)
+
+    def agent_urls(self) -> dict[str, str]:
+        """Agent name -> its URL at its own site's broker."""
+        return {name: self.url(site, name) for name, site in self.agents.items()}
+
+    @property
+    def controller_url(self) -> str:
+        return self.url(self.controller_at, "controller")
+
+    def replay_urls(self) -> dict[str, str]:
+        """Site -> the replay's URL there: cameras publish at the broker of the site they are at."""
+        return {site: self.url(site, "replay") for site in self._configs().sites}
+
+    def takeover_url(self, agent: str) -> str | None:
+        """Where the controller resumes a lost agent's broker session: at the agent's own site's broker."""
+        site = self.agents.get(agent)
+        return self.url(site, agent) if site is not None else None
+
+    def wraps(self) -> dict[str, list[str]]:
+        """Site -> the command prefix that runs a process there (empty on loopback)."""
+        if self.network is None:
+            return {}
+        return {site: ["ip", "netns", "exec", self.network.namespace(site)] for site in self.network.sites}
+
+    def pids(self) -> dict[str, int]:
+        return {site: b.pid for site, b in self.brokers.items() if b.pid is not None}
+
+    # -- measuring ------------------------------------------------------------------------------
+
+    def link_counters(self) -> dict[str, LinkCounters]:
+        """Link name -> bytes each way on its wire so far (empty without namespaces: not measured)."""
+        if self.network is None:
+            return {}
+        return {v.name: self.network.link_counters(v) for v in self.network.links}
+
+    def wire_recorder(self) -> WireRecorder | None:
+        """What records each link's wire bytes over a replay (None without namespaces: no wire)."""
+        return WireRecorder(self) if self.network is not None else None
+
+    # -- stopping ---------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop every broker by its PID, then remove the namespaces (idempotent)."""
+        brokers, self.brokers = self.brokers, {}
+        for broker in brokers.values():
+            broker.stop()
+        if self.network is not None:
+            self.network.destroy()
+
+    def __enter__(self) -> SiteBrokers:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass(eq=False)
+class WireRecorder:
+    """Bytes each link's wire carried over a replay: from the replay's clock start (`on_clock`)
+    until `measured()` is called (after the results have drained)."""
+
+    sites: SiteBrokers
+    _start: dict[str, LinkCounters] = field(init=False, default_factory=dict)
+    _started_at: float = field(init=False, default=0.0)
+
+    def on_clock(self, event: str) -> None:
+        if event == "start":
+            self._start = self.sites.link_counters()
+            self._started_at = time.monotonic()
+
+    def measured(self) -> list[WireBytes]:
+        end = self.sites.link_counters()
+        seconds = time.monotonic() - self._started_at if self._started_at else 0.0
+        out = []
+        for name, now in end.items():
+            before = self._start.get(name)
+            for a, b in ((now.from_site, now.to_site), (now.to_site, now.from_site)):
+                sent = now.bytes_from(a) - (before.bytes_from(a) if before else 0)
+                out.append(WireBytes(from_=a, to=b, bytes=sent, seconds=seconds))
+        return out
+
+
+@dataclass(frozen=True)
+class WireBytes:
+    """Bytes sent from one site to the other over their link's veth (headers and control included)."""
+
+    from_: str
+    to: str
+    bytes: int
+    seconds: float
