@@ -283,7 +283,8 @@ def up(
     outage_budget: Annotated[float, typer.Option(
         "--outage-budget", min=0.0,
         help="Seconds a site may stay unreachable before the controller re-plans without it (an agent's last will "
-             "re-plans at once); with --isolate also what each bridge queues.")] = 60.0,
+             "re-plans at once); with --isolate also what each bridge queues, and items count as late (dropped) only "
+             "past this plus 5 s.")] = 60.0,
     metrics_port: Annotated[Optional[int], typer.Option(
         "--metrics-port", min=1, max=65000,
         help="Agents' Prometheus endpoints on this port and the next ones, in agent name order (default: free ports; "
@@ -337,7 +338,10 @@ def up(
                              wrap=sites.wraps() if sites else None)
         recorder.update(agents={name: p.pid for name, p in procs.items()})
         err.print(f"agents: {', '.join(procs)} (logs in {workdir})")
-        controller = start_controller(dep, url, ca, 60.0, 5000.0, quiet, replan_on_load,
+        # Across sites, an item may wait out a link outage in a bridge's queue: it is late (dropped
+        # as such) only once it is older than the outage budget and the usual 5 s.
+        drop_after_ms = 5000.0 + (outage_budget * 1000.0 if isolate else 0.0)
+        controller = start_controller(dep, url, ca, 60.0, drop_after_ms, quiet, replan_on_load,
                                       expect=tuple(procs) if agent_per_worker else (),
                                       metrics_port=controller_metrics_port, outage_budget=outage_budget,
                                       takeover=sites.takeover_url if sites else None)
@@ -359,7 +363,7 @@ def up(
                                     site_urls=sites.replay_urls() if sites else None,
                                     on_clock=wire.on_clock if wire else None).run(scen)
             if wire is not None:
-                data.wire = wire.measured()
+                data.wire, data.wire_samples = wire.measured(), list(wire.samples)
             finish_replay(data, scen, plan, report=report, json_out=False, submission=submission)
             return
         err.print(f"replay into it with: jellybean replay DATASET --broker {redact_url(url)}   (Ctrl-C stops)")

@@ -60,6 +60,7 @@ class RunData:
     metrics_at_start: dict[str, Metrics] = field(default_factory=dict)   # each agent's last before the clock
     # `up --isolate`: bytes each way on each link's wire (jellybean.sites.brokers.WireBytes), clock start to end.
     wire: list = field(default_factory=list)
+    wire_samples: list = field(default_factory=list)   # jellybean.sites.brokers.LinkSample, every 0.5 s
 
 
 def new_session() -> str:

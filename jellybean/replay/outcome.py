@@ -7,7 +7,8 @@ from collections import defaultdict
 
 from jellybean.replay.cityflow import Scenario
 from jellybean.replay.driver import RunData
-from jellybean.replay.results import CameraCounts, LinkMeasure, Rate, Replan, ReplayResult, Segment, Stats
+from jellybean.replay.results import (CameraCounts, LinkMeasure, LinkPoint, Outage, Rate, Replan, ReplayResult,
+                                      Segment, Stats)
 from jellybean.replay.sink import Delivered
 from jellybean.replay.tracking_metrics import Prediction, evaluate_mtmc
 from jellybean.spec.plan import Plan
@@ -118,6 +119,34 @@ def drops_over_time(data: RunData, t0: float) -> dict[str, list[tuple[float, int
         if d.dropped:
             bins[d.dropped][int(math.floor(d.received_ts - t0))] += 1
     return {reason: sorted((float(s), n) for s, n in per.items()) for reason, per in sorted(bins.items())}
+
+
+def link_timeline(data: RunData) -> list[LinkPoint]:
+    return [LinkPoint(t=round(x.t, 3), link=x.link, **{"from": x.from_}, to=x.to, up=x.up,
+                      bytes_forward=x.bytes_forward, bytes_backward=x.bytes_backward) for x in data.wire_samples]
+
+
+def outages(data: RunData, t0: float) -> list[Outage]:
+    """Spans where a link's samples say down, with the frames captured meanwhile: how many were
+    delivered and their end-to-end latency (the delay the outage caused them)."""
+    spans: list[Outage] = []
+    open_at: dict[str, float] = {}
+    for x in data.wire_samples:
+        if not x.up and x.link not in open_at:
+            open_at[x.link] = x.t
+        elif x.up and x.link in open_at:
+            spans.append(Outage(link=x.link, down_at=round(open_at.pop(x.link), 3), up_at=round(x.t, 3)))
+    spans += [Outage(link=link, down_at=round(t, 3)) for link, t in open_at.items()]
+    delivered = data.sink.snapshot()
+    for o in spans:
+        end = o.up_at if o.up_at is not None else math.inf
+        caught = [d for d in delivered.values() if o.down_at <= d.capture_ts - t0 <= end]
+        ok = sorted(d.latency_ms for d in caught if not d.dropped)
+        o.frames_captured = len(caught)
+        o.frames_delivered = len(ok)
+        o.latency_p50_ms = round(ok[len(ok) // 2], 1) if ok else None
+        o.latency_max_ms = round(ok[-1], 1) if ok else None
+    return sorted(spans, key=lambda o: (o.down_at, o.link))
 
 
 def replans(data: RunData, t0: float) -> list[Replan]:
@@ -265,6 +294,8 @@ def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evalua
         result.load = result.totals().frames_in / (data.media_seconds or data.seconds) / planned_frames
     result.drops = drops_over_time(data, t0)
     result.replans = replans(data, t0)
+    result.link_timeline = link_timeline(data)
+    result.outages = outages(data, t0)
     for p in data.problems:
         result.add_problem(p)
     totals = result.totals()

@@ -12,6 +12,7 @@ and refers to them by relative path, so the directory can be moved or archived w
     latency_cdf.png     end-to-end latency CDF with p50 / p95 / p99, the plan's latency and the SLO
     latency_stages.png  latency per stage and hop: mean per item stacked, and a box per segment
     links.png           KB/s per link, measured vs the plan's prediction, and the link's capacity
+    links_time.png      (up --isolate) KB/s on each link's wire over the run, outages shaded
     throughput.png      items/s at the sink over the run, re-plans marked
     drops.png           items dropped per second by reason, re-plans marked
     plan.png            the plan across tiers: workers per location, labelled operator/variant
@@ -274,10 +275,22 @@ def _cameras_section(result: ReplayResult) -> Section | None:
     return Section("Frames per camera", list(_CAMERA_COLUMNS), rows, bold_last=True)
 
 
+def _outages_section(result: ReplayResult) -> Section | None:
+    if not result.outages:
+        return None
+    rows = [[o.link, _f(o.down_at), _f(o.up_at), _f(o.seconds), f"{o.frames_captured:,}", f"{o.frames_delivered:,}",
+             _f(o.latency_p50_ms), _f(o.latency_max_ms)] for o in result.outages]
+    return Section("Link outages (seconds since the start)", ["link", "down at", "up at", "lasted", "frames captured",
+                                                               "delivered", "their p50 ms", "their max ms"], rows,
+                   notes=["as the wire samples (every 0.5 s) saw each link; frames captured while it was down, how "
+                          "many of their results were delivered, and their end-to-end latency: the delay the outage "
+                          "caused"])
+
+
 def sections(result: ReplayResult, plan: Plan | None = None) -> list[Section]:
     """Every table of the report after the summary, in order (the terminal and the page share them)."""
     found = [_cameras_section(result), _rates_section(result), _latency_section(result),
-             _segments_section(result), _links_section(result, plan), _drops_section(result),
+             _segments_section(result), _links_section(result, plan), _outages_section(result), _drops_section(result),
              _replans_section(result), *_tracking_sections(result)]
     return [s for s in found if s is not None]
 
@@ -367,6 +380,7 @@ def write_html_report(result: ReplayResult, directory: Path | str, plan: Plan | 
         "latency_cdf.png": report_plots.plot_latency(result, directory / "latency_cdf.png"),
         "latency_stages.png": report_plots.plot_stages(result, directory / "latency_stages.png"),
         "links.png": report_plots.plot_links(result, directory / "links.png", plan),
+        "links_time.png": report_plots.plot_links_over_time(result, directory / "links_time.png"),
         "throughput.png": report_plots.plot_throughput(result, directory / "throughput.png"),
         "drops.png": report_plots.plot_drops(result, directory / "drops.png"),
         "plan.png": report_plots.plot_plan(plan, directory / "plan.png"),
@@ -409,6 +423,11 @@ def write_html_report(result: ReplayResult, directory: Path | str, plan: Plan | 
     parts.append("<h2>Links: measured vs the plan</h2>")
     parts.append(_section_html(_links_section(result, plan)))
     parts.append(_img("links.png", plots["links.png"], "bandwidth per link", "No link traffic measured."))
+    if plots["links_time.png"]:
+        parts.append(_img("links_time.png", True, "wire KB/s per link over time, outages shaded", ""))
+    outages = _outages_section(result)
+    if outages:
+        parts.append(_section_html(outages, heading=True))
 
     parts.append("<h2>Drops and re-plans over time</h2>")
     drops = _drops_section(result)

@@ -145,6 +145,42 @@ def plot_links(result: ReplayResult, path: Path, plan: Plan | None) -> bool:
     return True
 
 
+def _mark_outages(ax, result: ReplayResult) -> None:
+    for k, o in enumerate(result.outages):
+        end = o.up_at if o.up_at is not None else ax.get_xlim()[1]
+        ax.axvspan(o.down_at, end, color="#c62828", alpha=0.12, label="link down" if k == 0 else None)
+
+
+def plot_links_over_time(result: ReplayResult, path: Path) -> bool:
+    """Wire KB/s per link and direction over the run (the directions that carried more than
+    control traffic), with the spans a link was down shaded."""
+    if not result.link_timeline:
+        return False
+    series: dict[str, list[tuple[float, int]]] = {}
+    for x in result.link_timeline:
+        series.setdefault(f"{x.from_} → {x.to}", []).append((x.t, x.bytes_forward))
+        series.setdefault(f"{x.to} → {x.from_}", []).append((x.t, x.bytes_backward))
+    rates = {}
+    for name, points in series.items():
+        points.sort()
+        rates[name] = [(t1, (b1 - b0) / 1024 / (t1 - t0)) for (t0, b0), (t1, b1) in zip(points, points[1:]) if t1 > t0]
+    peak = max((r for pts in rates.values() for _, r in pts), default=0.0)
+    shown = {name: pts for name, pts in rates.items() if pts and max(r for _, r in pts) >= 0.05 * peak}
+    fig = _figure(6.8, 3.2)
+    ax = fig.add_subplot()
+    for name, pts in sorted(shown.items()):
+        ax.plot([t for t, _ in pts], [r for _, r in pts], label=name, linewidth=1.4)
+    _mark_outages(ax, result)
+    _mark_replans(ax, result)
+    ax.set_xlabel("time since start (s)")
+    ax.set_ylabel("KB/s on the wire")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=7)
+    fig.savefig(path)
+    return True
+
+
 def plot_throughput(result: ReplayResult, path: Path) -> bool:
     if not result.throughput:
         return False
@@ -158,6 +194,7 @@ def plot_throughput(result: ReplayResult, path: Path) -> bool:
         ax.axhline(expected * (result.speed or 1.0), color="#555555", linestyle="-.", linewidth=1,
                    label=f"frames published/s ({expected * (result.speed or 1.0):.1f})")
     _mark_replans(ax, result)
+    _mark_outages(ax, result)
     ax.set_xlabel("time since start (s)")
     ax.set_ylabel("items/s at the sink")
     ax.set_ylim(bottom=0)

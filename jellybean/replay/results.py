@@ -131,6 +131,37 @@ class Rate(_Model):
         return self.measured / self.expected
 
 
+class LinkPoint(_Model):
+    """A link's wire at one moment (`up --isolate`): seconds since the clock started, its state,
+    and bytes each way since the clock started (kernel counters of its veth ends)."""
+
+    t: float
+    link: str
+    from_: str = Field(alias="from")
+    to: str
+    up: bool
+    bytes_forward: int
+    bytes_backward: int
+
+
+class Outage(_Model):
+    """A link down from `down_at` to `up_at` (None: still down at the end), in seconds since the
+    clock started, as the wire samples saw it; the frames captured meanwhile and how late their
+    results came."""
+
+    link: str
+    down_at: float
+    up_at: float | None = None
+    frames_captured: int = 0
+    frames_delivered: int = 0
+    latency_p50_ms: float | None = None
+    latency_max_ms: float | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.up_at is None else self.up_at - self.down_at
+
+
 class Replan(_Model):
     """A new plan version on the retained routes topic, `t` seconds after the replay's clock started."""
 
@@ -167,6 +198,8 @@ class ReplayResult(_Model):
     drops: dict[str, list[tuple[float, int]]] = Field(
         default_factory=dict, description="reason -> (second since start, items dropped in that second)")
     replans: list[Replan] = Field(default_factory=list)
+    link_timeline: list[LinkPoint] = Field(default_factory=list)
+    outages: list[Outage] = Field(default_factory=list)
     tracking: TrackingMetrics | None = None
     partial: bool = False
     problems: list[str] = Field(default_factory=list)

@@ -14,6 +14,7 @@ Every broker is started empty (an earlier run's database is removed) and stopped
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,14 @@ class SiteBrokers:
             return {}
         return {site: ["ip", "netns", "exec", self.network.namespace(site)] for site in self.network.sites}
 
+    def restart(self, site: str, timeout: float = 30.0) -> None:
+        """Stop ``site``'s broker (it saves its sessions and queues) and start it again on the same
+        configuration; its agents and the bridges at both ends reconnect on their own."""
+        old = self.brokers[site]
+        old.stop()
+        self.brokers[site] = MosquittoBroker(old.config, workdir=old.workdir, wrap=old.wrap).start()
+        self.brokers[site].wait_ready(timeout)
+
     def pids(self) -> dict[str, int]:
         return {site: b.pid for site, b in self.brokers.items() if b.pid is not None}
 
@@ -171,29 +180,70 @@ class SiteBrokers:
         self.stop()
 
 
+@dataclass(frozen=True)
+class LinkSample:
+    """One look at a link's wire: seconds since the replay's clock started, whether it is up, and
+    the bytes each way since then."""
+
+    t: float
+    link: str
+    from_: str
+    to: str
+    up: bool
+    bytes_forward: int
+    bytes_backward: int
+
+
 @dataclass(eq=False)
 class WireRecorder:
-    """Bytes each link's wire carried over a replay: from the replay's clock start (`on_clock`)
-    until `measured()` is called (after the results have drained)."""
+    """Each link's wire over a replay: from the replay's clock start (`on_clock`) until `measured()`
+    is called (after the results have drained), sampled every ``interval_s`` (state and bytes)."""
 
     sites: SiteBrokers
+    interval_s: float = 0.5
+    samples: list[LinkSample] = field(init=False, default_factory=list)
     _start: dict[str, LinkCounters] = field(init=False, default_factory=dict)
-    _started_at: float = field(init=False, default=0.0)
+    _t0: float = field(init=False, default=0.0)
+    _stop: threading.Event = field(init=False, default_factory=threading.Event)
+    _thread: threading.Thread | None = field(init=False, default=None)
 
     def on_clock(self, event: str) -> None:
         if event == "start":
-            self._start = self.sites.link_counters()
-            self._started_at = time.monotonic()
+            self._t0 = time.monotonic()
+            self._start = {name: c for name, (_, c) in self.sites.network.link_states().items()}
+            self._thread = threading.Thread(target=self._sample_until_stopped, name="wire-sampler", daemon=True)
+            self._thread.start()
+
+    def _sample(self) -> dict[str, LinkCounters]:
+        states = self.sites.network.link_states()
+        t = time.monotonic() - self._t0
+        for name, (up, now) in states.items():
+            before = self._start.get(name)
+            self.samples.append(LinkSample(t, name, now.from_site, now.to_site, up,
+                                           now.bytes_forward - (before.bytes_forward if before else 0),
+                                           now.bytes_backward - (before.bytes_backward if before else 0)))
+        return {name: c for name, (_, c) in states.items()}
+
+    def _sample_until_stopped(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self._sample()
+            except JellyBeanError as exc:  # a namespace going away at shutdown: stop sampling
+                log.info("wire sampling stopped: %s", exc)
+                return
 
     def measured(self) -> list[WireBytes]:
-        end = self.sites.link_counters()
-        seconds = time.monotonic() - self._started_at if self._started_at else 0.0
+        """Bytes each way per link since the clock started (a last sample is taken now)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        end = self._sample() if self._t0 else {}
         out = []
         for name, now in end.items():
             before = self._start.get(name)
             for a, b in ((now.from_site, now.to_site), (now.to_site, now.from_site)):
                 sent = now.bytes_from(a) - (before.bytes_from(a) if before else 0)
-                out.append(WireBytes(from_=a, to=b, bytes=sent, seconds=seconds))
+                out.append(WireBytes(from_=a, to=b, bytes=sent, seconds=time.monotonic() - self._t0))
         return out
 
 

@@ -557,6 +557,25 @@ class SiteNetwork:
         return LinkCounters(v.name, v.from_site, v.to_site, sent[v.from_site][0], sent[v.to_site][0],
                             sent[v.from_site][1], sent[v.to_site][1])
 
+    def link_states(self) -> dict[str, tuple[bool, LinkCounters]]:
+        """Every link: (up, counters), up when both its ends are; one `ip -s -j link` per namespace."""
+        ends: dict[tuple[str, str], tuple[bool, int, int]] = {}
+        for s in self.sites.values():
+            out = _run(["ip", "-n", s.namespace, "-s", "-j", "link", "show"], what=f"links of site {s.site}")
+            try:
+                for dev in json.loads(out):
+                    tx = dev["stats64"]["tx"]
+                    up = "UP" in dev.get("flags", ()) and "LOWER_UP" in dev.get("flags", ())
+                    ends[(s.site, dev["ifname"].split("@")[0])] = (up, int(tx["bytes"]), int(tx["packets"]))
+            except (ValueError, LookupError, TypeError) as exc:
+                raise SiteNetworkError(f"links of site {s.site}: unexpected output of `ip -s -j link` ({exc})") from None
+        states = {}
+        for v in self.links:
+            a = ends.get((v.from_site, v.from_if), (False, 0, 0))
+            b = ends.get((v.to_site, v.to_if), (False, 0, 0))
+            states[v.name] = (a[0] and b[0], LinkCounters(v.name, v.from_site, v.to_site, a[1], b[1], a[2], b[2]))
+        return states
+
     def set_link(self, ref: LinkVeth | Link | str | tuple[str, str], up: bool) -> None:
         """Cut (``up=False``) or restore a link: both veth ends down or up.
 
