@@ -14,6 +14,11 @@ turns the result into Mosquitto bridge sections.
 - Control: a shortest-path tree over all links (either direction) rooted at the controller's site: agents'
   subtrees (announce, status, heartbeat, metrics, model requests) and the sink go up it, each
   agent's assignment and model chunks go down the path to its site, and the routes go down to every site.
+- Link states: every bridge publishes its state (Mosquitto's notifications, retained) at both its
+  brokers, "0" at the far end as its last will. The far end's copy ("1" once connected, the will
+  when it fails) goes up the control tree with the agents' reports, so the controller sees which
+  link is down. The near end's copy stays there: queued while its own link was down, it would
+  arrive after the fresh "1" and overwrite it.
 - So on a link a topic pattern crosses in one direction only, and every pattern's links form a
   tree: no message loops between bridged brokers.
 """
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
 Direction = Literal["out", "in"]
 DEFAULT_OUTAGE_BUDGET_S = 60.0
 BRIDGE_QOS = 1
+BRIDGE_KEEPALIVE_S = 5  # a cut link is noticed in 7.5 s; idle, it costs two small packets per 5 s
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,12 @@ def plan_bridges(infrastructure: Infrastructure, agent_sites: Mapping[str, str],
                                  f"'{infrastructure.name}' does not define; give the infrastructure the plan was made from")
     data = data_next_hops(infrastructure)
     up = control_next_hops(infrastructure, controller)
+    ends = []
+    for link in infrastructure.links:
+        local, remote = link.from_, link.to
+        if tiers[remote] < tiers[local]:
+            local, remote = remote, local
+        ends.append((local, remote))
     agents_at: dict[str, list[str]] = {}
     for agent, site in sorted(agent_sites.items()):
         agents_at.setdefault(site, []).append(agent)
@@ -191,6 +203,9 @@ def plan_bridges(infrastructure: Infrastructure, agent_sites: Mapping[str, str],
                 found += [BridgeTopic(topics.agent(n, "#"), "out", f"agent {n} at {s} to the controller")
                           for n in agents_at.get(s, [])]
             found.append(BridgeTopic(topics.sink("#"), "out", "results to the controller"))
+            below_a = set(below(a))
+            found += [BridgeTopic(topics.link_state(Bridge(l, r, None, ()).name), "out", f"state of link {l}-{r}")
+                      for l, r in ends if r in below_a]
         if up.get(b) == a:  # b is below a: assignments, models and routes go down
             for s in below(b):
                 for n in agents_at.get(s, []):
@@ -200,10 +215,7 @@ def plan_bridges(infrastructure: Infrastructure, agent_sites: Mapping[str, str],
         return found
 
     bridges = []
-    for link in infrastructure.links:
-        local, remote = link.from_, link.to
-        if tiers[remote] < tiers[local]:
-            local, remote = remote, local
+    for link, (local, remote) in zip(infrastructure.links, ends):
         out = crossing(local, remote)
         inward = [BridgeTopic(t.pattern, "in", t.why) for t in crossing(remote, local)]
         bridges.append(Bridge(local=local, remote=remote, bandwidth_mbps=link.bandwidth_mbps,
@@ -236,9 +248,12 @@ def bridge_conf(bridge: Bridge, *, address: str, password: str, cafile: str) -> 
         f"bridge_cafile {cafile}",
         "bridge_insecure false",
         "bridge_tls_version tlsv1.2",
-        "notifications false",
+        # Its state, retained, at both ends: "1" once connected; "0" locally when it fails and, as
+        # its last will, at the far end (after 1.5 keep-alives without a packet: a cut link).
+        "notifications true",
+        f"notification_topic {topics.link_state(bridge.name)}",
         "restart_timeout 1 30",
-        "keepalive_interval 15",
+        f"keepalive_interval {BRIDGE_KEEPALIVE_S}",
     ]
     for t in bridge.topics:
         lines.append(f"topic {t.pattern} {t.direction} {BRIDGE_QOS}")

@@ -687,9 +687,10 @@ def write_site_configs(
     (jellybean.agents.bridges) in DIRECTORY/sites/SITE/bridges/ (0600: it holds the bridge's password).
 
     A site's broker has the controller, replay (and ``extra_users``), the agents at that site, and
-    a user per bridge that connects to it, allowed exactly that bridge's topics. Site i (in the
-    infrastructure's order) listens on ``ports[SITE]``, else ``port + i``, at ``hosts[SITE]`` (default
-    127.0.0.1). Each
+    a user per bridge that connects to it, allowed exactly that bridge's topics. A site listens on
+    ``ports[SITE]``; else one with a host of its own (``hosts[SITE]``, a machine of its own) on
+    ``port``, and one on the default 127.0.0.1 on ``port + i`` (i: its index in the
+    infrastructure, so that sites sharing this machine do not collide). Each
     broker's queue per client is bounded by the largest of its links' bandwidth x ``outage_budget_s``.
     """
     from jellybean.agents import bridges as bridging
@@ -727,7 +728,8 @@ def write_site_configs(
         users = dict(extra_users or {})
         for b in links:
             if b.remote == site:  # what the bridge may do here: publish what comes in, read what goes back
-                users[b.name] = tuple(Rule("write" if t.direction == "out" else "read", t.pattern) for t in b.topics)
+                users[b.name] = (*(Rule("write" if t.direction == "out" else "read", t.pattern) for t in b.topics),
+                                 Rule("write", topics.link_state(b.name)))  # its state and last will
         budgets = [b.queue_bytes(outage_budget_s) for b in links if site in (b.local, b.remote)]
         extra = f"include_dir {include}\n"
         if budgets and None not in budgets:
@@ -735,7 +737,7 @@ def write_site_configs(
                      f"max_queued_bytes {max(budgets)}\n" + extra)
         sites[site] = write_broker_config(
             site_dir, agents={n: g for n, g in grants.items() if g.site == site}, host=hosts.get(site, "127.0.0.1"),
-            port=ports.get(site, port + i), extra_users=users, rotate=rotate, ca_dir=directory, extra_conf=extra)
+            port=ports.get(site, port if site in hosts else port + i), extra_users=users, rotate=rotate, ca_dir=directory, extra_conf=extra)
     for site in names:
         include = directory / "sites" / site / "bridges"
         wanted = set()

@@ -64,6 +64,14 @@ class AgentState:
 
 
 @dataclass
+class LinkStatus:
+    """A site broker's bridge as its notifications say: up or not, since when (time.time())."""
+
+    up: bool
+    since: float
+
+
+@dataclass
 class Event:
     at: float
     what: str
@@ -101,6 +109,7 @@ class Controller:
         self.drains: dict[str, SessionDrain] = {}
         self.agents: dict[str, AgentState] = {}
         self.site_agents: dict[str, list[str]] = {}
+        self.links: dict[str, LinkStatus] = {}   # bridge name -> state (brokers per site only)
         self.lost: set[str] = set()              # sites whose agent died
         # Re-planning for load (off when None): when the load the agents measure differs from the
         # current plan's by more than `load_tolerance` (relative) for `load_sustain_s`.
@@ -194,6 +203,25 @@ class Controller:
                 threading.Thread(target=self._send_model, args=(message,), daemon=True,
                                  name=f"model-{name}").start()
 
+    def _on_link_state(self, topic: str, payload: bytes) -> None:
+        bridge = topics.parse_link_state(topic)
+        if bridge is None or payload not in (b"0", b"1"):
+            log.warning("dropped: %s: a bridge state is \"0\" or \"1\", got %r", topic, payload[:20])
+            return
+        up, now = payload == b"1", time.time()
+        with self._lock:
+            old = self.links.get(bridge)
+            if old is not None and old.up == up:
+                return
+            self.links[bridge] = LinkStatus(up, now)
+        if old is None:
+            if not up:
+                self._event(f"link {bridge} is down")
+        elif up:
+            self._event(f"link {bridge} is up again after {now - old.since:.1f} s")
+        else:
+            self._event(f"link {bridge} went down")
+
     def _send_model(self, request: ModelRequest) -> None:
         path = self._models.get(request.sha256)
         if path is None:
@@ -223,6 +251,7 @@ class Controller:
     def connect(self, timeout: float = 10.0) -> None:
         self.link.on_connect(self._on_reconnect)
         self.link.subscribe(topics.ALL_AGENTS, self._on_agent)
+        self.link.subscribe(topics.link_state("+"), self._on_link_state)
         self.link.start()
         self.link.wait_connected(timeout)
 

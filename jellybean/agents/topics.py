@@ -10,6 +10,8 @@
     jb/v1/routes                      controller -> sources, retained: where each camera's frames go
     jb/v1/data/{site}/{operator}      items for `operator` at `site` (QoS 1)
     jb/v1/sink/{workflow}             the last operator's output (QoS 1)
+    jb/v1/links/{bridge}/state        a site broker's bridge, retained: "1" connected, "0" not (Mosquitto's
+                                      bridge notifications; "0" at the far end is the bridge's last will)
 
 An agent may publish only under jb/v1/agents/{its name}/, on data topics and on the sink; it may
 read only its own assignment and models and the data topics of its site.
@@ -71,6 +73,18 @@ def data(site: str, operator: str) -> str:
 
 def sink(workflow: str) -> str:
     return f"{ROOT}/sink/{workflow}"
+
+
+def link_state(bridge: str) -> str:
+    return f"{ROOT}/links/{bridge}/state"
+
+
+def parse_link_state(topic: str) -> str | None:
+    """'jb/v1/links/BRIDGE/state' -> BRIDGE, else None."""
+    parts = topic.split("/")
+    if len(parts) == 5 and "/".join(parts[:3]) == f"{ROOT}/links" and parts[4] == "state":
+        return parts[3]
+    return None
 
 
 ROUTES = f"{ROOT}/routes"

@@ -65,7 +65,8 @@ def config(
                                                           "(default: keep those already in DIR).")] = False,
     per_site: Annotated[bool, typer.Option(
         "--per-site", help="One broker per site of the plan's infrastructure (DIR/sites/SITE/), bridged along its "
-                           "links, all signed by one CA in DIR; site i listens on --port + i.")] = False,
+                           "links, all signed by one CA in DIR. A site given --site-host listens on --port; "
+                           "sites left on 127.0.0.1 on --port + i (i: the site's index), so they can share a machine.")] = False,
     controller_site: Annotated[Optional[str], typer.Option(
         "--controller-site", help="With --per-site: the site the controller runs at (default: the cloud, the "
                                   "first site of the highest tier).")] = None,

@@ -169,17 +169,40 @@ def deploy(
         controller.stop()
 
 
-def _dashboard(controller) -> Group:
+def _dashboard(controller, wire=None) -> Group:
     plan = controller.current.plan
     head = Text.assemble(("plan ", "bold"), f"{plan.name}: {plan.cost.total:.4f} $/h, version {controller.version}, ",
                          f"{controller.replans} re-plan(s)",
                          (f", lost: {', '.join(sorted(controller.lost))}" if controller.lost else "", "red"))
     events = [Text(f"{time.strftime('%H:%M:%S', time.localtime(e.at))} {e.what}", style="dim")
               for e in controller.events[-5:]]
-    return Group(head, fit(_metrics_table(controller)), *events)
+    parts = [head, fit(_metrics_table(controller))]
+    if controller.links:
+        parts.append(fit(_links_table(controller, wire)))
+    return Group(*parts, *events)
 
 
-def watch(controller, duration: Optional[float] = None, quiet: bool = False) -> None:
+def _links_table(controller, wire=None) -> Table:
+    """Site brokers' bridges: up, or down since when (their notifications); with `wire` (up
+    --isolate) also the KB/s each way on the link's veth since the last refresh."""
+    table = Table(title="links (site brokers' bridges)", title_justify="left")
+    for col in ("bridge", "state", "since"):
+        table.add_column(col)
+    rates = wire() if wire is not None else {}
+    if rates:
+        table.add_column("wire KB/s up", justify="right")
+        table.add_column("wire KB/s down", justify="right")
+    for name, status in sorted(controller.links.items()):
+        state = "up" if status.up else "[red]down[/]"
+        row = [name, state, time.strftime("%H:%M:%S", time.localtime(status.since))]
+        if rates:
+            up, down = rates.get(name, (None, None))
+            row += ["-" if up is None else f"{up:.1f}", "-" if down is None else f"{down:.1f}"]
+        table.add_row(*row)
+    return table
+
+
+def watch(controller, duration: Optional[float] = None, quiet: bool = False, wire=None) -> None:
     """Run the controller for `duration` seconds (None: until Ctrl-C or SIGTERM); unless quiet, with
     a live table of the agents refreshed every second."""
     end = time.monotonic() + duration if duration else None
@@ -189,8 +212,8 @@ def watch(controller, duration: Optional[float] = None, quiet: bool = False) -> 
         if quiet:
             controller.run(until=until)
             return
-        with Live(_dashboard(controller), console=err, refresh_per_second=1, transient=False) as live:
-            controller.run(until=until, tick=lambda: live.update(_dashboard(controller)))
+        with Live(_dashboard(controller, wire), console=err, refresh_per_second=1, transient=False) as live:
+            controller.run(until=until, tick=lambda: live.update(_dashboard(controller, wire)))
     except KeyboardInterrupt:
         pass
 
@@ -367,7 +390,7 @@ def up(
             finish_replay(data, scen, plan, report=report, json_out=False, submission=submission)
             return
         err.print(f"replay into it with: jellybean replay DATASET --broker {redact_url(url)}   (Ctrl-C stops)")
-        watch(controller, duration, quiet)
+        watch(controller, duration, quiet, wire=sites.wire_rates if sites and sites.network else None)
     finally:
         if controller is not None:
             controller.stop()

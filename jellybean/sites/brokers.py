@@ -58,6 +58,7 @@ class SiteBrokers:
     configs: SiteConfigs | None = field(init=False, default=None)
     brokers: dict[str, MosquittoBroker] = field(init=False, default_factory=dict)
     fallback: str = field(init=False, default="")
+    _last_rates: tuple[float, dict[str, LinkCounters]] | None = field(init=False, default=None, repr=False)
 
     def start(self) -> SiteBrokers:
         if self.isolate:
@@ -158,6 +159,22 @@ class SiteBrokers:
         if self.network is None:
             return {}
         return {v.name: self.network.link_counters(v) for v in self.network.links}
+
+    def wire_rates(self) -> dict[str, tuple[float, float]]:
+        """Bridge name -> (KB/s towards its remote end, KB/s back) on the link's wire since the last call."""
+        if self.network is None or self.configs is None:
+            return {}
+        now, counters = time.monotonic(), self.link_counters()
+        last, self._last_rates = self._last_rates, (now, counters)
+        if last is None or now <= last[0]:
+            return {}
+        seconds, rates = now - last[0], {}
+        for b in self.configs.bridges:
+            v = self.network.link((b.local, b.remote))
+            before, after = last[1][v.name], counters[v.name]
+            rates[b.name] = ((after.bytes_from(b.local) - before.bytes_from(b.local)) / 1024 / seconds,
+                             (after.bytes_from(b.remote) - before.bytes_from(b.remote)) / 1024 / seconds)
+        return rates
 
     def wire_recorder(self) -> WireRecorder | None:
         """What records each link's wire bytes over a replay (None without namespaces: no wire)."""

@@ -121,6 +121,9 @@ def test_example_bridges_and_city_shape():
     # than the direct 20 Mbit/s link, which carries the crossing's control.
     assert bridges["bridge-crossing-hub"].patterns("out") == (topics.data("cloud", "#"), topics.data("hub", "#"))
     assert bridges["bridge-crossing-cloud"].patterns("out") == (topics.agent("crossing", "#"), topics.sink("#"))
+    # A link's state goes up from its far end (the crossing-hub link's from the hub), never over itself.
+    assert topics.link_state("bridge-crossing-hub") in bridges["bridge-hub-cloud"].patterns("out")
+    assert not [b for b in bridges.values() if topics.link_state(b.name) in b.patterns("out")]
     assert bridges["bridge-crossing-cloud"].patterns("in") == (
         topics.assignment("crossing"), topics.model_chunks("crossing", "#"), topics.ROUTES)
     assert queue_bytes(20, 60) == 150_000_000 and queue_bytes(None, 60) is None
@@ -180,13 +183,25 @@ def probes():
         p.close()
 
 
+def _next(probe: Probe, timeout: float, states: dict | None = None):
+    """The next message that is not a bridge's link state (those go into ``states``)."""
+    deadline = time.monotonic() + timeout
+    while (got := probe.next(timeout=max(0.0, deadline - time.monotonic()))) is not None:
+        bridge = topics.parse_link_state(got[0])
+        if bridge is None:
+            return got
+        if states is not None:
+            states[bridge] = got[1]
+    return None
+
+
 def _until_through(sender: Probe, receiver: Probe, topic: str, timeout: float = 30.0) -> None:
     """Publish on ``topic`` until one arrives at ``receiver`` (the bridges on its way are up), then
     let the rest in flight arrive and drop them all."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sender.publish(topic, b"warm-up")
-        got = receiver.next(timeout=0.5)
+        got = _next(receiver, 0.5)
         if got is not None:
             assert got[0] == topic, got
             _settle(sender, receiver, topic)
@@ -200,7 +215,7 @@ def _settle(sender: Probe, receiver: Probe, topic: str) -> list:
     sender.publish(topic, marker)
     seen = []
     while True:
-        got = receiver.next(timeout=30)
+        got = _next(receiver, 30)
         assert got is not None, "the marker did not arrive"
         if got[1] == marker:
             return seen
@@ -248,7 +263,7 @@ def test_data_control_and_nothing_else_cross_real_bridges(sites, probes):
     assert _settle(controller, watcher, topics.assignment("crossing")) == []
     # The crossing's heartbeat reaches the cloud (over the direct link).
     agent.publish(topics.heartbeat("crossing"), b"hb-crossing")
-    while (got := at_cloud.next(timeout=30)) is not None and got[0] != topics.heartbeat("crossing"):
+    while (got := _next(at_cloud, 30)) is not None and got[0] != topics.heartbeat("crossing"):
         pass  # the cloud's observer also sees what the controller published at the cloud
     assert got is not None and got[1] == b"hb-crossing"
 
@@ -262,9 +277,20 @@ def test_data_queued_through_a_hub_outage_arrives_once(sites, probes):
     warm = topics.data("cloud", "warm-up")
     _until_through(at_crossing, at_cloud, warm)
 
+    states: dict[str, bytes] = {}
+    watcher = probes(cfg, "cloud", "observer")
+    watcher.subscribe_granted(topics.link_state("+"))
+    deadline = time.monotonic() + 30
+    while states.get("bridge-hub-cloud") != b"1" and time.monotonic() < deadline:
+        _next(watcher, 1, states)  # retained: the bridge's state at the cloud's end
+    assert states.get("bridge-hub-cloud") == b"1", states
     brokers["hub"].stop()  # by its PID
     at_crossing.publish(topics.data("cloud", "track"), b"during-outage")  # QoS 1, acknowledged by the crossing
-    assert at_cloud.next(timeout=SILENCE_S) is None
+    assert _next(at_cloud, SILENCE_S) is None
+    deadline = time.monotonic() + 30
+    while states.get("bridge-hub-cloud") != b"0" and time.monotonic() < deadline:
+        _next(watcher, 1, states)
+    assert states["bridge-hub-cloud"] == b"0", states  # its last will, published by the cloud's broker
     start("hub")
     got = _settle(at_crossing, at_cloud, warm)
     assert [(t, p) for t, p, _ in got] == [(topics.data("cloud", "track"), b"during-outage")]
@@ -289,7 +315,8 @@ def test_site_configs_files(tmp_path):
     # The bridge user lives at the remote (hub) only, with only its bridge's topics.
     assert "bridge-crossing-hub" in cfg.sites["hub"].rules and "bridge-crossing-hub" not in crossing.rules
     assert {r.topic for r in cfg.sites["hub"].rules["bridge-crossing-hub"]} == {
-        topics.data("hub", "#"), topics.data("cloud", "#")}
+        topics.data("hub", "#"), topics.data("cloud", "#"), topics.link_state("bridge-crossing-hub")}
+    assert f"notification_topic {topics.link_state('bridge-crossing-hub')}" in text
     assert "crossing" not in cfg.sites["hub"].rules  # agents only at their own site's broker
     # One CA signs every site's broker; only the top directory holds its key.
     assert all((c.dir / "ca.crt").read_bytes() == (cfg.dir / "ca.crt").read_bytes() for c in cfg.sites.values())
@@ -315,10 +342,11 @@ def test_cli_broker_config_per_site(tmp_path):
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     assert shown["controller_site"] == "cloud"
-    assert shown["sites"]["hub"]["url"] == "mqtts://10.0.0.2:21001"
+    assert shown["sites"]["hub"]["url"] == "mqtts://10.0.0.2:21000"  # a machine of its own: --port itself
+    assert shown["sites"]["cloud"]["url"] == "mqtts://127.0.0.1:21002"  # sharing this machine: --port + i
     assert shown["bridges"]["bridge-crossing-hub"]["max_queued_bytes"] == 375_000_000  # 100 Mbit/s x 30 s
     assert (out / "sites" / "crossing" / "bridges" / "bridge-crossing-hub.conf").read_text().count(
-        "address 10.0.0.2:21001") == 1
+        "address 10.0.0.2:21000") == 1
     result = runner.invoke(app, ["broker", "config", str(tmp_path / "x"), "--plan", str(plan), "--per-site",
                                  "--controller-site", "nowhere"])
     assert result.exit_code != 0 and "nowhere" in result.output

@@ -147,6 +147,9 @@ def test_a_cut_link_delays_results_and_loses_none_and_the_controller_waits(isola
     assert any("hub unreachable" in e for e in events), events
     assert any("reachable again" in e for e in events), events
     assert isolated.controller.replans == 0 and not result.replans, events
+    # The cloud's end noticed the cut bridge (its last will, 1.5 keep-alives in) and its return.
+    assert any("link bridge-hub-cloud went down" in e for e in events), events
+    assert any("link bridge-hub-cloud is up again" in e for e in events), events
 
 
 def test_a_site_broker_restart_is_survived_by_its_agents_and_bridges(isolated, tmp_path):
