@@ -159,10 +159,10 @@ def agent_rules(name: str, grant: AgentGrant) -> tuple[Rule, ...]:
 
 
 def replay_rules() -> tuple[Rule, ...]:
-    """What replay (or any other source of frames) may do: publish frames, read the sink, the routes
-    and the agents' metrics (for the bytes they sent over each link, in its report)."""
+    """What replay (or any other source of frames) may do: publish frames, read the sink, the routes,
+    the agents' metrics (for the bytes they sent over each link, in its report) and the bridges' states."""
     return (Rule("write", f"{topics.ROOT}/data/#"), Rule("read", topics.sink("#")),
-            Rule("read", topics.ROUTES), Rule("read", topics.metrics("+")))
+            Rule("read", topics.ROUTES), Rule("read", topics.metrics("+")), Rule("read", topics.link_state("+")))
 
 
 def user_rules(agents: Mapping[str, AgentGrant],

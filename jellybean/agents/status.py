@@ -111,6 +111,7 @@ class DeploymentStatus:
     links: tuple[LinkStatus, ...]
     seconds: float               # how long the collection took
     complete: bool               # every agent settled before the wait ran out
+    bridges: tuple[tuple[str, bool], ...] = ()   # site brokers' bridges: (name, up), as their notifications say
 
     @property
     def running(self) -> bool:
@@ -159,6 +160,7 @@ class DeploymentStatus:
             "links": [{"from": link.from_, "to": link.to, "bytes_per_s": link.bytes_per_s, "mbps": link.mbps,
                        "bandwidth_mbps": link.bandwidth_mbps, "utilisation": link.utilisation,
                        "planned_kb_per_s": link.planned_kb_per_s} for link in self.links],
+            "bridges": [{"name": name, "up": up} for name, up in self.bridges],
         }
 
 
@@ -179,6 +181,7 @@ class StatusCollector:
         self.address = address
         self._heard: dict[str, _Heard] = {}
         self._routes: Routes | None = None
+        self._bridges: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._arrived = threading.Event()
         # A client id of its own (brokers with users replace it by the user name) and a clean
@@ -239,6 +242,12 @@ class StatusCollector:
         self._arrived.set()
 
     # -- collecting ------------------------------------------------------------------------------
+    def _on_link_state(self, topic: str, payload: bytes) -> None:
+        bridge = topics.parse_link_state(topic)
+        if bridge is not None and payload in (b"0", b"1"):
+            with self._lock:
+                self._bridges[bridge] = payload == b"1"
+
     def collect(self, wait: float = 10.0) -> DeploymentStatus:
         """Collect for at most `wait` seconds (connecting included) and summarise."""
         started = time.monotonic()
@@ -249,6 +258,7 @@ class StatusCollector:
             self.link.subscribe(topics.agent("+", leaf), self._on_agent, qos=0)
         self.link.subscribe(topics.assignment("+"), self._on_assignment, qos=0)
         self.link.subscribe(topics.ROUTES, self._on_routes, qos=0)
+        self.link.subscribe(topics.link_state("+"), self._on_link_state, qos=0)
         self.link.start()
         try:
             self.link.wait_connected(max(0.1, wait))
@@ -284,6 +294,7 @@ class StatusCollector:
         with self._lock:
             heard = dict(self._heard)
             routes = self._routes
+            bridges = tuple(sorted(self._bridges.items()))
         plan = None
         if routes is not None and routes.plan_doc is not None:
             try:
@@ -292,7 +303,8 @@ class StatusCollector:
                 plan = None   # a plan of another version of JellyBean: the rest still shows
         agents = tuple(_agent_status(name, h) for name, h in sorted(heard.items()))
         return DeploymentStatus(broker=self.address.url, plan=plan, version=routes.version if routes else None,
-                                agents=agents, links=_links(heard, plan), seconds=seconds, complete=complete)
+                                agents=agents, links=_links(heard, plan), seconds=seconds, complete=complete,
+                                bridges=bridges)
 
 
 def _agent_status(name: str, h: _Heard) -> AgentStatus:

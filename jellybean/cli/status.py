@@ -105,6 +105,11 @@ def status(
     console.print(fit(_agents_table(found)))
     if found.links:
         console.print(fit(_links_table(found)))
+    if found.bridges:
+        table = _table("bridges between site brokers", [("bridge", False), ("state", False)])
+        for name, up in found.bridges:
+            table.add_row(Text(name), "up" if up else "[red]down[/]")
+        console.print(fit(table))
     if not found.complete:
         err.print(f"[yellow]note[/]: not every agent sent two metrics rounds within --wait {wait:g} s; rates shown "
                   "as - are unknown (give a longer --wait)", soft_wrap=True)

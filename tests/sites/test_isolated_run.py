@@ -15,6 +15,7 @@ import pytest
 
 from jellybean.agents.deployment import Deployment
 from jellybean.agents.processes import stop_processes
+from jellybean.agents.status import collect_status
 from jellybean.cli.replay import open_scenario
 from jellybean.cli.run import agent_names, spawn_agents, start_controller
 from jellybean.planner.build import build_problem, load_inputs
@@ -108,6 +109,10 @@ def test_each_link_carries_what_the_plan_says_on_its_wire(isolated, tmp_path):
     busiest = links[("crossing", "hub")].wire_bytes
     assert 0 < unused.wire_bytes < 0.02 * busiest, (unused.wire_bytes, busiest)
     assert links[("cloud", "crossing")].wire_bytes < 0.02 * busiest
+    # `status` at the cloud's broker (as the read-only replay user) sees every bridge up.
+    found = collect_status(isolated.sites.url(isolated.sites.controller_at, "replay"), ca=isolated.sites.ca, wait=5)
+    assert dict(found.bridges) == {"bridge-crossing-hub": True, "bridge-hub-cloud": True,
+                                   "bridge-crossing-cloud": True}
 
 
 def test_a_cut_link_delays_results_and_loses_none_and_the_controller_waits(isolated, tmp_path):
