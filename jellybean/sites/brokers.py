@@ -53,6 +53,7 @@ class SiteBrokers:
     isolate: bool = True
     controller_site: str | None = None
     outage_budget_s: float = DEFAULT_OUTAGE_BUDGET_S
+    subnet: str = "10.213.0.0/16"  # the sites' and links' addresses (two site networks at once need two)
 
     network: SiteNetwork | None = field(init=False, default=None)
     configs: SiteConfigs | None = field(init=False, default=None)
@@ -84,7 +85,7 @@ class SiteBrokers:
             grants[name] = AgentGrant(site=site, publish_sites=peer.publish_sites, sink_topics=peer.sink_topics)
         names = [s.name for s in infra.sites]
         if self.isolate:
-            self.network = SiteNetwork(infra, lan=True).create()
+            self.network = SiteNetwork(infra, subnet=self.subnet, lan=True).create()
             hosts = {s: self.network.address(s) for s in names}
             ports = {s: SITE_PORT for s in names}
         else:

@@ -67,7 +67,8 @@ def isolated(tmp_path, plan_inputs):
     inputs, plan = plan_inputs
     dep = Deployment(plan=plan, inputs=inputs, zoo_dir=EXAMPLE)
     names = agent_names(dep)
-    sites = SiteBrokers(dep, tmp_path / "brokers", names, outage_budget_s=60.0).start()
+    # Its own subnet: `up --isolate` and benchmarks/sites.py use the default one.
+    sites = SiteBrokers(dep, tmp_path / "brokers", names, outage_budget_s=60.0, subnet="10.214.0.0/16").start()
     procs, controller = {}, None
     try:
         procs = spawn_agents(dep, sites.agent_urls(), tmp_path, ca=sites.ca, wrap=sites.wraps())
