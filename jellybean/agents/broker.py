@@ -731,7 +731,8 @@ def write_site_configs(
                 users[b.name] = (*(Rule("write" if t.direction == "out" else "read", t.pattern) for t in b.topics),
                                  Rule("write", topics.link_state(b.name)))  # its state and last will
         budgets = [b.queue_bytes(outage_budget_s) for b in links if site in (b.local, b.remote)]
-        extra = f"include_dir {include}\n"
+        # $SYS every 2 s (default 10): how many messages the broker holds (a cut link's queue) shows soon.
+        extra = f"sys_interval 2\ninclude_dir {include}\n"
         if budgets and None not in budgets:
             extra = (f"# A client's queue (a bridge's too) holds what its fastest link carries in {outage_budget_s:g} s.\n"
                      f"max_queued_bytes {max(budgets)}\n" + extra)

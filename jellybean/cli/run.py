@@ -184,7 +184,8 @@ def _dashboard(controller, wire=None) -> Group:
 
 def _links_table(controller, wire=None) -> Table:
     """Site brokers' bridges: up, or down since when (their notifications); with `wire` (up
-    --isolate) also the KB/s each way on the link's veth since the last refresh."""
+    --isolate) also the KB/s each way on the link's veth since the last refresh, and the messages
+    the bridge's lower end holds (its broker's $SYS store count: a cut link's queue grows there)."""
     table = Table(title="links (site brokers' bridges)", title_justify="left")
     for col in ("bridge", "state", "since"):
         table.add_column(col)
@@ -192,12 +193,14 @@ def _links_table(controller, wire=None) -> Table:
     if rates:
         table.add_column("wire KB/s up", justify="right")
         table.add_column("wire KB/s down", justify="right")
+        table.add_column("held at lower end", justify="right")
     for name, status in sorted(controller.links.items()):
         state = "up" if status.up else "[red]down[/]"
         row = [name, state, time.strftime("%H:%M:%S", time.localtime(status.since))]
         if rates:
-            up, down = rates.get(name, (None, None))
-            row += ["-" if up is None else f"{up:.1f}", "-" if down is None else f"{down:.1f}"]
+            up, down, held = rates.get(name, (None, None, None))
+            row += ["-" if up is None else f"{up:.1f}", "-" if down is None else f"{down:.1f}",
+                    "-" if held is None else f"{held:,}"]
         table.add_row(*row)
     return table
 
@@ -326,6 +329,12 @@ def up(
     from jellybean.planner.strategies import make_plan
 
     setup_logging("warning")
+    if isolate and (embedded or port is not None):
+        from jellybean.errors import JellyBeanError
+
+        raise JellyBeanError("--isolate runs a Mosquitto per site, each on its own address and port; drop "
+                             + " and ".join(o for o, given in (("--embedded", embedded), ("--port", port is not None))
+                                            if given))
     files = {k: example / f"{k}.yaml" for k in ("workflow", "zoo", "infrastructure")}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:

@@ -123,7 +123,8 @@ def drops_over_time(data: RunData, t0: float) -> dict[str, list[tuple[float, int
 
 def link_timeline(data: RunData) -> list[LinkPoint]:
     return [LinkPoint(t=round(x.t, 3), link=x.link, **{"from": x.from_}, to=x.to, up=x.up,
-                      bytes_forward=x.bytes_forward, bytes_backward=x.bytes_backward) for x in data.wire_samples]
+                      bytes_forward=x.bytes_forward, bytes_backward=x.bytes_backward,
+                      held_from=x.held_from, held_to=x.held_to) for x in data.wire_samples]
 
 
 def outages(data: RunData, t0: float) -> list[Outage]:
@@ -140,6 +141,11 @@ def outages(data: RunData, t0: float) -> list[Outage]:
     delivered = data.sink.snapshot()
     for o in spans:
         end = o.up_at if o.up_at is not None else math.inf
+        for x in data.wire_samples:
+            if x.link == o.link and o.down_at <= x.t <= end:
+                for site, held in ((x.from_, x.held_from), (x.to, x.held_to)):
+                    if held is not None:
+                        o.peak_held[site] = max(o.peak_held.get(site, 0), held)
         caught = [d for d in delivered.values() if o.down_at <= d.capture_ts - t0 <= end]
         ok = sorted(d.latency_ms for d in caught if not d.dropped)
         o.frames_captured = len(caught)

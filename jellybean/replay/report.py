@@ -278,11 +278,16 @@ def _cameras_section(result: ReplayResult) -> Section | None:
 def _outages_section(result: ReplayResult) -> Section | None:
     if not result.outages:
         return None
-    rows = [[o.link, _f(o.down_at), _f(o.up_at), _f(o.seconds), f"{o.frames_captured:,}", f"{o.frames_delivered:,}",
-             _f(o.latency_p50_ms), _f(o.latency_max_ms)] for o in result.outages]
-    return Section("Link outages (seconds since the start)", ["link", "down at", "up at", "lasted", "frames captured",
-                                                               "delivered", "their p50 ms", "their max ms"], rows,
-                   notes=["as the wire samples (every 0.5 s) saw each link; frames captured while it was down, how "
+    rows = [[o.link, _f(o.down_at), _f(o.up_at), _f(o.seconds),
+             ", ".join(f"{site} {n:,}" for site, n in sorted(o.peak_held.items())) or DASH,
+             f"{o.frames_captured:,}", f"{o.frames_delivered:,}", _f(o.latency_p50_ms), _f(o.latency_max_ms)]
+            for o in result.outages]
+    return Section("Link outages (seconds since the start)", ["link", "down at", "up at", "lasted", "most held",
+                                                               "frames captured", "delivered", "their p50 ms",
+                                                               "their max ms"], rows,
+                   notes=["as the wire samples (every 0.5 s) saw each link; most held: the most messages each end's "
+                          "broker held meanwhile (its $SYS store count: retained messages and the queues of absent "
+                          "persistent clients, the cut bridge's among them); frames captured while it was down, how "
                           "many of their results were delivered, and their end-to-end latency: the delay the outage "
                           "caused"])
 

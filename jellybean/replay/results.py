@@ -142,6 +142,8 @@ class LinkPoint(_Model):
     up: bool
     bytes_forward: int
     bytes_backward: int
+    held_from: int | None = None
+    held_to: int | None = None
 
 
 class Outage(_Model):
@@ -152,6 +154,8 @@ class Outage(_Model):
     link: str
     down_at: float
     up_at: float | None = None
+    peak_held: dict[str, int] = Field(default_factory=dict, description="site -> most messages its broker held "
+                                      "while the link was down (retained ones and the bridges' queues)")
     frames_captured: int = 0
     frames_delivered: int = 0
     latency_p50_ms: float | None = None

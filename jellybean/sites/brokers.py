@@ -24,6 +24,7 @@ from jellybean.agents.bridges import DEFAULT_OUTAGE_BUDGET_S
 from jellybean.agents.broker import (
     AgentGrant,
     MosquittoBroker,
+    Rule,
     SiteConfigs,
     free_port,
     grants_from_plan,
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from jellybean.agents.deployment import Deployment
 
 log = logging.getLogger(__name__)
+STORE_USER = "store-monitor"  # reads each site broker's $SYS store counters, nothing else
+STORE_COUNT = "$SYS/broker/store/messages/count"
 SITE_PORT = 8883  # every site's broker, each in its own namespace at its own address
 
 
@@ -60,6 +63,8 @@ class SiteBrokers:
     brokers: dict[str, MosquittoBroker] = field(init=False, default_factory=dict)
     fallback: str = field(init=False, default="")
     _last_rates: tuple[float, dict[str, LinkCounters]] | None = field(init=False, default=None, repr=False)
+    _held: dict[str, int] = field(init=False, default_factory=dict, repr=False)
+    _store_links: list = field(init=False, default_factory=list, repr=False)
 
     def start(self) -> SiteBrokers:
         if self.isolate:
@@ -91,7 +96,8 @@ class SiteBrokers:
         else:
             hosts, ports = {}, {s: free_port() for s in names}
         self.configs = write_site_configs(self.directory, infra, agents=grants, controller_site=self.controller_site,
-                                          hosts=hosts, ports=ports, outage_budget_s=self.outage_budget_s)
+                                          hosts=hosts, ports=ports, outage_budget_s=self.outage_budget_s,
+                                          extra_users={STORE_USER: (Rule("read", STORE_COUNT),)})
         for site in names:
             site_dir = self.directory / "sites" / site
             (site_dir / "data" / "mosquitto.db").unlink(missing_ok=True)  # start empty, as `up` always does
@@ -99,6 +105,29 @@ class SiteBrokers:
             self.brokers[site] = MosquittoBroker(self.configs.sites[site].conf, workdir=site_dir, wrap=wrap).start()
         for broker in self.brokers.values():
             broker.wait_ready()
+        self._watch_stores()
+
+    def _watch_stores(self) -> None:
+        """Each broker's count of the messages it holds (retained ones, and queues of absent
+        persistent clients: a cut link's bridge queue), as its $SYS says every 2 s."""
+        from jellybean.agents.transport import MqttLink
+
+        for site in self.brokers:
+            link = MqttLink(self.url(site, STORE_USER), STORE_USER, ca=self.ca, clean=True)
+
+            def on_count(topic: str, payload: bytes, site: str = site) -> None:
+                try:
+                    self._held[site] = int(payload)
+                except ValueError:
+                    log.info("dropped: %s at %s: not a count (%r)", topic, site, payload[:20])
+
+            link.subscribe(STORE_COUNT, on_count, qos=0)
+            link.start()
+            self._store_links.append(link)
+
+    def held(self) -> dict[str, int]:
+        """Site -> messages its broker holds (last $SYS report; absent until the first)."""
+        return dict(self._held)
 
     # -- who connects where ------------------------------------------------------------------------
 
@@ -161,8 +190,9 @@ class SiteBrokers:
             return {}
         return {v.name: self.network.link_counters(v) for v in self.network.links}
 
-    def wire_rates(self) -> dict[str, tuple[float, float]]:
-        """Bridge name -> (KB/s towards its remote end, KB/s back) on the link's wire since the last call."""
+    def wire_rates(self) -> dict[str, tuple[float, float, int | None]]:
+        """Bridge name -> (KB/s towards its remote end, KB/s back) on the link's wire since the last
+        call, and the messages the bridge's own (lower) end holds."""
         if self.network is None or self.configs is None:
             return {}
         now, counters = time.monotonic(), self.link_counters()
@@ -174,7 +204,8 @@ class SiteBrokers:
             v = self.network.link((b.local, b.remote))
             before, after = last[1][v.name], counters[v.name]
             rates[b.name] = ((after.bytes_from(b.local) - before.bytes_from(b.local)) / 1024 / seconds,
-                             (after.bytes_from(b.remote) - before.bytes_from(b.remote)) / 1024 / seconds)
+                             (after.bytes_from(b.remote) - before.bytes_from(b.remote)) / 1024 / seconds,
+                             self._held.get(b.local))
         return rates
 
     def wire_recorder(self) -> WireRecorder | None:
@@ -185,6 +216,9 @@ class SiteBrokers:
 
     def stop(self) -> None:
         """Stop every broker by its PID, then remove the namespaces (idempotent)."""
+        links, self._store_links = self._store_links, []
+        for link in links:
+            link.stop()
         brokers, self.brokers = self.brokers, {}
         for broker in brokers.values():
             broker.stop()
@@ -210,6 +244,8 @@ class LinkSample:
     up: bool
     bytes_forward: int
     bytes_backward: int
+    held_from: int | None = None   # messages the from-site's broker held (its $SYS count)
+    held_to: int | None = None
 
 
 @dataclass(eq=False)
@@ -234,12 +270,14 @@ class WireRecorder:
 
     def _sample(self) -> dict[str, LinkCounters]:
         states = self.sites.network.link_states()
+        held = self.sites.held()
         t = time.monotonic() - self._t0
         for name, (up, now) in states.items():
             before = self._start.get(name)
             self.samples.append(LinkSample(t, name, now.from_site, now.to_site, up,
                                            now.bytes_forward - (before.bytes_forward if before else 0),
-                                           now.bytes_backward - (before.bytes_backward if before else 0)))
+                                           now.bytes_backward - (before.bytes_backward if before else 0),
+                                           held.get(now.from_site), held.get(now.to_site)))
         return {name: c for name, (_, c) in states.items()}
 
     def _sample_until_stopped(self) -> None:

@@ -140,6 +140,8 @@ def test_a_cut_link_delays_results_and_loses_none_and_the_controller_waits(isola
     assert cut_for - 1.5 <= outage.seconds <= cut_for + 1.5, outage
     assert outage.frames_captured == outage.frames_delivered > 0
     assert outage.latency_max_ms > (cut_for - 3) * 1000, outage
+    # The hub's broker held the cut bridge's queue: seconds of re-ID outputs (about 120 a second).
+    assert outage.peak_held.get("hub", 0) > 2 * 120, outage
     # The crossing and the hub kept processing while cut off: results that reached the cloud
     # later carry detect and re-ID outputs from inside the outage.
     inside = {"detect": 0, "reid": 0}

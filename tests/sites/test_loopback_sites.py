@@ -59,3 +59,15 @@ def test_without_namespaces_each_site_gets_a_bridged_broker_on_loopback(tmp_path
     assert totals.frames_in == 80 and (totals.frames_out, totals.lost, totals.duplicates) == (80, 0, 0)
     assert set(data.camera_sites.values()) == {"crossing"}
     assert not sites.pids()
+
+
+def test_isolate_refuses_options_of_the_single_broker(tmp_path):
+    from typer.testing import CliRunner
+
+    from jellybean.cli.main import app
+
+    result = CliRunner().invoke(app, ["up", str(EXAMPLE), "--isolate", "--embedded", "--port", "1884",
+                                      "--workdir", str(tmp_path / "up")])
+    assert result.exit_code != 0
+    assert "--isolate runs a Mosquitto per site" in result.output and "drop --embedded and --port" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "up").exists()
