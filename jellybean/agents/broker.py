@@ -763,6 +763,26 @@ def write_site_configs(
     return SiteConfigs(dir=directory, controller_site=controller, sites=sites, bridges=links)
 
 
+def load_site_configs(directory: Path) -> tuple[str, dict[str, BrokerConfig]]:
+    """Read back what :func:`write_site_configs` wrote: (the controller's site, site -> its broker's configuration)."""
+    directory = Path(directory).resolve()
+    try:
+        meta = yaml.safe_load((directory / "sites.yaml").read_text()) or {}
+        controller = str(meta["controller_site"])
+        sites = {str(site): load_broker_config(directory / str(entry["dir"])) for site, entry in meta["sites"].items()}
+    except OSError as exc:
+        raise JellyBeanError(f"{directory}: no broker per site here ({exc.strerror}: {exc.filename}); write them with "
+                             "`jellybean broker config DIR --plan PLAN --per-site` (`up --isolate` writes "
+                             "WORKDIR/brokers)") from exc
+    except (KeyError, TypeError, AttributeError, yaml.YAMLError) as exc:
+        raise JellyBeanError(f"{directory / 'sites.yaml'}: not as `broker config --per-site` writes it ({exc!r}); "
+                             "write it again") from exc
+    if controller not in sites:
+        raise JellyBeanError(f"{directory / 'sites.yaml'}: controller_site '{controller}' is not one of its sites "
+                             f"({', '.join(sites)}); write it again with `broker config --per-site`")
+    return controller, sites
+
+
 def stock_mosquitto_problems(conf: Path) -> list[str]:
     """Why ``mosquitto -c CONF`` started by root would fail once it drops to its own user: files
     it cannot read, a persistence directory it cannot write (empty when there is no such problem,

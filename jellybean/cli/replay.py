@@ -57,6 +57,10 @@ def replay(
     scenario: Annotated[Optional[str], typer.Option("--scenario", help="S01, S02, ... (default: the first).")] = None,
     broker: Annotated[Optional[str], typer.Option("--broker", help="Replay into a running deployment at this URL: "
                                                                    + common.BROKER_HELP)] = None,
+    sites: Annotated[Optional[Path], typer.Option(
+        "--sites", help="Replay into a deployment with a broker per site: the directory `broker config --per-site` "
+                        "wrote (`up --isolate`: WORKDIR/brokers). Each camera publishes at its own site's broker and "
+                        "the results come from the controller's site's, as user replay, with DIR/ca.crt.")] = None,
     local: Annotated[bool, typer.Option("--local", help="Run the plan's operators in this process instead.")] = False,
     plan: Annotated[Optional[Path], typer.Option("--plan", help="The plan (needed with --local; with --broker it adds "
                                                                 "predictions and $/h to the report).")] = None,
@@ -80,15 +84,26 @@ def replay(
     from jellybean.errors import JellyBeanError
 
     common.setup_logging("warning")
-    if local == (broker is not None):
-        raise JellyBeanError("give exactly one of --broker URL (a running deployment) or --local (in-process)")
+    if sum((local, broker is not None, sites is not None)) != 1:
+        raise JellyBeanError("give exactly one of --broker URL (a running deployment), --sites DIR (one with a broker "
+                             "per site) or --local (in-process)")
+    site_urls = None
+    if sites is not None:
+        from jellybean.agents.broker import REPLAY, load_site_configs
+
+        if password_file or cert or key or ca:
+            raise JellyBeanError("--sites reads the replay user's passwords and the CA from DIR; drop --password-file, "
+                                 "--cert, --key and --ca")
+        controller_site, configs = load_site_configs(sites)
+        site_urls = {site: cfg.url_for(REPLAY) for site, cfg in configs.items()}
+        broker, ca = site_urls[controller_site], configs[controller_site].ca
     if speed < 0 or (broker is not None and speed == 0):
         raise JellyBeanError(f"--speed must be > 0 (got {speed})" + ("" if broker else "; 0 means no pacing with --local"))
     if local and plan is None:
         raise JellyBeanError("--local needs --plan PLAN (the variants and routes to run)")
     if local and (password_file or cert or key):
         raise JellyBeanError("--password-file, --cert and --key are for --broker; --local uses no broker")
-    url = common.broker_url(broker, password_file, cert, key) if broker is not None else None
+    url = common.broker_url(broker, password_file, cert, key) if broker is not None and sites is None else broker
     scen = open_scenario(directory, scenario)
     dep = common.load_deployment(plan, None, None, None) if plan is not None else None
     with common.replay_progress(quiet or json_out) as cb:
@@ -100,7 +115,7 @@ def replay(
             from jellybean.replay.driver import BrokerReplay
 
             data = BrokerReplay(url, ca=ca, speed=speed, drain_s=drain, limit_s=seconds, progress=cb,
-                                preload=preload).run(scen)
+                                preload=preload, site_urls=site_urls).run(scen)
     plan_used = dep.plan if dep else running_plan(data)
     finish_replay(data, scen, plan_used, report=report, json_out=json_out, submission=submission)
 

@@ -398,7 +398,9 @@ def up(
                 data.wire, data.wire_samples = wire.measured(), list(wire.samples)
             finish_replay(data, scen, plan, report=report, json_out=False, submission=submission)
             return
-        err.print(f"replay into it with: jellybean replay DATASET --broker {redact_url(url)}   (Ctrl-C stops)")
+        hint = f"--sites {sites.configs.dir}" if sites else f"--broker {redact_url(url)}"
+        err.print(f"replay into it with: jellybean replay DATASET {hint}   (Ctrl-C stops)", highlight=False,
+                  soft_wrap=True)
         watch(controller, duration, quiet, wire=sites.wire_rates if sites and sites.network else None)
     finally:
         if controller is not None:

@@ -3,19 +3,18 @@ bridged along the links, and it says why. Runs as any user."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
-import pytest
+from typer.testing import CliRunner
 
 from jellybean.agents.deployment import Deployment
 from jellybean.agents.processes import stop_processes
-from jellybean.cli.replay import open_scenario
+from jellybean.cli.main import app
 from jellybean.cli.run import agent_names, spawn_agents, start_controller
 from jellybean.planner.build import build_problem, load_inputs
 from jellybean.planner.strategies import make_plan
-from jellybean.replay.driver import BrokerReplay
-from jellybean.replay.outcome import build_result
 from jellybean.replay.scene import SceneConfig, write_scene
 from jellybean.sites import brokers as site_brokers
 from jellybean.sites.brokers import SiteBrokers
@@ -43,29 +42,26 @@ def test_without_namespaces_each_site_gets_a_bridged_broker_on_loopback(tmp_path
                                       takeover=sites.takeover_url)
         threading.Thread(target=controller.run, name="controller", daemon=True).start()
         write_scene(tmp_path / "scene", SceneConfig(cameras=2, seconds=4, seed=7))
-        scenario = open_scenario(tmp_path / "scene", None)
-        # The cameras publish at the crossing's broker only; results come back at the cloud's:
-        # every item crossed the bridges.
-        replay = BrokerReplay(sites.url(sites.controller_at, "replay"), ca=sites.ca, site_urls=sites.replay_urls())
-        assert set(replay.site_links) == {"crossing", "hub"}
-        data = replay.run(scenario)
-        result = build_result(data, scenario, plan)
+        # `replay --sites`: the cameras publish at the crossing's broker only; results come back at
+        # the cloud's, so every item crossed the bridges.
+        out = CliRunner().invoke(app, ["replay", str(tmp_path / "scene"), "--sites", str(sites.configs.dir), "--json",
+                                       "-q"])
+        assert out.exit_code == 0, out.output
+        result = json.loads(out.stdout)
     finally:
         if controller is not None:
             controller.stop()
         stop_processes(procs.values())
         sites.stop()
-    totals = result.totals()
-    assert totals.frames_in == 80 and (totals.frames_out, totals.lost, totals.duplicates) == (80, 0, 0)
-    assert set(data.camera_sites.values()) == {"crossing"}
+    cams = result["cameras"].values()
+    assert sum(c["frames_in"] for c in cams) == 80
+    assert [sum(c[k] for c in cams) for k in ("frames_out", "lost", "duplicates")] == [80, 0, 0]
+    links = {(link["from"], link["to"]): link["bytes"] for link in result["links"]}
+    assert links[("crossing", "hub")] > 0 and links[("hub", "cloud")] > 0, links
     assert not sites.pids()
 
 
 def test_isolate_refuses_options_of_the_single_broker(tmp_path):
-    from typer.testing import CliRunner
-
-    from jellybean.cli.main import app
-
     result = CliRunner().invoke(app, ["up", str(EXAMPLE), "--isolate", "--embedded", "--port", "1884",
                                       "--workdir", str(tmp_path / "up")])
     assert result.exit_code != 0
