@@ -135,6 +135,15 @@ def _arc(link) -> tuple[float, float]:
     return (math.inf if link.bandwidth_mbps is None else link.bandwidth_mbps, link.latency_ms)
 
 
+def widest_next_hops(arcs: Mapping[tuple[str, str], tuple[float | None, float]], target: str) -> dict[str, str]:
+    """Site -> its next hop towards ``target`` over directed ``arcs`` ((from, to) -> (Mbit/s or
+    None for unlimited, latency ms)), by the rule the data bridges follow."""
+    into: dict[str, dict[str, tuple[float, float]]] = {}
+    for (a, b), (mbps, ms) in arcs.items():
+        into.setdefault(b, {})[a] = (math.inf if mbps is None else mbps, ms)
+    return _tree(target, into, widest=True)
+
+
 def data_next_hops(infrastructure: Infrastructure) -> dict[str, dict[str, str]]:
     """{destination D: {site S: the next hop from S towards D}} over the arcs data may take, on
     the widest path (data is what fills links), then the shortest."""

@@ -39,6 +39,32 @@ def _link_bytes(data: RunData) -> dict[tuple[str, str], int]:
     return {k: v for k, v in total.items() if k[0] != k[1]}
 
 
+def along_links(sent: dict[tuple[str, str], int], plan: Plan | None) -> dict[tuple[str, str], int]:
+    """Bytes sent from site a to site b, booked on the links they cross: a pair the plan has no
+    link for is spread over the path the site brokers' bridges carry it on (the widest over the
+    plan's links, as jellybean.agents.bridges chooses), so each row is one wire."""
+    if plan is None or not plan.links:
+        return dict(sent)
+    from jellybean.agents.bridges import widest_next_hops
+
+    direct = {(l.from_, l.to) for l in plan.links} | {(l.to, l.from_) for l in plan.links}
+    arcs = {(l.from_, l.to): (l.bandwidth_mbps, l.latency_ms) for l in plan.links}
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    trees: dict[str, dict[str, str]] = {}
+    for (a, b), n in sent.items():
+        if (a, b) in direct:
+            out[(a, b)] += n
+            continue
+        nxt = trees.setdefault(b, widest_next_hops(arcs, b))
+        hops, here = [], a
+        while here != b and here in nxt and len(hops) <= len(arcs):
+            hops.append((here, nxt[here]))
+            here = nxt[here]
+        for hop in (hops if here == b else [(a, b)]):
+            out[hop] += n
+    return dict(out)
+
+
 def _kb_per_s(mbps: float | None) -> float | None:
     return None if not mbps else mbps * 1e6 / 8 / 1024
 
@@ -269,7 +295,7 @@ def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evalua
     seconds = max(data.media_seconds or data.seconds, 1e-9)
     planned = {(l.from_, l.to): l for l in plan.links} if plan else {}
     wire = {(w.from_, w.to): w.bytes for w in data.wire}
-    payload = _link_bytes(data)
+    payload = along_links(_link_bytes(data), plan)
     for a, b in sorted(set(payload) | set(wire)):
         n = payload.get((a, b), 0)
         use = planned.get((a, b))

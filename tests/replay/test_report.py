@@ -169,3 +169,20 @@ def test_the_plan_accuracy_and_idf1_are_named_and_compared_only_when_alike():
     assert "measured / predicted IDF1" in idf1 and "1.14×" in idf1 and "different metrics" not in idf1
     named = text_of(make_result(plan_accuracy_metric="mAP"))
     assert "planner's accuracy (mAP, zoo product)" in named and "measured / predicted" not in named
+
+
+def test_bytes_between_sites_without_a_link_are_booked_on_the_links_they_cross():
+    from jellybean.replay.outcome import along_links
+    from jellybean.spec.plan import LinkUse
+
+    class _Plan:  # only the links matter here
+        links = (LinkUse(**{"from": "int-01"}, to="hub-1", kb_per_s=1, bandwidth_mbps=100),
+                 LinkUse(**{"from": "hub-1"}, to="edc", kb_per_s=1, bandwidth_mbps=1000),
+                 LinkUse(**{"from": "edc"}, to="cloud", kb_per_s=1, bandwidth_mbps=1000),
+                 LinkUse(**{"from": "hub-1"}, to="cloud", kb_per_s=0, bandwidth_mbps=10))
+
+    booked = along_links({("int-01", "hub-1"): 100, ("hub-1", "cloud"): 7, ("int-01", "cloud"): 5,
+                          ("cloud", "mars"): 3}, _Plan())
+    # hub-1 -> cloud has a link of its own; int-01 -> cloud takes the widest path, through the edc.
+    assert booked == {("int-01", "hub-1"): 105, ("hub-1", "cloud"): 7, ("hub-1", "edc"): 5, ("edc", "cloud"): 5,
+                      ("cloud", "mars"): 3}
