@@ -140,8 +140,10 @@ def test_a_cut_link_delays_results_and_loses_none_and_the_controller_waits(isola
     assert cut_for - 1.5 <= outage.seconds <= cut_for + 1.5, outage
     assert outage.frames_captured == outage.frames_delivered > 0
     assert outage.latency_max_ms > (cut_for - 3) * 1000, outage
-    # The hub's broker held the cut bridge's queue: seconds of re-ID outputs (about 120 a second).
-    assert outage.peak_held.get("hub", 0) > 2 * 120, outage
+    # The hub's broker held the cut bridge's queue: at least a message per two frames captured
+    # meanwhile, over what it held before the cut (retained assignments, statuses, link states).
+    before = max(x.held_from or 0 for x in result.link_timeline if x.link == "hub->cloud" and x.t < outage.down_at)
+    assert outage.peak_held.get("hub", 0) > before + outage.frames_captured / 2, (before, outage)
     # The crossing and the hub kept processing while cut off: results that reached the cloud
     # later carry detect and re-ID outputs from inside the outage.
     inside = {"detect": 0, "reid": 0}
@@ -152,12 +154,14 @@ def test_a_cut_link_delays_results_and_loses_none_and_the_controller_waits(isola
     assert min(inside.values()) > 10 * cut_for / 2, inside
     # The controller saw the hub go silent and come back, and did not re-plan it away.
     events = [e.what for e in isolated.controller.events]
-    assert any("hub unreachable" in e for e in events), events
-    assert any("reachable again" in e for e in events), events
-    assert isolated.controller.replans == 0 and not result.replans, events
+    events_text = "\n".join(events)
+    assert any("hub unreachable" in e for e in events), events_text
+    assert any("reachable again" in e for e in events), events_text
+    assert isolated.controller.replans == 0, events_text
+    assert not result.replans, (result.replans, events_text)
     # The cloud's end noticed the cut bridge (its last will, 1.5 keep-alives in) and its return.
-    assert any("link bridge-hub-cloud went down" in e for e in events), events
-    assert any("link bridge-hub-cloud is up again" in e for e in events), events
+    assert any("link bridge-hub-cloud went down" in e for e in events), events_text
+    assert any("link bridge-hub-cloud is up again" in e for e in events), events_text
 
 
 def test_a_site_broker_restart_is_survived_by_its_agents_and_bridges(isolated, tmp_path):
