@@ -74,6 +74,9 @@ def replay(
                           "of them), so that during the replay this process only publishes, as cameras that "
                           "encode their own frames.")] = False,
     seconds: Annotated[Optional[float], typer.Option("--seconds", help="Replay only the first S seconds of each camera.")] = None,
+    trace: Annotated[Optional[Path], typer.Option(
+        "--trace", help="Vary the offered load over time: a CSV `t,multiplier` (the recorded rate times this) or "
+                        "`t,cameras` (how many publish), each row held until the next (examples/traces/).")] = None,
     drain: Annotated[float, typer.Option("--drain", help="Seconds to wait for the last results.")] = 15.0,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write an HTML report with plots into this directory.")] = None,
     submission: Annotated[Optional[Path], typer.Option("--submission", help="Write an AI City track-1 submission file.")] = None,
@@ -101,6 +104,14 @@ def replay(
         raise JellyBeanError(f"--speed must be > 0 (got {speed})" + ("" if broker else "; 0 means no pacing with --local"))
     if local and plan is None:
         raise JellyBeanError("--local needs --plan PLAN (the variants and routes to run)")
+    if local and trace is not None:
+        raise JellyBeanError("--trace is not supported with --local (it runs as fast as this process can); replay "
+                             "into a deployment with --broker or --sites")
+    load_trace = None
+    if trace is not None:
+        from jellybean.replay.trace import read_trace
+
+        load_trace = read_trace(trace)
     if local and (password_file or cert or key):
         raise JellyBeanError("--password-file, --cert and --key are for --broker; --local uses no broker")
     url = common.broker_url(broker, password_file, cert, key) if broker is not None and sites is None else broker
@@ -115,7 +126,7 @@ def replay(
             from jellybean.replay.driver import BrokerReplay
 
             data = BrokerReplay(url, ca=ca, speed=speed, drain_s=drain, limit_s=seconds, progress=cb,
-                                preload=preload, site_urls=site_urls).run(scen)
+                                preload=preload, site_urls=site_urls, trace=load_trace).run(scen)
     plan_used = dep.plan if dep else running_plan(data)
     finish_replay(data, scen, plan_used, report=report, json_out=json_out, submission=submission)
 

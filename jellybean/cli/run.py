@@ -292,6 +292,9 @@ def up(
     replay: Annotated[Optional[Path], typer.Option("--replay", help="Replay this CityFlow-layout dataset once deployed, then stop.")] = None,
     scenario: Annotated[Optional[str], typer.Option("--scenario", help="Scenario to replay (default: the first).")] = None,
     speed: Annotated[float, typer.Option("--speed", help="Replay speed-up.")] = 1.0,
+    trace: Annotated[Optional[Path], typer.Option(
+        "--trace", help="With --replay: vary the offered load over time (a CSV `t,multiplier` or `t,cameras`; "
+                        "examples/traces/).")] = None,
     preload: Annotated[bool, typer.Option(
         "--preload", help="Encode every frame of the replay before it starts, as cameras that encode their own.")] = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write the replay's HTML report here.")] = None,
@@ -335,6 +338,14 @@ def up(
         raise JellyBeanError("--isolate runs a Mosquitto per site, each on its own address and port; drop "
                              + " and ".join(o for o, given in (("--embedded", embedded), ("--port", port is not None))
                                             if given))
+    load_trace = None
+    if trace is not None:
+        from jellybean.errors import JellyBeanError
+        from jellybean.replay.trace import read_trace
+
+        if replay is None:
+            raise JellyBeanError("--trace shapes a replay; give --replay DATASET too")
+        load_trace = read_trace(trace)
     files = {k: example / f"{k}.yaml" for k in ("workflow", "zoo", "infrastructure")}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
@@ -393,7 +404,7 @@ def up(
             with replay_progress(quiet) as cb:
                 data = BrokerReplay(sites.url(sites.controller_at, "replay") if sites else url, ca=ca, speed=speed, progress=cb, preload=preload,
                                     site_urls=sites.replay_urls() if sites else None,
-                                    on_clock=wire.on_clock if wire else None).run(scen)
+                                    on_clock=wire.on_clock if wire else None, trace=load_trace).run(scen)
             if wire is not None:
                 data.wire, data.wire_samples = wire.measured(), list(wire.samples)
             finish_replay(data, scen, plan, report=report, json_out=False, submission=submission)

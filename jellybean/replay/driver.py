@@ -17,7 +17,7 @@ import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -29,6 +29,9 @@ from jellybean.agents.routing import Router
 from jellybean.errors import JellyBeanError, SpecError
 from jellybean.replay.cityflow import Camera, Scenario
 from jellybean.replay.sink import SinkCollector
+
+if TYPE_CHECKING:
+    from jellybean.replay.trace import LoadTrace
 
 log = logging.getLogger(__name__)
 JPEG_QUALITY = 90
@@ -61,6 +64,9 @@ class RunData:
     # `up --isolate`: bytes each way on each link's wire (jellybean.sites.brokers.WireBytes), clock start to end.
     wire: list = field(default_factory=list)
     wire_samples: list = field(default_factory=list)   # jellybean.sites.brokers.LinkSample, every 0.5 s
+    offered: list[tuple[float, int]] = field(default_factory=list)   # (t since start, frames published)
+    held_back: int = 0              # frames a `cameras` trace kept off
+    trace: str | None = None        # the load trace's file, when one shaped the replay
 
 
 def new_session() -> str:
@@ -176,10 +182,14 @@ class BrokerReplay:
     def __init__(self, url: str, *, ca: Path | None = None, speed: float = 1.0, routes_timeout: float = 15.0,
                  drain_s: float = 15.0, limit_s: float | None = None,
                  progress: Callable[[int, int], None] | None = None, preload: bool = False,
-                 on_clock: Callable[[str], None] | None = None, site_urls: dict[str, str] | None = None) -> None:
+                 on_clock: Callable[[str], None] | None = None, site_urls: dict[str, str] | None = None,
+                 trace: "LoadTrace | None" = None) -> None:
         from jellybean.agents.transport import MqttLink
 
         self.speed, self.drain_s, self.limit_s, self.progress = speed, drain_s, limit_s, progress
+        if trace is not None and speed != 1.0:
+            raise JellyBeanError(f"--speed {speed:g} with a load trace: scale the trace's multipliers instead")
+        self.trace = trace
         # Decode and JPEG-encode every frame before the clock starts, so that during the replay this
         # process only publishes, as cameras that encode their own frames (memory: every frame).
         self.preload = preload
@@ -245,7 +255,8 @@ class BrokerReplay:
     def run(self, scenario: Scenario) -> RunData:
         from jellybean.agents.deployment import assign_cameras
 
-        data = self.data = RunData(mode="broker", speed=self.speed, started_at=time.time(), session=self.session)
+        data = self.data = RunData(mode="broker", speed=self.speed, started_at=time.time(), session=self.session,
+                                   trace=self.trace.path if self.trace else None)
         cams = playable_cameras(scenario, data.problems)
         self.link.subscribe(topics.ROUTES, self._on_routes)
         # Early, so that each agent's counters before the clock starts are known (see _baselines).
@@ -274,8 +285,16 @@ class BrokerReplay:
             t0 = data.clock_start = time.time()
             data.metrics_at_start = dict(data.agent_metrics)
             sent = 0
+            rank = {cam.key: i for i, cam in enumerate(sorted(cams, key=lambda c: c.key))}
             for t_rel, cam, frame, ready in frames:
-                _pace(t0, t_rel, self.speed)
+                if self.trace is not None:
+                    due = self.trace.wall_time(t_rel)
+                    if self.trace.mode == "cameras" and rank[cam.key] >= self.trace.cameras_at(due):
+                        data.held_back += 1
+                        continue
+                    _pace(t0, due, 1.0)
+                else:
+                    _pace(t0, t_rel, self.speed)
                 item = replace(ready, capture_ts=time.time()) if isinstance(ready, Item) else \
                     encode_frame(cam, frame, ready, time.time(), self.session)
                 site = data.camera_sites[cam.key]
@@ -292,6 +311,7 @@ class BrokerReplay:
                 sent += 1
                 if sent % 10 == 0:
                     data.timeline.append((time.time() - t0, data.sink.count()))
+                    data.offered.append((time.time() - t0, sent))
                 if self.progress:
                     self.progress(sent, total)
             self.on_clock("published")

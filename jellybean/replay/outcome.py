@@ -147,6 +147,16 @@ def drops_over_time(data: RunData, t0: float) -> dict[str, list[tuple[float, int
     return {reason: sorted((float(s), n) for s, n in per.items()) for reason, per in sorted(bins.items())}
 
 
+def _rates_over_time(counts: list[tuple[float, int]], every_s: float = 0.5) -> list[tuple[float, float]]:
+    """(t, count so far) samples -> (t, per second since the previous kept sample), at most every `every_s`."""
+    out, prev_t, prev_n = [], 0.0, 0
+    for t, n in counts:
+        if t - prev_t >= every_s:
+            out.append((round(t, 3), (n - prev_n) / (t - prev_t)))
+            prev_t, prev_n = t, n
+    return out
+
+
 def link_timeline(data: RunData) -> list[LinkPoint]:
     return [LinkPoint(t=round(x.t, 3), link=x.link, **{"from": x.from_}, to=x.to, up=x.up,
                       bytes_forward=x.bytes_forward, bytes_backward=x.bytes_backward,
@@ -304,11 +314,9 @@ def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evalua
                                         capacity_kb_per_s=_kb_per_s(use.bandwidth_mbps) if use else None,
                                         wire_bytes=wire.get((a, b)),
                                         wire_kb_per_s=wire[(a, b)] / 1024 / seconds if (a, b) in wire else None))
-    prev_t, prev_n = 0.0, 0
-    for t, n in data.timeline:
-        if t - prev_t >= 0.5:
-            result.throughput.append((round(t, 3), (n - prev_n) / (t - prev_t)))
-            prev_t, prev_n = t, n
+    result.throughput = _rates_over_time(data.timeline)
+    result.offered = _rates_over_time(data.offered)
+    result.trace, result.held_back = data.trace, data.held_back
     if plan is not None:
         result.plan_cost_per_hour = plan.cost.total
         result.plan_predicted_accuracy = plan.predicted.accuracy

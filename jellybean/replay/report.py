@@ -114,6 +114,9 @@ def _summary_rows(result: ReplayResult) -> list[tuple[str, str]]:
             rows.append(("measured / predicted IDF1", _ratio(idf1, result.plan_predicted_accuracy)))
     if result.replans:
         rows.append(("re-plans", ", ".join(f"v{r.version} at {r.t:.1f} s" for r in result.replans)))
+    if result.trace is not None:
+        rows.append(("load trace", result.trace + (f" ({result.held_back:,} frames held back by it)"
+                                                   if result.held_back else "")))
     rows.append(("status", "PARTIAL" if result.partial else "complete"))
     for key, value in result.plan_summary.items():
         rows.append((f"plan: {key}", _plain(value)))

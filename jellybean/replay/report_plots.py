@@ -189,8 +189,11 @@ def plot_throughput(result: ReplayResult, path: Path) -> bool:
     fig = _figure(6.4, 3.0)
     ax = fig.add_subplot()
     ax.plot(ts, rates, marker="." if len(ts) < 60 else None, color="#1f77b4", label="measured")
+    if result.trace is not None and result.offered:
+        ax.plot([t for t, _ in result.offered], [r for _, r in result.offered], color="#ef6c00", linewidth=1.2,
+                label="frames offered/s (load trace)")
     expected = expected_delivered(result)
-    if expected is not None:
+    if expected is not None and result.trace is None:
         ax.axhline(expected * (result.speed or 1.0), color="#555555", linestyle="-.", linewidth=1,
                    label=f"frames published/s ({expected * (result.speed or 1.0):.1f})")
     _mark_replans(ax, result)

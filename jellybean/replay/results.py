@@ -202,6 +202,10 @@ class ReplayResult(_Model):
     drops: dict[str, list[tuple[float, int]]] = Field(
         default_factory=dict, description="reason -> (second since start, items dropped in that second)")
     replans: list[Replan] = Field(default_factory=list)
+    trace: str | None = Field(None, description="the load trace (replay --trace) that shaped the offered load")
+    offered: list[tuple[float, float]] = Field(default_factory=list, description="(seconds since start, frames/s "
+                                               "published)")
+    held_back: int = Field(0, description="frames a cameras trace kept off (not published, not counted as lost)")
     link_timeline: list[LinkPoint] = Field(default_factory=list)
     outages: list[Outage] = Field(default_factory=list)
     tracking: TrackingMetrics | None = None
