@@ -122,8 +122,8 @@ def _replay(d: Deployed, scene, label: str, during=None, copies_allowed: bool = 
 def test_replays_in_a_row_then_kill_and_broker_restart_lose_nothing(deployed, scene):
     d = deployed
     bytes_per_run = []
-    # Three replays in a row into one deployment: the frame counters restart every time.
-    for i in range(3):
+    # Two replays in a row into one deployment: the frame counters restart; the second reports only its own.
+    for i in range(2):
         data, result = _replay(d, scene, f"replay {i + 1}")
         assert result.totals().frames_out >= 0.95 * result.totals().frames_in, "a replay in a row came out short"
         bytes_per_run.append({(l.from_, l.to): l.bytes for l in result.links})

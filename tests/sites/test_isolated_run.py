@@ -62,9 +62,12 @@ def plan_inputs():
     return inputs, make_plan(build_problem(inputs), "optimal", time_limit=30, inputs=inputs.paths)
 
 
-@pytest.fixture
-def isolated(tmp_path, plan_inputs):
+@pytest.fixture(scope="module")
+def isolated(tmp_path_factory, plan_inputs):
+    """One isolated deployment for the module's tests (in file order: undisturbed bytes first, then a
+    cut link, then a broker restart; each asserts on its own replay, and no test may cause a re-plan)."""
     inputs, plan = plan_inputs
+    tmp_path = tmp_path_factory.mktemp("isolated")
     dep = Deployment(plan=plan, inputs=inputs, zoo_dir=EXAMPLE)
     names = agent_names(dep)
     # Its own subnet: `up --isolate` and benchmarks/sites.py use the default one.
@@ -118,7 +121,7 @@ def test_each_link_carries_what_the_plan_says_on_its_wire(isolated, tmp_path):
 
 def test_a_cut_link_delays_results_and_loses_none_and_the_controller_waits(isolated, tmp_path):
     scene = tmp_path / "scene"
-    write_scene(scene, SceneConfig(cameras=2, seconds=18, seed=7))
+    write_scene(scene, SceneConfig(cameras=2, seconds=16, seed=7))
     cut_at, cut_for = 3.0, 10.0
     network = isolated.sites.network
     window: dict[str, float] = {}
@@ -166,7 +169,7 @@ def test_a_cut_link_delays_results_and_loses_none_and_the_controller_waits(isola
 
 def test_a_site_broker_restart_is_survived_by_its_agents_and_bridges(isolated, tmp_path):
     scene = tmp_path / "scene"
-    write_scene(scene, SceneConfig(cameras=2, seconds=12, seed=7))
+    write_scene(scene, SceneConfig(cameras=2, seconds=8, seed=7))
     restarted = {}
 
     def restart_hub() -> None:

@@ -41,7 +41,7 @@ def measured_zoo(tmp_path_factory) -> Path:
     # Each variant in a saturated agent, long enough that w050's smaller model shows through the
     # decode and post-processing both detectors share.
     run("zoo", "profile", zoo, "--hardware", "box", "--batch-sizes", "1", "--threads", "1", "--runs", "100",
-        "--min-seconds", "1.5", "--max-seconds", "3", "-q")
+        "--min-seconds", "1", "--max-seconds", "2", "-q")
     run("zoo", "eval", zoo, "--data", root / "scene", "--every", "3", "-q")
     return zoo
 
