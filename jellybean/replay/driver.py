@@ -58,8 +58,9 @@ class RunData:
     session: str = ""               # every item of this run carries it; the agents count bytes by it
     foreign: int = 0                # sink items of other sessions (earlier runs), ignored
     clock_start: float = 0.0        # time.time() when the first frame was due (0: unknown)
-    # Every routes message seen: (time.time(), version, plan name, plan $/h); a new version is a re-plan.
-    routes_log: list[tuple[float, int, str, float | None]] = field(default_factory=list)
+    # Every routes message seen: (time.time(), version, plan name, plan $/h, its predicted accuracy);
+    # a new version is a re-plan.
+    routes_log: list[tuple[float, int, str, float | None, float | None]] = field(default_factory=list)
     metrics_at_start: dict[str, Metrics] = field(default_factory=dict)   # each agent's last before the clock
     # `up --isolate`: bytes each way on each link's wire (jellybean.sites.brokers.WireBytes), clock start to end.
     wire: list = field(default_factory=list)
@@ -224,9 +225,11 @@ class BrokerReplay:
         self._routes = routes
         self._router.update(routes.routing, routes.placements, routes.keyed)
         if self.data is not None and (not self.data.routes_log or self.data.routes_log[-1][1] != routes.version):
-            cost = (routes.plan_doc or {}).get("cost", {})
+            doc = routes.plan_doc or {}
+            cost, predicted = doc.get("cost", {}), doc.get("predicted", {})
             self.data.routes_log.append((time.time(), routes.version, routes.plan,
-                                         cost.get("total") if isinstance(cost, dict) else None))
+                                         cost.get("total") if isinstance(cost, dict) else None,
+                                         predicted.get("accuracy") if isinstance(predicted, dict) else None))
         self._routes_seen.set()
 
     def _on_sink(self, topic: str, payload: bytes) -> None:

@@ -191,10 +191,16 @@ def outages(data: RunData, t0: float) -> list[Outage]:
     return sorted(spans, key=lambda o: (o.down_at, o.link))
 
 
+def plans_in_effect(data: RunData, t0: float) -> list[Replan]:
+    """Every plan version the routes topic announced, the first one (in effect when the clock
+    started) at t = 0."""
+    return [Replan(t=max(0.0, round(ts - t0, 3)), version=v, plan=name, cost_per_hour=cost, accuracy=accuracy)
+            for ts, v, name, cost, accuracy in data.routes_log]
+
+
 def replans(data: RunData, t0: float) -> list[Replan]:
     """Plan versions the routes topic announced after the first one the replay saw."""
-    return [Replan(t=round(ts - t0, 3), version=v, plan=name, cost_per_hour=cost)
-            for ts, v, name, cost in data.routes_log[1:]]
+    return plans_in_effect(data, t0)[1:]
 
 
 def rates(data: RunData, result: ReplayResult, plan: Plan | None) -> list[Rate]:
@@ -334,6 +340,7 @@ def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evalua
         result.load = result.totals().frames_in / (data.media_seconds or data.seconds) / planned_frames
     result.drops = drops_over_time(data, t0)
     result.replans = replans(data, t0)
+    result.plans = plans_in_effect(data, t0)
     result.link_timeline = link_timeline(data)
     result.outages = outages(data, t0)
     for p in data.problems:

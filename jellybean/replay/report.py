@@ -13,6 +13,7 @@ and refers to them by relative path, so the directory can be moved or archived w
     latency_stages.png  latency per stage and hop: mean per item stacked, and a box per segment
     links.png           KB/s per link, measured vs the plan's prediction, and the link's capacity
     links_time.png      (up --isolate) KB/s on each link's wire over the run, outages shaded
+    plans.png           (re-plans or a load trace) the plan in effect over time: $/h and predicted accuracy
     throughput.png      items/s at the sink over the run, re-plans marked
     drops.png           items dropped per second by reason, re-plans marked
     plan.png            the plan across tiers: workers per location, labelled operator/variant
@@ -237,8 +238,10 @@ def _drops_section(result: ReplayResult) -> Section | None:
 def _replans_section(result: ReplayResult) -> Section | None:
     if not result.replans:
         return None
-    rows = [[r.plan or DASH, _f(r.t, ".1f"), r.version, _f(r.cost_per_hour, ".4f")] for r in result.replans]
-    return Section("Re-plans (new plan versions on the routes topic)", ["plan", "at s", "version", "$/h"], rows)
+    rows = [[r.plan or DASH, _f(r.t, ".1f"), r.version, _f(r.cost_per_hour, ".4f"), _f(r.accuracy, ".3f")]
+            for r in result.replans]
+    return Section("Re-plans (new plan versions on the routes topic)",
+                   ["plan", "at s", "version", "$/h", "predicted accuracy"], rows)
 
 
 def _tracking_sections(result: ReplayResult) -> list[Section]:
@@ -389,6 +392,7 @@ def write_html_report(result: ReplayResult, directory: Path | str, plan: Plan | 
         "latency_stages.png": report_plots.plot_stages(result, directory / "latency_stages.png"),
         "links.png": report_plots.plot_links(result, directory / "links.png", plan),
         "links_time.png": report_plots.plot_links_over_time(result, directory / "links_time.png"),
+        "plans.png": report_plots.plot_plans_over_time(result, directory / "plans.png"),
         "throughput.png": report_plots.plot_throughput(result, directory / "throughput.png"),
         "drops.png": report_plots.plot_drops(result, directory / "drops.png"),
         "plan.png": report_plots.plot_plan(plan, directory / "plan.png"),
@@ -444,6 +448,8 @@ def write_html_report(result: ReplayResult, directory: Path | str, plan: Plan | 
     replans = _replans_section(result)
     parts.append(_section_html(replans, heading=True) if replans else
                  '<p class="note">No re-plan during the run (one plan version on the routes topic).</p>')
+    if plots["plans.png"]:
+        parts.append(_img("plans.png", True, "the plan in effect over time: $/h and predicted accuracy", ""))
 
     parts.append("<h2>Tracking accuracy</h2>")
     tracking = _tracking_sections(result)

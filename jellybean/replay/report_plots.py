@@ -181,6 +181,36 @@ def plot_links_over_time(result: ReplayResult, path: Path) -> bool:
     return True
 
 
+def plot_plans_over_time(result: ReplayResult, path: Path) -> bool:
+    """$/h and predicted accuracy of the plan in effect, as steps over the run (only when the plan
+    changed or a load trace shaped the run: otherwise two flat lines)."""
+    if not result.plans or not (result.replans or result.trace):
+        return False
+    end = max([result.seconds, *(p.t for p in result.plans)])
+    ts = [p.t for p in result.plans] + [end]
+    fig = _figure(6.4, 3.0)
+    ax = fig.add_subplot()
+    costs = [p.cost_per_hour for p in result.plans]
+    if all(c is not None for c in costs):
+        ax.step(ts, costs + costs[-1:], where="post", color="#6a1b9a", label="$/h")
+    ax.set_xlabel("time since start (s)")
+    ax.set_ylabel("plan $/h")
+    ax.set_ylim(bottom=0)
+    accuracies = [p.accuracy for p in result.plans]
+    if all(a is not None for a in accuracies):
+        twin = ax.twinx()
+        twin.step(ts, accuracies + accuracies[-1:], where="post", color="#2e7d32", linestyle="--",
+                  label="predicted accuracy")
+        twin.set_ylabel("predicted accuracy (zoo product)")
+        twin.set_ylim(0, 1)
+        twin.legend(loc="lower right", fontsize=8)
+    _mark_replans(ax, result)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.savefig(path)
+    return True
+
+
 def plot_throughput(result: ReplayResult, path: Path) -> bool:
     if not result.throughput:
         return False

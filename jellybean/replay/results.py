@@ -173,6 +173,7 @@ class Replan(_Model):
     version: int
     plan: str = ""
     cost_per_hour: float | None = None
+    accuracy: float | None = Field(None, description="the plan's predicted end-to-end accuracy (the zoo's product)")
 
 
 class ReplayResult(_Model):
@@ -203,6 +204,8 @@ class ReplayResult(_Model):
         default_factory=dict, description="reason -> (second since start, items dropped in that second)")
     replans: list[Replan] = Field(default_factory=list)
     trace: str | None = Field(None, description="the load trace (replay --trace) that shaped the offered load")
+    plans: list[Replan] = Field(default_factory=list, description="every plan version in effect during the run, "
+                                "the first at t = 0")
     offered: list[tuple[float, float]] = Field(default_factory=list, description="(seconds since start, frames/s "
                                                "published)")
     held_back: int = Field(0, description="frames a cameras trace kept off (not published, not counted as lost)")

@@ -58,7 +58,7 @@ def run_data() -> RunData:
             data.sink.add(it, it.capture_ts + (0.040 if late else 0.060))
     data.timeline = [(0.5 * k, 5 * k) for k in range(1, 9)]
     data.link_bytes[("edge", "cloud")] = 1_536_000
-    data.routes_log = [(T0 - 5, 3, "p", 1.1), (T0 + 1.25, 4, "p", 1.3)]
+    data.routes_log = [(T0 - 5, 3, "p", 1.1, 0.52), (T0 + 1.25, 4, "p", 1.3, 0.61)]
     data.metrics_at_start = {"a-edge": metrics("a-edge", "edge", T0 - 1, detect=500.0),
                              "a-cloud": metrics("a-cloud", "cloud", T0 - 1, reid=1000.0)}
     data.agent_metrics = {"a-edge": metrics("a-edge", "edge", T0 + 4, detect=540.0),
@@ -82,6 +82,19 @@ def test_drops_per_second_by_reason_and_replans_on_the_time_axis():
     result = build_result(run_data(), Scenario("train", "S01", ()), plan(), evaluate=False)
     assert result.drops == {"late at reid": [(1.0, 3)]}
     assert [(r.t, r.version, r.cost_per_hour) for r in result.replans] == [(1.25, 4, 1.3)]
+    # The plan in effect over time: the first version from the start, with its $/h and accuracy.
+    assert [(r.t, r.version, r.cost_per_hour, r.accuracy) for r in result.plans] == [
+        (0.0, 3, 1.1, 0.52), (1.25, 4, 1.3, 0.61)]
+
+
+def test_the_plan_over_time_is_drawn_when_it_changed(tmp_path):
+    from jellybean.replay import report_plots
+
+    result = build_result(run_data(), Scenario("train", "S01", ()), plan(), evaluate=False)
+    assert report_plots.plot_plans_over_time(result, tmp_path / "plans.png")
+    assert (tmp_path / "plans.png").stat().st_size > 1000
+    steady = result.model_copy(update={"replans": [], "plans": result.plans[:1], "trace": None})
+    assert not report_plots.plot_plans_over_time(steady, tmp_path / "steady.png")
 
 
 def test_rates_compare_the_plan_at_the_load_replayed_with_what_was_measured():
