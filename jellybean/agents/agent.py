@@ -282,6 +282,7 @@ class Agent:
                     stopped.append(self.tasks.pop(op))
                 else:
                     self.tasks[op].drop_after_ms = a.drop_after_ms
+                    self.tasks[op].deadline_ms = a.deadline_ms
             self.tasks.update(started)
             self.errors = errors
             self.assignment = a
@@ -305,7 +306,7 @@ class Agent:
                                                        threads=threads, batch=task.batch, params=task.params))
 
         return TaskRunner(task, self.site, factory, self._emit, self.telemetry, drop_after_ms=a.drop_after_ms,
-                          hold_s=self.opts.hold_s).start()
+                          deadline_ms=a.deadline_ms, hold_s=self.opts.hold_s).start()
 
     # -- models ----------------------------------------------------------------------------------
     def _scan_models(self) -> dict[str, Path]:

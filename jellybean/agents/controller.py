@@ -84,7 +84,8 @@ class Controller:
                  missed_heartbeats: int = 3, drop_after_ms: float = 5000.0, replan_time_limit: float = 20.0,
                  load_tolerance: float | None = None, load_sustain_s: float = 10.0,
                  grace_s: float | None = None, takeover: Callable[[str], str | None] | None = None,
-                 on_event: Callable[[str], None] | None = None, outage_budget_s: float = 60.0) -> None:
+                 on_event: Callable[[str], None] | None = None, outage_budget_s: float = 60.0,
+                 deadline_ms: float | None = None) -> None:
         self.original = deployment
         self.current = deployment
         self.heartbeat_s = heartbeat_s
@@ -94,6 +95,8 @@ class Controller:
         if not (outage_budget_s >= 0 and outage_budget_s < float("inf")):
             raise JellyBeanError(f"outage budget {outage_budget_s!r} s: give a finite number of seconds, 0 or more")
         self.outage_budget_s = outage_budget_s
+        # Items that cannot make this end-to-end deadline are dropped early by the agents (None: off).
+        self.deadline_ms = deadline_ms
         self.drop_after_ms = drop_after_ms
         self.replan_time_limit = replan_time_limit
         self.link = MqttLink(broker, "jb-controller", ca=ca, clean=True)
@@ -284,7 +287,7 @@ class Controller:
             idle = [n for n in online if n not in serving]
             version = self._next_version()
             assignments = build_assignments(self.current, chosen, version, drop_after_ms=self.drop_after_ms,
-                                            idle_agents=idle)
+                                            idle_agents=idle, deadline_ms=self.deadline_ms)
             self.site_agents = chosen
         for agent, a in assignments.items():
             self.link.publish(topics.assignment(agent), a.to_bytes(), retain=True)

@@ -199,7 +199,8 @@ def _site_tasks(tasks: list[Task], agents: list[str]) -> dict[str, list[Task]]:
 
 
 def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], version: int, *,
-                      drop_after_ms: float = 5000.0, idle_agents: list[str] = ()) -> dict[str, Assignment]:
+                      drop_after_ms: float = 5000.0, idle_agents: list[str] = (),
+                      deadline_ms: float | None = None) -> dict[str, Assignment]:
     plan, inputs = dep.plan, dep.inputs
     down, _, sinks = _downstream(inputs)
     keyed = keyed_map(plan, inputs)
@@ -229,7 +230,7 @@ def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], versio
         tasks[site].append(Task(**fields))
     common = dict(version=version, plan=plan.name, workflow=dep.workflow, routing=routing, placements=place,
                   downstream=down, keyed=keyed, sinks=sinks, sink_topic=topics.sink(dep.workflow),
-                  drop_after_ms=drop_after_ms)
+                  drop_after_ms=drop_after_ms, deadline_ms=deadline_ms)
     out = {}
     for site, agents in site_agents.items():
         for agent, agent_tasks in _site_tasks(tasks.get(site, []), agents).items():

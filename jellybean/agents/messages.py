@@ -92,7 +92,11 @@ class Assignment(Message):
       operator this agent no longer runs, and for edges with no route row from this site);
     - `downstream[operator]` = the operators fed by it, `keyed[operator]` how they must be fed;
     - `sinks`: operators whose outputs go to `sink_topic`;
-    - `drop_after_ms`: items older than this (since capture) are dropped, not processed late.
+    - `drop_after_ms`: items older than this (since capture) are dropped, not processed late;
+    - `deadline_ms` (None: none): the end-to-end deadline since capture. An item at the head of a
+      queue that the operator, at its current service time, would finish after it is dropped
+      (reason `deadline`) instead of processed late (Loki's early drop). The controller may change
+      it at run time like any other field.
     """
 
     kind: Literal["assignment"] = "assignment"
@@ -109,6 +113,7 @@ class Assignment(Message):
     sinks: list[str] = Field(default_factory=list)
     sink_topic: str = ""
     drop_after_ms: float = Field(5000.0, gt=0)
+    deadline_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
     shared: bool = Field(False, description="other agents serve this site too: take items through the "
                                             "broker's shared subscriptions, one per operator run here")
 

@@ -5,7 +5,9 @@
                      └> keyed "item": queue ─> N workers
                      └> keyed "stream"/"global": reorder buffer per (stream, session) ─> 1 worker
     worker: take up to `batch` items within `max_batch_latency_ms`; items older than
-            `drop_after_ms` since capture become tombstones ("late"); the rest go to the operator.
+            `drop_after_ms` since capture become tombstones ("late"), and with a `deadline_ms`
+            so do items the operator would finish after capture + deadline at its current
+            service time ("deadline"); the rest go to the operator.
     emit(operator, outputs, done) is the agent's: it routes and publishes, and calls `done` once
     the broker has every output; only then are the inputs acknowledged (`ack`), so an agent that
     dies holding items gets them back from the broker.
@@ -42,6 +44,9 @@ MAX_FPS = 480.0
 FUTURE_S = 600.0
 # Sessions (runs of a stream's frame counter) kept apart per stream; more evict the oldest.
 SESSIONS_PER_STREAM = 4
+
+
+SERVICE_EWMA = 0.3  # weight of the newest batch in the service time the deadline rule uses
 
 
 def _nothing() -> None:
@@ -153,13 +158,16 @@ class TaskRunner:
     """Runs `task.workers` workers of one operator (one for keyed operators, which hold state)."""
 
     def __init__(self, task: Task, site: str, factory: Callable[[int], Operator], emit: Emit,
-                 telemetry: AgentTelemetry, *, drop_after_ms: float = 5000.0, hold_s: float = 1.0,
+                 telemetry: AgentTelemetry, *, drop_after_ms: float = 5000.0, deadline_ms: float | None = None,
+                 hold_s: float = 1.0,
                  max_queue: int = 2000) -> None:
         self.task = task
         self.site = site
         self.emit = emit
         self.telemetry = telemetry
         self.drop_after_ms = drop_after_ms
+        self.deadline_ms: float | None = deadline_ms
+        self.service_s: float | None = None   # EWMA of a batch's service time (first stage to outputs)
         self.max_queue = max_queue
         self.keyed = task.keyed
         self._factory = factory
@@ -348,12 +356,17 @@ class TaskRunner:
                 if not batch:
                     continue
                 now = time.time()
+                deadline_ms, service_s = self.deadline_ms, self.service_s or 0.0
                 live, passed = [], []
                 for q in batch:
                     item = q.item
                     if item.dropped is None and (now - item.capture_ts) * 1000.0 > self.drop_after_ms:
                         item = item.tombstone(f"late at {name}")
                         self.telemetry.dropped(name, "late")
+                    elif item.dropped is None and deadline_ms is not None and \
+                            (now + service_s - item.capture_ts) * 1000.0 > deadline_ms:
+                        item = item.tombstone(f"deadline at {name}")
+                        self.telemetry.dropped(name, "deadline")
                     if item.dropped is not None and self.keyed == "item":
                         passed.append((item, q.received))
                     else:
@@ -418,6 +431,9 @@ class TaskRunner:
                 results = [i.tombstone(f"{name} failed") for i, _ in live]
                 self.telemetry.dropped(name, "error", len(live))
             self.telemetry.processed(name, begun.seconds * 1000.0, len(live))
+            if begun.error is None:
+                self.service_s = begun.seconds if self.service_s is None else \
+                    (1 - SERVICE_EWMA) * self.service_s + SERVICE_EWMA * begun.seconds
             outputs.extend((r, rec) for r, (_, rec) in zip(results, live))
         outputs.extend(begun.passed)
         out_ts = time.time()

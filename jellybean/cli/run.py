@@ -80,14 +80,20 @@ def _metrics_table(controller) -> Table:
 
 def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_after_ms: float, quiet: bool,
                      load_tolerance: Optional[float] = None, takeover=None, expect: tuple[str, ...] = (),
-                     metrics_port: Optional[int] = None, outage_budget: float = 60.0):
+                     metrics_port: Optional[int] = None, outage_budget: float = 60.0, deadlines: bool = False):
     """Serve the controller's metrics (on `metrics_port`, 0: a free one; None: none), connect, wait
     for agents (with a progress bar), publish, wait until they run it."""
     from jellybean.agents.controller import Controller
     from jellybean.errors import JellyBeanError
 
+    deadline_ms = None
+    if deadlines:
+        deadline_ms = dep.inputs.workflow.slo.latency_ms if dep.inputs.workflow.slo else None
+        if not deadline_ms:
+            raise JellyBeanError(f"--deadlines drops items that cannot make the workflow's slo.latency_ms, and "
+                                 f"workflow '{dep.workflow}' has none; add `slo: {{latency_ms: ...}}` to it")
     controller = Controller(dep, broker, ca=ca, drop_after_ms=drop_after_ms, load_tolerance=load_tolerance,
-                            takeover=takeover, outage_budget_s=outage_budget)
+                            takeover=takeover, outage_budget_s=outage_budget, deadline_ms=deadline_ms)
     if metrics_port is not None:
         err.print(f"controller metrics at {controller.serve_metrics(metrics_port)}", highlight=False, soft_wrap=True)
     controller.connect()
@@ -145,6 +151,10 @@ def deploy(
     metrics_port: Annotated[Optional[int], typer.Option(
         "--metrics-port", min=0, max=65535,
         help="Serve the controller's Prometheus endpoint on this port (0: any free port; printed).")] = None,
+    deadlines: Annotated[bool, typer.Option(
+        "--deadlines", help="Agents drop an item at the head of a queue when, at the operator's current service "
+                            "time, it would miss the workflow's slo.latency_ms (reason `deadline`), instead of "
+                            "processing it late.")] = False,
     outage_budget: Annotated[float, typer.Option(
         "--outage-budget", min=0.0,
         help="Seconds an agent may stay silent (its site cut off) before a re-plan moves its work; it keeps "
@@ -162,7 +172,7 @@ def deploy(
         config = load_broker_config(takeover_credentials)
         takeover = lambda agent: config.url_for(agent) if agent in config.credentials else None  # noqa: E731
     controller = start_controller(dep, url, ca, wait, drop_after_ms, quiet, replan_on_load, takeover=takeover,
-                                  metrics_port=metrics_port, outage_budget=outage_budget)
+                                  metrics_port=metrics_port, outage_budget=outage_budget, deadlines=deadlines)
     try:
         watch(controller, duration, quiet)
     finally:
@@ -305,6 +315,10 @@ def up(
         "--replan-on-load", help="Also re-plan when the measured load differs from the plan's by this fraction.")] = None,
     agent_per_worker: Annotated[bool, typer.Option(
         "--agent-per-worker", help="One agent process per planned worker (a device each) instead of one per site.")] = False,
+    deadlines: Annotated[bool, typer.Option(
+        "--deadlines", help="Agents drop an item at the head of a queue when, at the operator's current service "
+                            "time, it would miss the workflow's slo.latency_ms (reason `deadline`), instead of "
+                            "processing it late.")] = False,
     isolate: Annotated[bool, typer.Option(
         "--isolate", help="Each site its own network namespace with its own broker, bridged over the infrastructure's "
                           "links shaped to their bandwidth (needs root; without it, one broker per site on loopback "
@@ -387,6 +401,7 @@ def up(
         controller = start_controller(dep, url, ca, 60.0, drop_after_ms, quiet, replan_on_load,
                                       expect=tuple(procs) if agent_per_worker else (),
                                       metrics_port=controller_metrics_port, outage_budget=outage_budget,
+                                      deadlines=deadlines,
                                       takeover=sites.takeover_url if sites else None)
         err.print("metrics: " + ", ".join(f"{name} {u}" for name, u in sorted(controller.metrics_urls().items())),
                   highlight=False, soft_wrap=True)

@@ -63,6 +63,9 @@ def test_the_plan_maps_to_agents_and_assignments(deployment):
     assert missing == [] and set(chosen) == {"crossing", "hub", "cloud"}
     out = build_assignments(deployment, chosen, 7, idle_agents=["spare"])
     assert out["spare"].tasks == [] and out["cloud"].version == 7
+    assert all(a.deadline_ms is None for a in out.values())   # early drops only when asked
+    timed = build_assignments(deployment, chosen, 8, deadline_ms=deployment.inputs.workflow.slo.latency_ms)
+    assert {a.deadline_ms for a in timed.values()} == {1000.0}
     by_op = {t.operator: (site, t) for site, a in out.items() for t in a.tasks}
     assert set(by_op) == set(deployment.plan.variants)
     site, detect = by_op["detect"]

@@ -443,3 +443,39 @@ def test_an_operator_that_returns_no_list_drops_its_batch_and_the_worker_goes_on
     status = {i.frame: i.dropped for i in out}
     assert "failed" in status[1] and status[2] is None
     assert "returned NoneType for 1 items" in runner.error
+
+
+def test_items_that_would_miss_their_deadline_are_dropped_at_the_head_not_processed_late():
+    seen: list = []
+    # A 60 ms operator and a 150 ms end-to-end deadline (Loki's early drop).
+    runner, out = _runner(Task(operator="op", variant="v", runtime="x"), _Echo, seen, delay=0.06, deadline_ms=150)
+    runner.offer(Item("s", 1, time.time()), 1)                # learns the service time, made in time
+    assert _wait(lambda: len(out) == 1) and runner.service_s == pytest.approx(0.06, abs=0.05)
+    runner.offer(Item("s", 2, time.time() - 0.12), 1)         # 120 ms old + ~60 ms of service > 150 ms
+    runner.offer(Item("s", 3, time.time()), 1)                # fresh: ~60 ms < 150 ms
+    assert _wait(lambda: len(out) == 3)
+    runner.stop()
+    by_frame = {i.frame: i for i in out}
+    assert by_frame[2].dropped == "deadline at op" and by_frame[1].dropped is None and by_frame[3].dropped is None
+    assert [f for b in seen for f in b] == [1, 3]
+    op = runner.telemetry.snapshot(1.0, 0).operators[0]
+    assert op.dropped == 1
+
+
+def test_without_a_deadline_an_old_item_under_the_late_limit_is_processed():
+    seen: list = []
+    runner, out = _runner(Task(operator="op", variant="v", runtime="x"), _Echo, seen, delay=0.06)
+    runner.offer(Item("s", 1, time.time() - 1.0), 1)
+    assert _wait(lambda: len(out) == 1)
+    runner.stop()
+    assert out[0].dropped is None and seen == [[1]]
+
+
+def test_an_assignment_deadline_must_be_a_positive_finite_number():
+    from jellybean.agents.messages import Assignment
+
+    base = dict(agent="a", site="s", version=1, plan="p", workflow="w")
+    assert Assignment(**base, deadline_ms=250).deadline_ms == 250 and Assignment(**base).deadline_ms is None
+    for bad in (0, -5, float("inf"), float("nan")):
+        with pytest.raises(ValueError):
+            Assignment(**base, deadline_ms=bad)
