@@ -83,11 +83,21 @@ class AgentBench:
              broker_url, "--models", str(zoo_dir), "--threads", str(threads), "--cache", str(workdir / "models"),
              "--log-level", "warning"],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        self.link = MqttLink(broker_url, f"jb-profile-feeder-{name}-{os.getpid()}")
-        self.link.subscribe(topics.heartbeat(name), self._on_heartbeat, qos=0)
-        self.link.subscribe(topics.sink(self.workflow), self._on_output)
-        self.link.start()
-        self.link.wait_connected(30)
+        self.link: MqttLink | None = None
+        try:
+            self.link = MqttLink(broker_url, f"jb-profile-feeder-{name}-{os.getpid()}")
+            self.link.subscribe(topics.heartbeat(name), self._on_heartbeat, qos=0)
+            self.link.subscribe(topics.sink(self.workflow), self._on_output)
+            self.link.start()
+            self.link.wait_connected(30)
+        except BaseException:
+            # Interrupted (a SIGTERM turned into KeyboardInterrupt) before the caller holds this
+            # object: nobody else can stop the agent just started.
+            if self.link is not None:
+                self.link.stop()
+            stop_process(self.proc)
+            self._log.close()
+            raise
         self.baseline_kb: int | None = None
 
     # -- messages ----------------------------------------------------------------------------------
