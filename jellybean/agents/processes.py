@@ -23,3 +23,8 @@ def stop_processes(procs: Iterable[subprocess.Popen], timeout: float = 10.0) -> 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     stop_processes([proc], timeout)
+
+
+# An agent started with this set to its parent's PID stops once that parent is gone (`zoo profile`'s
+# agents: a SIGTERM can interrupt the parent while Popen is still starting one).
+STOP_WITH_PARENT_ENV = "JELLYBEAN_STOP_WITH_PARENT"

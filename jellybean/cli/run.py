@@ -54,11 +54,31 @@ def agent(
     a = Agent(AgentOptions(name=name, hardware=hardware, broker=url, site=site, ca=ca, model_dirs=tuple(models),
                            cache_dir=cache, metrics_port=metrics_port, threads=threads))
     stop_on_sigterm(lambda: a._stop.set())
+    _stop_with_parent(lambda: a._stop.set())
     err.print(f"agent [bold]{name}[/] ({hardware}) at site {a.site}, broker {redact_url(url)}", highlight=False)
     try:
         a.run_forever()
     except KeyboardInterrupt:
         pass
+
+
+def _stop_with_parent(stop) -> None:
+    """With $JELLYBEAN_STOP_WITH_PARENT = the parent's PID (as `zoo profile` starts its agents), stop
+    when that parent is gone: a parent interrupted before it could stop us leaves no agent behind."""
+    import threading
+
+    from jellybean.agents.processes import STOP_WITH_PARENT_ENV
+
+    parent = os.environ.get(STOP_WITH_PARENT_ENV)
+    if not parent or not parent.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(0.5)
+        stop()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _metrics_table(controller) -> Table:

@@ -26,7 +26,7 @@ import numpy as np
 from jellybean.agents import topics
 from jellybean.agents.items import Item, MessageError, decode_item, encode_item
 from jellybean.agents.messages import Assignment, Heartbeat, Task, parse_message
-from jellybean.agents.processes import stop_process
+from jellybean.agents.processes import STOP_WITH_PARENT_ENV, stop_process
 from jellybean.agents.transport import MqttLink
 from jellybean.errors import JellyBeanError
 from jellybean.zoo.procfs import cpu_seconds, reset_peak, status_kb
@@ -77,7 +77,9 @@ class AgentBench:
         workdir.mkdir(parents=True, exist_ok=True)
         self._log_path = workdir / f"agent-{name}.log"
         self._log = open(self._log_path, "w")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # The agent stops when this process is gone (a SIGTERM can land while Popen is still
+        # starting it, before there is an object to stop it by).
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", STOP_WITH_PARENT_ENV: str(os.getpid())}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jellybean", "agent", "--name", name, "--hardware", hardware, "--broker",
              broker_url, "--models", str(zoo_dir), "--threads", str(threads), "--cache", str(workdir / "models"),

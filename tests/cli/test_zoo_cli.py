@@ -189,3 +189,46 @@ def test_a_profile_stopped_with_sigterm_stops_its_agent_and_broker(tmp_path):
                     os.kill(pid, signal.SIGKILL)
             except (OSError, ProcessLookupError):
                 pass
+
+
+def test_an_agent_told_to_stop_with_its_parent_stops_when_the_parent_is_gone(tmp_path):
+    """`zoo profile` starts its agents so: a parent interrupted inside Popen leaves none behind."""
+    import subprocess
+    import sys
+    import time
+
+    from jellybean.agents.broker import MosquittoBroker, find_mosquitto
+
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed")
+    broker = MosquittoBroker(None, None, workdir=tmp_path / "broker").start()
+    broker.wait_ready()
+    try:
+        # A parent that starts the agent with its own PID in the variable, prints the agent's PID and exits.
+        parent = subprocess.run([sys.executable, "-c", (
+            "import os, subprocess, sys\n"
+            "env = {**os.environ, 'JELLYBEAN_STOP_WITH_PARENT': str(os.getpid())}\n"
+            f"p = subprocess.Popen([sys.executable, '-m', 'jellybean', 'agent', '--name', 'orphan', '--hardware', "
+            f"'local-cpu', '--broker', '{broker.url}', '--log-level', 'warning'], env=env, "
+            "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+            "print(p.pid)\n")], capture_output=True, text=True, timeout=60, check=True)
+        agent = int(parent.stdout.strip())
+
+        def running() -> bool:
+            try:
+                state = Path(f"/proc/{agent}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                return False
+            return state not in ("Z", "X")
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and running():
+            time.sleep(0.2)
+        gone = not running()
+        if not gone:
+            import os
+            import signal
+            os.kill(agent, signal.SIGKILL)
+        assert gone, "the agent outlived its parent"
+    finally:
+        broker.stop()
