@@ -33,7 +33,7 @@ def measured_zoo(tmp_path_factory) -> Path:
         if not path.exists():
             pytest.fail(f"shipped model missing: {path}")
     root = tmp_path_factory.mktemp("zoo-plan")
-    write_scene(root / "scene", SceneConfig(cameras=2, seconds=3, seed=5))
+    write_scene(root / "scene", SceneConfig(cameras=2, seconds=2, seed=5))
     zoo = root / "zoo"
     for family, model in DETECTORS.items():
         run("zoo", "build", model, "--operator", "detect", "--task", "detection", "--family", family,
