@@ -41,6 +41,13 @@ def stop_on_sigterm(stop) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop())
 
 
+# `deploy` and `up`: the controller puts the workflow's latency SLO in every assignment as a deadline.
+Deadlines = Annotated[bool, typer.Option(
+    "--deadlines", help="Agents drop an item at the head of a queue when, at the operator's current service "
+                        "time, it would miss the workflow's slo.latency_ms (reason `deadline`), instead of "
+                        "processing it late.")]
+
+
 # The broker's secrets never go on a command line: a password comes from a file or the environment.
 PasswordFile = Annotated[Optional[Path], typer.Option(
     "--password-file", help="Read the broker password from this file (`broker config` writes DIR/clients/USER.password); "

@@ -19,7 +19,7 @@ from rich.text import Text
 from jellybean.agents.processes import stop_processes
 from jellybean.cli.app import app
 from jellybean.tables import fit, stdout_console
-from jellybean.cli.common import (BROKER_HELP, ClientCert, ClientKey, LogLevel, PasswordFile, broker_url,
+from jellybean.cli.common import (BROKER_HELP, ClientCert, ClientKey, Deadlines, LogLevel, PasswordFile, broker_url,
                                   interrupt_on_sigterm, load_deployment, replay_progress, setup_logging,
                                   stop_on_sigterm)
 
@@ -171,10 +171,7 @@ def deploy(
     metrics_port: Annotated[Optional[int], typer.Option(
         "--metrics-port", min=0, max=65535,
         help="Serve the controller's Prometheus endpoint on this port (0: any free port; printed).")] = None,
-    deadlines: Annotated[bool, typer.Option(
-        "--deadlines", help="Agents drop an item at the head of a queue when, at the operator's current service "
-                            "time, it would miss the workflow's slo.latency_ms (reason `deadline`), instead of "
-                            "processing it late.")] = False,
+    deadlines: Deadlines = False,
     outage_budget: Annotated[float, typer.Option(
         "--outage-budget", min=0.0,
         help="Seconds an agent may stay silent (its site cut off) before a re-plan moves its work; it keeps "
@@ -335,10 +332,7 @@ def up(
         "--replan-on-load", help="Also re-plan when the measured load differs from the plan's by this fraction.")] = None,
     agent_per_worker: Annotated[bool, typer.Option(
         "--agent-per-worker", help="One agent process per planned worker (a device each) instead of one per site.")] = False,
-    deadlines: Annotated[bool, typer.Option(
-        "--deadlines", help="Agents drop an item at the head of a queue when, at the operator's current service "
-                            "time, it would miss the workflow's slo.latency_ms (reason `deadline`), instead of "
-                            "processing it late.")] = False,
+    deadlines: Deadlines = False,
     isolate: Annotated[bool, typer.Option(
         "--isolate", help="Each site its own network namespace with its own broker, bridged over the infrastructure's "
                           "links shaped to their bandwidth (needs root; without it, one broker per site on loopback "
