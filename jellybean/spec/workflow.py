@@ -60,6 +60,18 @@ class Slo(StrictModel):
         "table is in percent",
     )
     latency_ms: float | None = Field(None, gt=0, le=MAX_MS, description="bound on compute + link latency along any route")
+    min_accuracy: float | None = Field(
+        None, ge=0, le=MAX_PERCENT,
+        description="the floor `deploy --adapt` never goes below when it trades accuracy for throughput under a "
+        "burst (accuracy scaling); in the unit of `accuracy`",
+    )
+
+    @model_validator(mode="after")
+    def _floor_below_target(self) -> "Slo":
+        if self.min_accuracy is not None and self.accuracy is not None and self.min_accuracy > self.accuracy:
+            raise spec_error("slo.min_accuracy", f"{self.min_accuracy:g} is above slo.accuracy {self.accuracy:g}; "
+                             "the floor must be at most the target")
+        return self
 
 
 class Workflow(StrictModel):
