@@ -22,6 +22,7 @@ import queue
 import socket
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from jellybean.agents.messages import (
     parse_message,
 )
 from jellybean.agents.operators.base import OperatorConfig, create
-from jellybean.agents.routing import Router
+from jellybean.agents.routing import Router, WeightedChoice
 from jellybean.agents.tasks import TaskRunner
 from jellybean.agents.telemetry import AgentTelemetry
 from jellybean.agents.transport import Countdown, Done, MqttLink, Will
@@ -124,7 +125,8 @@ class Agent:
                                        Status(agent=self.name, state="offline").to_bytes()))
         self.assignment: Assignment | None = None
         self.router = Router({}, {}, {})
-        self.tasks: dict[str, TaskRunner] = {}
+        self.tasks: dict[tuple[str, str], TaskRunner] = {}   # (operator, variant)
+        self._mix: dict[str, WeightedChoice] = {}   # operator -> its variants' weights, where several run
         self.errors: dict[str, str] = {}
         self._tasks_lock = threading.RLock()
         self._pending: queue.Queue[Assignment | None] = queue.Queue()
@@ -133,7 +135,7 @@ class Agent:
         self._threads: list[threading.Thread] = []
         self._models = self._scan_models()
         self._seq = 0
-        self._starting: set[str] = set()       # operators of an assignment being applied
+        self._starting: set[str] = set()       # operators with a task of an assignment being applied
         self._held: list[_Held] = []           # guarded by _tasks_lock
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -194,7 +196,7 @@ class Agent:
             self._seq += 1
             with self._tasks_lock:
                 version = self.assignment.version if self.assignment else 0
-                running = sorted(self.tasks)
+                running = sorted({op for op, _ in self.tasks})
                 errors = [f"{op}: {e}" for op, e in self.errors.items()]
             self.link.publish(topics.heartbeat(self.name), Heartbeat(
                 agent=self.name, seq=self._seq, assignment_version=version, running=running,
@@ -258,36 +260,37 @@ class Agent:
         """Start what `a` adds beside what runs, then switch at once: routing, tasks, version."""
         log.info("applying assignment version %d: %s", a.version,
                  ", ".join(f"{t.operator}={t.variant}x{t.workers}" for t in a.tasks) or "nothing")
-        wanted = {t.operator: t for t in a.tasks}
+        wanted = {(t.operator, t.variant): t for t in a.tasks}
         with self._tasks_lock:
-            keep = {op for op, r in self.tasks.items() if op in wanted and r.same_as(wanted[op])}
-            self._starting = set(wanted) - keep
-        started: dict[str, TaskRunner] = {}
+            keep = {k for k, r in self.tasks.items() if k in wanted and r.same_as(wanted[k])}
+            self._starting = {op for op, _ in set(wanted) - keep}
+        started: dict[tuple[str, str], TaskRunner] = {}
         errors: dict[str, str] = {}
         try:
-            for op in sorted(set(wanted) - keep):
+            for key in sorted(set(wanted) - keep):
                 try:
-                    started[op] = self._start_task(wanted[op], a)
+                    started[key] = self._start_task(wanted[key], a)
                 except Exception as exc:  # noqa: BLE001 - report it in heartbeats; the others run
-                    log.error("cannot run %s (%s): %s", op, wanted[op].variant, exc)
-                    errors[op] = str(exc)
+                    log.error("cannot run %s (%s): %s", key[0], key[1], exc)
+                    errors[key[0]] = str(exc)
         finally:
             with self._tasks_lock:
                 self._starting = set()
         stopped: list[TaskRunner] = []
         with self._tasks_lock:
             self.router.update(a.routing, a.placements, a.keyed)
-            for op in list(self.tasks):
-                if op not in keep:
-                    stopped.append(self.tasks.pop(op))
+            for key in list(self.tasks):
+                if key not in keep:
+                    stopped.append(self.tasks.pop(key))
                 else:
-                    self.tasks[op].drop_after_ms = a.drop_after_ms
-                    self.tasks[op].deadline_ms = a.deadline_ms
+                    self.tasks[key].drop_after_ms = a.drop_after_ms
+                    self.tasks[key].deadline_ms = a.deadline_ms
             self.tasks.update(started)
+            self._mix = self._mixes(a)
             self.errors = errors
             self.assignment = a
             held, self._held = self._held, []
-        self._subscribe_data(a.shared, sorted(self.tasks))
+        self._subscribe_data(a.shared, sorted({op for op, _ in self.tasks}))
         for runner in stopped:
             # Its workers finish what they hold; what is left goes where the operator runs now
             # (its successor here, when only the variant or the worker count changed).
@@ -295,6 +298,41 @@ class Agent:
                 self._dispatch(runner.task.operator, item, 0, ack)
         for h in held:
             self._dispatch(h.operator, h.item, h.nbytes, h.ack, since=h.since)
+
+    @property
+    def operators(self) -> set[str]:
+        with self._tasks_lock:
+            return {op for op, _ in self.tasks}
+
+    def runners(self, operator: str) -> list[TaskRunner]:
+        """The runners of `operator` here, one per variant."""
+        with self._tasks_lock:
+            return [r for (op, _), r in sorted(self.tasks.items()) if op == operator]
+
+    def _mixes(self, a: Assignment) -> dict[str, WeightedChoice]:
+        """Operators run here in several variants: each item picks one by the assignment's weights
+        (by workers where it gives none). Picked by the item's key (its stream for keyed
+        operators), so a redelivered item meets the runner that saw it first and is not run twice."""
+        variants: dict[str, dict[str, float]] = defaultdict(dict)
+        for (op, var), runner in self.tasks.items():
+            variants[op][var] = float(runner.task.workers)
+        out = {}
+        for op, own in variants.items():
+            if len(own) < 2:
+                continue
+            given = {v: w for v, w in a.mix.get(op, {}).items() if v in own}
+            out[op] = WeightedChoice(given if sum(given.values()) > 0 else own, "stream")
+        return out
+
+    def _runner(self, operator: str, item: Item) -> TaskRunner | None:
+        """The runner of `operator` that takes `item` (holds _tasks_lock)."""
+        mix = self._mix.get(operator)
+        if mix is not None:
+            keyed = self.router.keyed.get(operator, "item") != "item"
+            runner = self.tasks.get((operator, mix.pick(item.stream if keyed else "|".join(map(str, item.key)))))
+            if runner is not None:
+                return runner
+        return next((r for (op, _), r in self.tasks.items() if op == operator), None)
 
     def _start_task(self, task: Task, a: Assignment) -> TaskRunner:
         model = self._model_path(task) if task.model else None
@@ -387,7 +425,7 @@ class Agent:
     def _dispatch(self, operator: str, item: Item, nbytes: int, ack: Done, since: float | None = None) -> None:
         """Run the item here, hold it for a task that is starting, or send it where it runs now."""
         with self._tasks_lock:
-            runner = self.tasks.get(operator)
+            runner = self._runner(operator, item)
             if runner is None and (self.assignment is None or operator in self._starting):
                 self._hold(_Held(operator, item, nbytes, ack, since if since is not None else time.monotonic()))
                 return

@@ -208,12 +208,15 @@ def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], versio
     windows = {o.name: (o.batching.max_batch_latency_ms if o.batching else 0.0) or 0.0
                for o in inputs.workflow.operators}
     tasks: dict[str, list[Task]] = defaultdict(list)
-    merged: dict[tuple[str, str], dict] = {}
+    merged: dict[tuple[str, str, str], dict] = {}
+    weights: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))  # site, op, variant
     for w in plan.workers:
         if w.count <= 0:
             continue
-        key = (w.location, w.operator)
-        if key in merged:  # two hardware pools of one site running the same operator: one task
+        key = (w.location, w.operator, w.variant)
+        mix = weights[w.location][w.operator]
+        mix[w.variant] = mix.get(w.variant, 0.0) + w.load
+        if key in merged:  # two hardware pools of one site running the same variant: one task
             merged[key]["workers"] += w.count
             continue
         zop, v = _variant(inputs, w.operator, w.variant)
@@ -226,15 +229,18 @@ def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], versio
                            max_batch_latency_ms=windows.get(w.operator, 0.0) if w.batch > 1 else 0.0,
                            model=v.model, sha256=(v.sha256 or file_sha256(model_path)) if model_path else None,
                            size=model_path.stat().st_size if model_path else None, params=dict(v.params))
-    for (site, _), fields in merged.items():
+    for (site, _, _), fields in merged.items():
         tasks[site].append(Task(**fields))
+    # Several variants of one operator at a site: items split by the load the plan gives each.
+    site_mix = {site: {op: dict(v) for op, v in ops.items() if len(v) > 1} for site, ops in weights.items()}
     common = dict(version=version, plan=plan.name, workflow=dep.workflow, routing=routing, placements=place,
                   downstream=down, keyed=keyed, sinks=sinks, sink_topic=topics.sink(dep.workflow),
                   drop_after_ms=drop_after_ms, deadline_ms=deadline_ms)
     out = {}
     for site, agents in site_agents.items():
         for agent, agent_tasks in _site_tasks(tasks.get(site, []), agents).items():
-            out[agent] = Assignment(agent=agent, site=site, tasks=agent_tasks, shared=len(agents) > 1, **common)
+            out[agent] = Assignment(agent=agent, site=site, tasks=agent_tasks, shared=len(agents) > 1,
+                                    mix=site_mix.get(site, {}), **common)
     for agent in idle_agents:
         out.setdefault(agent, Assignment(agent=agent, site=agent, tasks=[], **common))
     return out

@@ -97,6 +97,8 @@ class Assignment(Message):
       queue that the operator, at its current service time, would finish after it is dropped
       (reason `deadline`) instead of processed late (Loki's early drop). The controller may change
       it at run time like any other field.
+    - `mix[operator]` = {variant: weight}: where this site runs several variants of an operator
+      (a mixed plan, or `deploy --adapt` scaling accuracy), the share of its items each takes.
     """
 
     kind: Literal["assignment"] = "assignment"
@@ -116,6 +118,9 @@ class Assignment(Message):
     deadline_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
     shared: bool = Field(False, description="other agents serve this site too: take items through the "
                                             "broker's shared subscriptions, one per operator run here")
+    mix: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="operator -> {variant: weight} where this site runs several variants of "
+        "it: each item goes to one of them by these weights (most accurate first, as the controller decided)")
 
 
 class Routes(Message):

@@ -169,6 +169,7 @@ class TaskRunner:
         self.deadline_ms: float | None = deadline_ms
         self.service_s: float | None = None   # EWMA of a batch's service time (first stage to outputs)
         self.max_queue = max_queue
+        self.accepted = 0   # items taken in (duplicates and rejects not counted)
         self.keyed = task.keyed
         self._factory = factory
         self._seen = SeenSet()
@@ -181,7 +182,8 @@ class TaskRunner:
         self._threads: list[threading.Thread] = []
         self._operators: list[Operator] = []
         self.error: str | None = None
-        telemetry.watch_queue(task.operator, task.variant, lambda: len(self._queue))
+        self._depth = lambda: len(self._queue)
+        telemetry.watch_queue(task.operator, task.variant, self._depth)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "TaskRunner":
@@ -222,6 +224,7 @@ class TaskRunner:
                 op.close()
             except Exception:  # noqa: BLE001
                 log.exception("closing %s", self.task.operator)
+        self.telemetry.unwatch_queue(self.task.operator, self.task.variant, self._depth)
         with self._cond:
             left = list(self._queue)
             self._queue.clear()
@@ -257,6 +260,7 @@ class TaskRunner:
         q = _Queued(item, time.time(), ack)
         evicted: list[_Queued] = []
         with self._cond:
+            self.accepted += 1
             if self.keyed == "item":
                 ready, late = [q], []
             else:

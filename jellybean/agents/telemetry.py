@@ -115,6 +115,7 @@ class AgentTelemetry:
         self._counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._queues: dict[str, callable] = {}
         self._variants: dict[str, str] = {}
+        self._watched: dict[str, dict[str, object]] = defaultdict(dict)   # operator -> variant -> depth()
         self.bytes_out: dict[str, int] = defaultdict(int)
         self.session_bytes: OrderedDict[str, dict[str, int]] = OrderedDict()
         self.bytes_in = 0
@@ -127,8 +128,28 @@ class AgentTelemetry:
 
     # -- recording ---------------------------------------------------------------------------------
     def watch_queue(self, operator: str, variant: str, depth) -> None:
+        """Report `depth()` as (part of) the operator's queue: one per variant it runs in."""
+        with self._lock:
+            self._watched[operator][variant] = depth
+            self._refresh_watch(operator)
+
+    def unwatch_queue(self, operator: str, variant: str, depth) -> None:
+        with self._lock:
+            if self._watched[operator].get(variant) is depth:
+                del self._watched[operator][variant]
+                self._refresh_watch(operator)
+
+    def _refresh_watch(self, operator: str) -> None:
+        watched = dict(self._watched[operator])
+        if not watched:
+            self._queues.pop(operator, None)
+            return
+
+        def depth() -> int:
+            return sum(int(f()) for f in watched.values())
+
         self._queues[operator] = depth
-        self._variants[operator] = variant
+        self._variants[operator] = "+".join(sorted(watched))
         self._queue.labels(operator).set_function(depth)
 
     def received(self, operator: str, nbytes: int, units: int = 1) -> None:

@@ -109,7 +109,7 @@ def test_model_reaches_an_agent_over_the_broker_in_checksummed_chunks(mosquitto,
     try:
         _deploy(ctl)
         crossing = agents[0]
-        task = crossing.tasks["detect"].task
+        task = crossing.runners("detect")[0].task
         cached = tmp_path / "cache-crossing" / f"{task.sha256}.onnx"
         assert cached.is_file()
         assert hashlib.sha256(cached.read_bytes()).hexdigest() == task.sha256
@@ -225,11 +225,11 @@ def test_controller_replans_when_an_agent_dies_and_again_when_it_returns(mosquit
         assert _wait(lambda: ctl.lost == {"hub"} and ctl.version > first, timeout=15)
         assert "hub" not in {w.location for w in ctl.current.plan.workers}
         assert _wait(lambda: agents["cloud"].assignment.version == ctl.version)
-        assert "reid" in agents["cloud"].tasks
+        assert "reid" in agents["cloud"].operators
         agents["hub"] = _agent(mosquitto, "hub", tmp_path / "again", "hub-x86-minipc")
         assert _wait(lambda: ctl.lost == set(), timeout=15)
         assert ctl.current is ctl.original
-        assert _wait(lambda: "reid" in agents["hub"].tasks and "reid" not in agents["cloud"].tasks)
+        assert _wait(lambda: "reid" in agents["hub"].operators and "reid" not in agents["cloud"].operators)
     finally:
         stop[0] = True
         ctl.stop()
@@ -321,7 +321,7 @@ def test_two_agents_at_one_site_share_its_items_through_the_broker(mosquitto, tm
             link.publish(topics.assignment(agent), Assignment(
                 agent=agent, site="hub", version=1, plan="p", workflow="w", tasks=[task],
                 downstream={"detect": []}, sinks=["detect"], sink_topic=sink, shared=True).to_bytes(), retain=True)
-        assert _wait(lambda: "detect" in a.tasks and "detect" in b.tasks)
+        assert _wait(lambda: "detect" in a.operators and "detect" in b.operators)
         time.sleep(0.5)   # let the shared subscriptions land
         for k in range(1, 41):
             link.publish(topics.data("hub", "detect"), encode_item(Item("cam", k, time.time(), "frame",
@@ -356,7 +356,7 @@ def test_controller_spreads_a_site_over_its_agents_and_the_pipeline_runs(mosquit
     scenario = open_dataset(tmp_path / "scene").scenarios[0]
     try:
         _deploy(ctl)
-        cloud = {a.name: sorted(a.tasks) for a in agents if a.site == "cloud"}
+        cloud = {a.name: sorted(a.operators) for a in agents if a.site == "cloud"}
         assert sorted(op for ops in cloud.values() for op in ops) == ["associate", "track"]
         assert all(len(ops) == 1 for ops in cloud.values()), cloud
         data = BrokerReplay(mosquitto, speed=2.0, drain_s=10).run(scenario)
@@ -366,3 +366,39 @@ def test_controller_spreads_a_site_over_its_agents_and_the_pipeline_runs(mosquit
         ctl.stop()
         for a in agents:
             a.stop()
+
+
+def test_an_agent_runs_two_variants_of_one_operator_and_splits_items_by_the_mix(mosquitto):
+    """A mixed plan at one site: both variants run, every frame is detected exactly once, and the
+    split follows the assignment's weights (a 3:1 mix; hashing is by item, so not exact)."""
+    from jellybean.agents.items import decode_item
+    from jellybean.agents.messages import Assignment, Task
+
+    sink = topics.sink("w")
+    got: list[Item] = []
+    agent = Agent(AgentOptions(name="hub", site="hub", hardware="hub-x86-minipc", broker=mosquitto,
+                               model_dirs=(REPO / "model_zoo" / "aicity",), threads=1, heartbeat_s=0.3)).start()
+    link = MqttLink(mosquitto, "test-mixer", clean=True)
+    link.subscribe(sink, lambda t, p: got.append(decode_item(p, t)))
+    link.start()
+    try:
+        link.wait_connected()
+        tasks = [Task(operator="detect", variant=v, runtime="yolov8-detector", model=f"detector_{v}.onnx")
+                 for v in ("w050", "w100")]
+        link.publish(topics.assignment("hub"), Assignment(
+            agent="hub", site="hub", version=1, plan="p", workflow="w", tasks=tasks, mix={"detect": {"w050": 3, "w100": 1}},
+            downstream={"detect": []}, sinks=["detect"], sink_topic=sink).to_bytes(), retain=True)
+        assert _wait(lambda: len(agent.runners("detect")) == 2 and agent.assignment is not None)
+        frames = 80
+        for k in range(1, frames + 1):
+            link.publish(topics.data("hub", "detect"), encode_item(Item(f"cam{k % 4}", k, time.time(), "frame",
+                                                                        blobs=[_jpeg()])))
+        assert _wait(lambda: len(got) >= frames, timeout=30)
+        assert sorted(i.frame for i in got) == list(range(1, frames + 1))   # each exactly once
+        taken = {r.task.variant: r.accepted for r in agent.runners("detect")}
+        assert sum(taken.values()) == frames
+        # 3:1 by item hash: w050 takes 60 ± a few binomial standard deviations (sd 3.9).
+        assert 45 <= taken["w050"] <= 75 and taken["w100"] >= 5, taken
+    finally:
+        link.stop()
+        agent.stop()
