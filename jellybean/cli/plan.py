@@ -74,14 +74,23 @@ CompareWith = Annotated[Optional[Strategy], typer.Option(
     "--compare", help="With --report: plan again with this strategy and show the two plans side by side.")]
 
 
-def _planner(problem, inputs: dict[str, str], time_limit: float, backend: str, quiet: bool):
+MixOption = Annotated[Optional[bool], typer.Option(
+    "--mix/--no-mix", help="Let the optimal plan run several variants of an operator, each on its own workers "
+                           "with a share of the items (accuracy is the traffic-weighted mix), where that is cheaper "
+                           "than one variant per operator. Default: on for -w/-z/-i (skipped, with a note in the plan, "
+                           "past 512 variant combinations; --mix refuses them instead), off for --jellybean-inputs, "
+                           "whose zoos are large and whose solve has its own decomposition.")]
+
+
+def _planner(problem, inputs: dict[str, str], time_limit: float, backend: str, quiet: bool,
+             mix: bool | None = False):
     """strategy -> the plan of `problem` with it, behind a progress bar."""
     from jellybean.planner.strategies import make_plan
 
     def make(strategy: str):
         with _solving(f"solving ({strategy})", time_limit, quiet=quiet) as on_progress:
             return make_plan(problem, strategy, time_limit=time_limit, backend=backend.upper(), inputs=inputs,
-                             on_progress=on_progress)
+                             on_progress=on_progress, mix=mix)
 
     return make
 
@@ -106,6 +115,7 @@ def plan(
                                              help="MIP solver: HIGHS (highspy), SCIP or CBC (through OR-Tools).")] = "HIGHS",
     report: ReportDir = None,
     compare: CompareWith = None,
+    mix: MixOption = None,
 ) -> None:
     """Choose variants, worker counts and routes at the least $/h that meets the SLOs."""
     from jellybean.planner.strategies import make_plan
@@ -123,6 +133,7 @@ def plan(
 
         problem = load_jellybean_inputs(jellybean_inputs)
         inputs = {"jellybean_inputs": str(jellybean_inputs)}
+        mixing = bool(mix)  # off unless asked for
     else:
         missing = [flag for flag, v in (("-w/--workflow", workflow), ("-z/--zoo", zoo), ("-i/--infrastructure", infrastructure)) if v is None]
         if missing:
@@ -133,14 +144,15 @@ def plan(
         loaded = load_inputs(workflow, zoo, infrastructure)
         problem = build_problem(loaded)
         inputs = loaded.paths
+        mixing = None if mix is None else mix  # None: where the combinations are few enough
 
     with _solving(f"solving ({strategy})", time_limit, quiet=as_json or prototype_json) as on_progress:
         result = make_plan(problem, strategy, time_limit=time_limit, backend=backend.upper(), inputs=inputs,
-                           on_progress=on_progress)
+                           on_progress=on_progress, mix=mixing)
     if output is not None:
         write_plan(result, output)
     index = write_report(result, report, compare and Strategy(compare).value,
-                         _planner(problem, inputs, time_limit, backend, quiet=as_json or prototype_json))
+                         _planner(problem, inputs, time_limit, backend, quiet=as_json or prototype_json, mix=mixing))
     if prototype_json:
         from jellybean.planner.jellybean_format import jellybean_json
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from jellybean.planner.mix import operator_shares, reason
 from jellybean.planner.model import hop_ms
 from jellybean.planner.problem import KB_PER_S_TO_GB_PER_H, KB_PER_S_TO_MBPS, Problem
 from jellybean.planner.solution import Solution
-from jellybean.spec.plan import Costs, LinkUse, Plan, Prediction, Route, SolverInfo, StreamRate, WorkerGroup
+from jellybean.spec.plan import (Costs, LinkUse, Mixing, PathShare, Plan, Prediction, Route, SolverInfo, StreamRate,
+                                 WorkerGroup)
 
 BINDING_FRACTION = 0.999
 
@@ -56,7 +58,7 @@ def extract_plan(problem: Problem, solution: Solution, strategy: str, inputs: di
             if local > 1e-6:
                 flows[edge, (loc, loc)] = local
                 e = edges[edge]
-                kb_of[edge, (loc, loc)] = local * e.size(_variant(p, solution, e.src), solution.variants[e.dst])
+                kb_of[edge, (loc, loc)] = local * _item_kb(p, solution, e)
     routes = [
         Route.model_validate({"edge": edge, "from": arc[0], "to": arc[1], "items_per_s": items,
                               "kb_per_s": kb_of[edge, arc]})
@@ -85,7 +87,12 @@ def extract_plan(problem: Problem, solution: Solution, strategy: str, inputs: di
     throughput = defaultdict(float)
     for w in workers:
         throughput[w.operator] += w.load
-    accuracy = p.accuracy.of(solution.variants) if p.accuracy.defined else None
+    names = [op.name for op in p.operators]
+    if solution.paths:  # the traffic-weighted mix over the paths
+        accuracy = sum(c * (p.accuracy.of(dict(zip(names, path))) or 0.0) for path, c in solution.paths.items())
+        accuracy = accuracy if p.accuracy.defined else None
+    else:
+        accuracy = p.accuracy.of(solution.variants) if p.accuracy.defined else None
     latency = route_latency(p, solution, workers)
 
     plan = Plan(
@@ -95,6 +102,8 @@ def extract_plan(problem: Problem, solution: Solution, strategy: str, inputs: di
         solver=SolverInfo(status=solution.status, gap=solution.gap, seconds=round(solution.seconds, 3),
                           backend=solution.backend, best_bound=solution.best_bound),
         variants=dict(solution.variants),
+        mix=operator_shares(names, solution.paths),
+        mixing=_mixing(p, solution, compute + network),
         tiers={loc.name: loc.tier for loc in p.locations},
         streams=tuple(StreamRate(source=s.source, location=s.location, rate=s.rate, count=s.count) for s in p.streams),
         workers=tuple(workers),
@@ -115,6 +124,38 @@ def extract_plan(problem: Problem, solution: Solution, strategy: str, inputs: di
 
 def _variant(problem: Problem, solution: Solution, node: str) -> str:
     return solution.variants.get(node, "default")
+
+
+def _item_kb(problem: Problem, solution: Solution, e) -> float:
+    """KB per item of edge ``e``: in a mixed plan, the average over its (source, destination) variant pairs."""
+    if not solution.paths:
+        return e.size(_variant(problem, solution, e.src), solution.variants[e.dst])
+    names = [op.name for op in problem.operators]
+    total = 0.0
+    for path, c in solution.paths.items():
+        chosen = dict(zip(names, path))
+        total += c * e.size(chosen.get(e.src, "default"), chosen[e.dst])
+    return total
+
+
+def _mixing(problem: Problem, solution: Solution, cost: float) -> Mixing | None:
+    if not solution.mix_considered and not solution.mix_note:
+        return None
+    names = [op.name for op in problem.operators]
+    one = solution.one_variant_variants
+    why = reason(problem, solution.paths, cost, solution.one_variant_cost, one)
+    if solution.mix_note:
+        why = f"{why}; {solution.mix_note}" if why else solution.mix_note
+    return Mixing(
+        chosen=bool(solution.paths),
+        one_variant_cost=solution.one_variant_cost,
+        one_variant_variants=dict(one),
+        one_variant_accuracy=problem.accuracy.of(one) if one and problem.accuracy.defined else None,
+        paths=tuple(PathShare(variants=dict(zip(names, path)), share=c,
+                              accuracy=problem.accuracy.of(dict(zip(names, path))))
+                    for path, c in sorted(solution.paths.items(), key=lambda kv: -kv[1])),
+        reason=why,
+    )
 
 
 def route_latency(problem: Problem, solution: Solution, workers: list[WorkerGroup]) -> float | None:

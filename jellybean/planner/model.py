@@ -3,6 +3,12 @@
 Decisions: one variant per operator, integer worker counts per (pool, operator, variant), the load
 each pool serves, and continuous flows of every workflow edge over the links. Objective: compute
 $/h of the workers used plus network $/h of the bytes that cross links.
+
+With ``mix=True`` several variants of an operator may run at once (Loki's path formulation, see
+mix.py): shares c[p] over variant combinations replace the one-variant choice, a worker hosts one
+variant (worker counts per variant), and accuracy is Σ c[p]·acc[p]. Message sizes follow the path
+shares edge by edge in aggregate: the items of a size class on an edge are at most the edge's
+rate times the share of the paths in that class, not tied to the locations that run each variant.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import dataclass, field
 from ortools.linear_solver import linear_solver_pb2, pywraplp
 
 from jellybean.errors import InfeasibleError
+from jellybean.planner.mix import variant_paths
 from jellybean.planner.problem import KB_PER_S_TO_GB_PER_H, Edge, Link, Problem
 
 
@@ -63,6 +70,10 @@ class Variables:
     uses: dict[tuple[str, tuple[str, str]], pywraplp.Variable] = field(default_factory=dict)
     ready: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (op, location) ms
     arrive: dict[tuple[str, str], pywraplp.Variable] = field(default_factory=dict)  # (edge, location) ms
+    # mixed variants only
+    path: dict[int, pywraplp.Variable] = field(default_factory=dict)  # share of items on model.paths[i]
+    hosted: dict[tuple[str, str, str], pywraplp.Variable] = field(default_factory=dict)  # (pool, op, variant), integer
+    hosts_variant: dict[tuple[str, str, str], pywraplp.Variable] = field(default_factory=dict)  # latency bound
     # elastic slack
     slack: dict[tuple[str, ...], pywraplp.Variable] = field(default_factory=dict)
 
@@ -84,12 +95,14 @@ class PlanningModel:
         elastic: Elastic = Elastic(),
         backend: str = "HIGHS",
         reduce: bool = True,
+        mix: bool = False,
     ):
         self.problem = problem
         self.restriction = restriction
         self.elastic = elastic
         self.backend = backend
         self.reduce = reduce
+        self.mix = mix
         # highspy solves the model (jellybean.planner.highs); pywraplp only holds it, through SCIP.
         solver = pywraplp.Solver.CreateSolver("SCIP" if backend == "HIGHS" else backend)
         if solver is None:
@@ -141,6 +154,11 @@ class PlanningModel:
         for s in p.streams:
             self.stream_rate[(s.source, s.location)] += s.rate
         self.reach_share = self._reach_share()
+        self.paths: list[tuple[tuple[str, ...], float]] = []
+        if self.mix:
+            fixed = dict(self.restriction.variants or ())
+            allowed = [[var for var in op.variants if fixed.get(op.name, var) == var] for op in p.operators]
+            self.paths = variant_paths(p, allowed)
 
     def _routes(self) -> None:
         """Flows run between groups of locations: senders, then receivers, alike in every arc's cost.
@@ -301,10 +319,16 @@ class PlanningModel:
                     self.max_load[key] = reach if elastic else min(reach, hi * cap.capacity)
                     v.x[key] = s.NumVar(0, self.max_load[key], f"x[{pool.name},{op.name},{var}]")
                     counts.append(hi)
+                    if self.mix:
+                        # A worker hosts one variant, so with several running, counts are per variant.
+                        v.hosted[key] = s.IntVar(0, hi, f"workers[{pool.name},{op.name},{var}]")
                 # One variant runs workflow-wide, so worker counts need no copy per variant: the
                 # capacity row below weighs each variant's load by its own throughput.
-                if counts:
+                if counts and not self.mix:
                     v.workers[pool.name, op.name] = s.IntVar(0, max(counts), f"workers[{pool.name},{op.name}]")
+
+        for i, (path, _) in enumerate(self.paths):
+            v.path[i] = s.NumVar(0, 1, f"c[{'|'.join(path)}]")
 
         self.edge_routes: dict[str, list[tuple[str, str]]] = {e.name: self._routes_of(e) for e in p.edges}
         for e in p.edges:
@@ -384,6 +408,25 @@ class PlanningModel:
             start=0.0,
         )
 
+    def share(self, op: str, var: str):
+        """Mixed model: the share of all items whose path runs ``var`` of ``op`` (a linear expression)."""
+        j = [o.name for o in self.problem.operators].index(op)
+        return sum((self.v.path[i] for i, (path, _) in enumerate(self.paths) if path[j] == var), start=0.0)
+
+    def pair_share(self, e: Edge, a: str, b: str):
+        """Mixed model: the share of edge ``e``'s items produced by variant ``a`` and taken in by ``b``."""
+        names = [o.name for o in self.problem.operators]
+        j_dst = names.index(e.dst)
+        j_src = names.index(e.src) if e.src in names else None
+        return sum((self.v.path[i] for i, (path, _) in enumerate(self.paths)
+                    if path[j_dst] == b and (j_src is None or path[j_src] == a)), start=0.0)
+
+    def worker_columns(self):
+        """(pool, op, variant or None, integer column) of every worker count in the model."""
+        if self.mix:
+            return [(pl, op, var, w) for (pl, op, var), w in self.v.hosted.items()]
+        return [(pl, op, None, w) for (pl, op), w in self.v.workers.items()]
+
     def _slack(self, *key: str, scale: float = 1.0):
         """A violation of ``scale`` units costs one penalty: violations compare as fractions."""
         var = self.solver.NumVar(0, math.inf, "slack[" + ",".join(key) + "]")
@@ -395,20 +438,24 @@ class PlanningModel:
     def _constraints(self) -> None:
         s, p, v = self.solver, self.problem, self.v
 
-        # Exactly one variant per operator, workflow-wide.
+        # Exactly one variant per operator, workflow-wide (mixed: the path shares sum to one instead).
+        if self.mix:
+            s.Add(sum(v.path.values(), start=0.0) == 1, "one_mix")
         for op in p.operators:
+            if self.mix:
+                continue
             s.Add(sum(v.z[op.name, var] for var in op.variants) == 1, f"one_variant[{op.name}]")
 
         # Workers host at most one operator each, within what a pool has.
         per_pool: dict[str, list] = defaultdict(list)
-        for (pool_name, _), w in v.workers.items():
+        for pool_name, _, _, w in self.worker_columns():
             per_pool[pool_name].append(w)
         for pool_name, used in per_pool.items():
             s.Add(sum(used) <= self.pool_by_name[pool_name].count, f"pool_count[{pool_name}]")
         # Fixed worker counts (a baseline's placement): only loads and routes are left to choose.
         for pool_name, op, count in self.restriction.counts or ():
-            s.Add(v.workers[pool_name, op] == count if (pool_name, op) in v.workers else count == 0,
-                  f"fixed_count[{pool_name},{op}]")
+            here = [w for pl, o, _, w in self.worker_columns() if (pl, o) == (pool_name, op)]
+            s.Add(sum(here) == count if here else count == 0, f"fixed_count[{pool_name},{op}]")
 
         # Capacity: a pool serves at most its workers' profiled throughput, in the variant that runs.
         by_pool_op: dict[tuple[str, str], list] = defaultdict(list)
@@ -418,6 +465,8 @@ class PlanningModel:
                      if self.elastic.relaxes("capacity") else 0.0)
             by_pool_op[pool_name, op].append((x - extra) * (1.0 / self.capacity[key]))
             s.Add(x <= self.max_load[key] * v.z[op, var], f"variant_link[{pool_name},{op},{var}]")
+            if self.mix:
+                s.Add(x - extra <= self.capacity[key] * v.hosted[key], f"capacity[{pool_name},{op},{var}]")
         for (pool_name, op), w in v.workers.items():
             s.Add(sum(by_pool_op[pool_name, op]) <= w, f"capacity[{pool_name},{op}]")
 
@@ -425,8 +474,10 @@ class PlanningModel:
         by_variant: dict[tuple[str, str], list] = defaultdict(list)
         for (pool_name, op, var), x in v.x.items():
             by_variant[op, var].append(x)
+        # Mixed: a variant serves the share of the items whose paths run it, and is used when it serves any.
         for (op, var), z in v.z.items():
-            s.Add(sum(by_variant[op, var], start=0.0) == self.op_by_name[op].rate * z, f"variant_load[{op},{var}]")
+            served = self.share(op, var) if self.mix else z
+            s.Add(sum(by_variant[op, var], start=0.0) == self.op_by_name[op].rate * served, f"variant_load[{op},{var}]")
 
         # Throughput: every item is processed by every operator downstream of its source.
         for op in p.operators:
@@ -467,11 +518,17 @@ class PlanningModel:
             pair = {}
             for _, members in classes:
                 for a, b in members:
-                    pair[a, b] = s.NumVar(0, 1, f"pair[{e.name},{a},{b}]")
+                    pair[a, b] = (self.pair_share(e, a, b) if self.mix
+                                  else s.NumVar(0, 1, f"pair[{e.name},{a},{b}]"))
             for a in p.variants_of(e.src):
+                if self.mix:
+                    break  # the shares come from the paths
+
                 za = v.z[e.src, a] if (e.src, a) in v.z else 1.0
                 s.Add(sum(pair[a, b] for b in p.variants_of(e.dst)) == za, f"pair_src[{e.name},{a}]")
             for b in p.variants_of(e.dst):
+                if self.mix:
+                    break
                 s.Add(sum(pair[a, b] for a in p.variants_of(e.src)) == v.z[e.dst, b], f"pair_dst[{e.name},{b}]")
             for k, (_, members) in enumerate(classes):
                 chosen = sum(pair[a, b] for a, b in members)
@@ -506,7 +563,7 @@ class PlanningModel:
         from it (a 112-worker prototype instance's MIP: 28 s -> 7 s). Added by the solve stage
         where it branches on variants.
         """
-        if self.elastic.relaxes("capacity"):
+        if self.elastic.relaxes("capacity") or self.mix:
             return
         s, v = self.solver, self.v
         terms: dict[tuple[str, str], list] = defaultdict(list)
@@ -520,6 +577,13 @@ class PlanningModel:
         """End-to-end accuracy ≥ target: product of table values and factors, linear in logs."""
         s, p, v = self.solver, self.problem, self.v
         acc = p.accuracy
+        if self.mix:
+            # The traffic-weighted mix over the paths; paths a table lacks were never made.
+            if acc.target is not None and acc.defined:
+                extra = self._slack("accuracy", scale=0.01) if self.elastic.relaxes("accuracy") else 0.0
+                s.Add(sum((a * v.path[i] for i, (_, a) in enumerate(self.paths)), start=0.0) + extra >= acc.target,
+                      "accuracy")
+            return
         # Table rows: a row is chosen exactly when its variants are; missing combinations are barred.
         for t_index, table in enumerate(acc.tables):
             rows = dict(table.rows)
@@ -558,6 +622,11 @@ class PlanningModel:
                 s.Add(self.load_at(op.name, loc.name) <= op.rate * v.runs[op.name, loc.name],
                       f"runs_def[{op.name},{loc.name}]")
                 s.Add(v.ready[op.name, loc.name] <= bound + extra, f"latency[{op.name},{loc.name}]")
+            for (pool_name, o, var), w in v.hosted.items():
+                if o == op.name:
+                    pool = self.pool_by_name[pool_name]
+                    v.hosts_variant[pool_name, o, var] = s.IntVar(0, 1, f"hosts[{pool_name},{o},{var}]")
+                    s.Add(w <= pool.count * v.hosts_variant[pool_name, o, var], f"hosts_def[{pool_name},{o},{var}]")
             for pool in p.pools:
                 if (pool.name, op.name) in v.workers:
                     v.hosts[pool.name, op.name] = s.IntVar(0, 1, f"hosts[{pool.name},{op.name}]")
@@ -579,6 +648,15 @@ class PlanningModel:
                     )
                     s.Add(v.ready[e.dst, loc.name] >= v.arrive[e.name, loc.name] + compute
                           - big_m * (1 - v.hosts[pool.name, e.dst]), f"compute[{e.name},{pool.name}]")
+                # Mixed: a worker hosting a variant takes that variant's time.
+                for pool in self.pools_at[loc.name]:
+                    for var in p.operator(e.dst).variants:
+                        if (pool.name, e.dst, var) not in v.hosts_variant:
+                            continue
+                        compute = p.capability(e.dst, var, pool.hardware).latency_ms
+                        s.Add(v.ready[e.dst, loc.name] >= v.arrive[e.name, loc.name] + compute
+                              - big_m * (1 - v.hosts_variant[pool.name, e.dst, var]),
+                              f"compute[{e.name},{pool.name},{var}]")
             for arc, link in self.arcs.items():
                 if link is None:
                     continue
@@ -591,7 +669,7 @@ class PlanningModel:
     # -- objective -----------------------------------------------------------------------------
     def _objective(self) -> None:
         v = self.v
-        self.compute_cost = sum((self.pool_by_name[pl].price * w for (pl, _), w in v.workers.items()), start=0.0)
+        self.compute_cost = sum((self.pool_by_name[pl].price * w for pl, _, _, w in self.worker_columns()), start=0.0)
         network = []
         for route, price in self.route_price.items():
             if price > 0:

@@ -83,7 +83,30 @@ def headline(plan: Plan) -> Text:
         bound = f" (bound {pr.latency_bound_ms:g} ms)" if pr.latency_bound_ms is not None else ""
         text.append(f"latency {pr.latency_ms:.1f} ms{bound}   ")
     text.append("variants " + ", ".join(f"{o}={v}" for o, v in plan.variants.items()))
+    if plan.mix:
+        shares = "; ".join(f"{op}: " + ", ".join(f"{var} {share:.1%}" for var, share in by_var.items())
+                           for op, by_var in plan.mix.items())
+        text.append(f"\nmixed variants (share of items): {shares}", style="bold")
     return text
+
+
+def mixing_panel(plan: Plan) -> Panel | None:
+    """Why the plan mixes variants, or why it does not although mixing was considered."""
+    m = plan.mixing
+    if m is None:
+        return None
+    lines = [Text(m.reason)] if m.reason else []
+    if m.one_variant_cost is not None:
+        one = ", ".join(f"{o}={v}" for o, v in m.one_variant_variants.items())
+        acc = f", accuracy {m.one_variant_accuracy:.4g}" if m.one_variant_accuracy is not None else ""
+        lines.append(Text(f"one-variant plan: {m.one_variant_cost:.4f} $/h ({one}{acc}); "
+                          f"this plan: {plan.cost.total:.4f} $/h"))
+    for path in m.paths:
+        acc = f" (accuracy {path.accuracy:.4g})" if path.accuracy is not None else ""
+        lines.append(Text(f"• {path.share:.2%} of items on " + ", ".join(f"{o}={v}" for o, v in path.variants.items())
+                          + acc))
+    title = "Mixed variants" if m.chosen else "Mixed variants considered, not chosen"
+    return Panel(Group(*lines), title=title, expand=False)
 
 
 def tier_table(plan: Plan) -> Table:
@@ -141,5 +164,8 @@ def render_explain(plan: Plan, console: Console) -> None:
         flows.add_row(edge, f"{local:.1f}", f"{crossing:.1f}", f"{kb:.1f}")
     if per_edge:
         console.print(fit(flows))
+    panel = mixing_panel(plan)
+    if panel is not None:
+        console.print(panel)
     binding = plan.binding or ("none: every constraint has slack",)
     console.print(Panel(Group(*(Text(f"• {b}") for b in binding)), title="Binding constraints", expand=False))

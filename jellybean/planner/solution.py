@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from ortools.linear_solver import pywraplp
@@ -36,6 +36,14 @@ class Solution:
     kb: dict[tuple[str, tuple[str, str]], float]  # (edge, (from, to)) -> KB/s
     slack: dict[tuple[str, ...], float]
     consumed: dict[tuple[str, str], float]  # (edge, location) -> items/s taken in there
+    # A mixed plan: share of the items on each variant combination (in operator order); else empty.
+    paths: dict[tuple[str, ...], float] = field(default_factory=dict)
+    # Where mixing was considered: the best one-variant plan's $/h and variants (None: none exists),
+    # and a note when mixing was skipped.
+    one_variant_cost: float | None = None
+    one_variant_variants: dict[str, str] = field(default_factory=dict)
+    mix_considered: bool = False
+    mix_note: str | None = None
 
     @property
     def gap(self) -> float | None:
@@ -104,12 +112,27 @@ def read_solution(model: PlanningModel, result: Result) -> Solution:
         return sum(c * (float(values[k.index()]) if isinstance(k, pywraplp.Variable) else 1.0)
                    for k, c in coeffs.items())
 
-    variants = {op: var for (op, var), z in v.z.items() if value(z) > 0.5}
+    paths: dict[tuple[str, ...], float] = {}
+    if model.mix:
+        paths = {path: value(c) for i, (path, _) in enumerate(model.paths) if value(c := v.path[i]) > EPS}
+        # Each operator's variant is the one with the largest share of its items.
+        share: dict[tuple[str, str], float] = defaultdict(float)
+        for path, c in paths.items():
+            for op, var in zip((o.name for o in model.problem.operators), path):
+                share[op, var] += c
+        variants = {op.name: max((var for var in op.variants if (op.name, var) in share),
+                                 key=lambda var: share[op.name, var])
+                    for op in model.problem.operators if any(o == op.name for o, _ in share)}
+        if len(paths) == 1:
+            paths = {}  # one path: a one-variant plan
+    else:
+        variants = {op: var for (op, var), z in v.z.items() if value(z) > 0.5}
     workers = {}
-    for (pool, op), w in v.workers.items():
+    for pool, op, var, w in model.worker_columns():
         count = round(value(w))
-        if count > 0 and op in variants:
-            workers[pool, op, variants[op]] = count
+        var = var or variants.get(op)
+        if count > 0 and var is not None:
+            workers[pool, op, var] = count
     loads = {k: value(x) for k, x in v.x.items() if value(x) > EPS}
     flows: dict[tuple[str, tuple[str, str]], float] = defaultdict(float)
     kb: dict[tuple[str, tuple[str, str]], float] = defaultdict(float)
@@ -154,6 +177,7 @@ def read_solution(model: PlanningModel, result: Result) -> Solution:
         kb=dict(kb),
         slack={k: value(s) for k, s in v.slack.items() if value(s) > 1e-6},
         consumed=consumed,
+        paths=paths,
     )
 
 

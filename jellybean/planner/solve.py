@@ -9,11 +9,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from jellybean.errors import JellyBeanError, SolverError
+from jellybean.errors import InfeasibleError, JellyBeanError, NotSupportedError, SolverError
 from jellybean.planner.decompose import VariantDecomposition, combinations
 from jellybean.planner.baselines import greedy_restriction
 from jellybean.planner.diagnose import explain_infeasible
 from jellybean.planner.highs import HighsModel, Progress, ProgressFn, Result
+from jellybean.planner.mix import mix_cutoff
 from jellybean.planner.model import PlanningModel, Restriction
 from jellybean.planner.problem import Problem
 from jellybean.planner.search import VariantSearch
@@ -35,12 +36,70 @@ def solve(
     warm_start: bool = True,
     on_progress: ProgressFn | None = None,
     decompose: bool | None = None,
+    mix: bool | None = False,
 ) -> Solution:
     """Build and solve; infeasible problems are explained, a time limit without a plan is an error.
 
     ``decompose``: branch on variant combinations (decompose.py) with HiGHS; by default whenever
     they are few enough, and never when a restriction already fixes the variants.
+    ``mix``: also solve the mixed-variant model (mix.py) and keep its plan only where it is cheaper
+    than the one-variant plan by more than the tolerance; None: mix where the combinations are few
+    enough, silently skipping it otherwise; True: refuse too many combinations.
     """
+    if mix is False or restriction != Restriction():
+        return _solve_one_variant(problem, restriction, time_limit, backend, warm_start, on_progress, decompose)
+    start = time.monotonic()
+    try:
+        mixed = PlanningModel(problem, restriction, backend=backend, mix=True)
+    except NotSupportedError as exc:
+        if mix:
+            raise
+        one = _solve_one_variant(problem, restriction, time_limit, backend, warm_start, on_progress, decompose)
+        return replace(one, mix_note=f"mixed variants not considered: {exc}".replace("; plan without --mix", ";"))
+    try:
+        one = _solve_one_variant(problem, restriction, time_limit, backend, warm_start, on_progress, decompose)
+    except InfeasibleError as infeasible:
+        one, why_not = None, infeasible
+    remaining = None if time_limit is None else max(time_limit - (time.monotonic() - start), 0.05)
+    cutoff = mix_cutoff(one.objective) if one is not None else None
+    if on_progress is not None:
+        on_progress(Progress(one.objective if one else None, None, time.monotonic() - start, "mixing variants"))
+    status, found = _solve_mixed(mixed, remaining, cutoff)
+    seconds = time.monotonic() - start
+    if one is None:
+        if found is None:
+            raise why_not
+        return replace(found, seconds=seconds, mix_considered=True)
+    info = dict(one_variant_cost=one.objective, one_variant_variants=dict(one.variants), mix_considered=True)
+    if found is not None and found.paths and found.objective < cutoff:
+        return replace(found, seconds=seconds, **info)
+    # The one-variant plan stays; the mixed model's bound (a relaxation of the one-variant model's)
+    # proves it optimal among mixed plans too unless the mixed solve stopped at its time limit.
+    if status in ("OPTIMAL", "INFEASIBLE", "CUTOFF") or found is not None:
+        return replace(one, seconds=seconds, **info)
+    return replace(one, seconds=seconds, status="FEASIBLE", mix_note="the mixed-variant solve ran out of time",
+                   **info)
+
+
+def _solve_mixed(model: PlanningModel, time_limit: float | None, cutoff: float | None) -> tuple[str, Solution | None]:
+    """The mixed model, cut off at the one-variant plan: only cheaper mixes are of interest.
+
+    The one-variant plan is the warm start in the form of that cutoff; as a hint it would add
+    nothing, since it lies above the cutoff.
+    """
+    if model.backend != "HIGHS":
+        return run(model, time_limit)
+    result = HighsModel(model.solver, RELATIVE_GAP).solve(time_limit, cutoff=cutoff)
+    if result.values is None:
+        return result.status, None
+    solution = read_solution(model, result)
+    if solution.status == "FEASIBLE" and solution.gap is not None and solution.gap <= RELATIVE_GAP:
+        solution = replace(solution, status="OPTIMAL")
+    return result.status, solution
+
+
+def _solve_one_variant(problem: Problem, restriction: Restriction, time_limit: float | None, backend: str,
+                       warm_start: bool, on_progress: ProgressFn | None, decompose: bool | None) -> Solution:
     start = time.monotonic()
     model = PlanningModel(problem, restriction, backend=backend)
     if log.isEnabledFor(logging.DEBUG):

@@ -36,10 +36,15 @@ def make_plan(
     backend: str = "HIGHS",
     inputs: dict[str, str] | None = None,
     on_progress: ProgressFn | None = None,
+    mix: bool | None = False,
 ) -> Plan:
+    """``mix``: let the optimal strategy run several variants of an operator (solve.solve); the
+    baselines never mix. Off by default: `deploy` re-plans through here and its runtime expects one
+    variant per operator unless told otherwise."""
     restriction = restriction_for(problem, strategy)
     try:
-        solution = solve(problem, restriction, time_limit=time_limit, backend=backend, on_progress=on_progress)
+        solution = solve(problem, restriction, time_limit=time_limit, backend=backend, on_progress=on_progress,
+                         mix=mix if strategy == "optimal" else False)
     except JellyBeanError as exc:
         if strategy == "optimal":
             raise

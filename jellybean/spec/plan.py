@@ -105,6 +105,25 @@ class Prediction(StrictModel):
     latency_bound_ms: float | None = None
 
 
+class PathShare(StrictModel):
+    """A share of the items that runs one variant per operator (a path through a mixed plan)."""
+
+    variants: dict[str, str]
+    share: float
+    accuracy: float | None = None
+
+
+class Mixing(StrictModel):
+    """How mixed variants were weighed against the one-variant plan (`plan --mix`)."""
+
+    chosen: bool = False
+    one_variant_cost: float | None = Field(None, description="$/h of the best one-variant plan; None: there is none")
+    one_variant_variants: dict[str, str] = Field(default_factory=dict)
+    one_variant_accuracy: float | None = None
+    paths: tuple[PathShare, ...] = ()
+    reason: str = ""
+
+
 class Plan(StrictModel):
     kind: Literal["plan"] = "plan"
     version: int = PLAN_VERSION
@@ -112,7 +131,11 @@ class Plan(StrictModel):
     strategy: str
     inputs: dict[str, str] = Field(default_factory=dict)
     solver: SolverInfo
+    # Each operator's variant; in a mixed plan the one with the largest share of its items.
     variants: dict[str, str]
+    # Mixed plans only: operator -> {variant: share of its items}, for the operators that run several.
+    mix: dict[str, dict[str, float]] = Field(default_factory=dict)
+    mixing: Mixing | None = None  # present when mixing was considered
     tiers: dict[str, int] = Field(default_factory=dict, description="location -> tier rank")
     streams: tuple[StreamRate, ...] = ()
     workers: tuple[WorkerGroup, ...] = ()
