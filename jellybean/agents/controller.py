@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 from jellybean.agents import topics
 from jellybean.agents.deployment import (
@@ -77,6 +77,17 @@ class Event:
     what: str
 
 
+class Adapting(Protocol):
+    """What `deploy --adapt` plugs in (jellybean.adapt.runtime.Adapter): a decision from the
+    measured load (operator -> items/s) when one is due, as the deployment to run."""
+
+    decisions: list
+
+    def step(self, measured: dict[str, float], now: float) -> Deployment | None: ...
+
+    def rebase(self, deployment: Deployment) -> None: ...
+
+
 class Controller:
     """Deploys `deployment` and keeps it running."""
 
@@ -85,7 +96,7 @@ class Controller:
                  load_tolerance: float | None = None, load_sustain_s: float = 10.0,
                  grace_s: float | None = None, takeover: Callable[[str], str | None] | None = None,
                  on_event: Callable[[str], None] | None = None, outage_budget_s: float = 60.0,
-                 deadline_ms: float | None = None) -> None:
+                 deadline_ms: float | None = None, adapter: Adapting | None = None) -> None:
         self.original = deployment
         self.current = deployment
         self.heartbeat_s = heartbeat_s
@@ -122,6 +133,10 @@ class Controller:
         # While the load is off the plan: when that window opened, and each agent's counters then.
         self._load_window: tuple[float, dict[str, tuple[float, dict[str, float]]]] | None = None
         self._source_fed = source_fed(deployment.inputs)
+        # `deploy --adapt`: decides what runs from the measured demand (replaces re-planning for load).
+        self.adapter = adapter
+        if adapter is not None and load_tolerance is not None:
+            raise JellyBeanError("--adapt and --replan-on-load both follow the load; choose one")
         self.version = 0
         self.events: list[Event] = []
         self.replans = 0
@@ -366,7 +381,24 @@ class Controller:
                 lost = {site for site in _planned_sites(self.original) if site not in online_sites}
                 if lost != self.lost:
                     return self._replan(lost, self.load)
+        if self.adapter is not None:
+            return self._adapt(now)
         return self._check_load(now)
+
+    def _adapt(self, now: float) -> bool:
+        deployment = self.adapter.step(self.measured_load(), now)
+        if deployment is None:
+            return False
+        _, decision = self.adapter.decisions[-1]
+        self.current = deployment
+        mix = "; ".join(f"{op} " + " + ".join(f"{v} {s:.0%}" for v, s in sorted(shares.items(), key=lambda kv: -kv[1]))
+                        for op, shares in decision.shares.items() if len(shares) > 1 or
+                        decision.variants().get(op) != self.original.plan.variants.get(op))
+        self._event(f"adapt ({decision.phase}): {decision.reason}; accuracy {decision.accuracy:.3f}, "
+                    f"{decision.cost:.4f} $/h, serves {decision.served:.0%}" + (f"; {mix}" if mix else "")
+                    + f" (decided in {decision.seconds * 1000:.0f} ms)")
+        self.publish()
+        return True
 
     def _current_metrics(self) -> dict[str, Metrics]:
         """Fresh metrics of the agents that run the current assignment."""
@@ -445,6 +477,8 @@ class Controller:
         self.lost = lost
         self.load = load
         self.current = deployment
+        if self.adapter is not None:
+            self.adapter.rebase(deployment)
         self.replans += 1
         for agent_name, s in list(self.agents.items()):
             if not s.online:

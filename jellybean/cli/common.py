@@ -48,6 +48,32 @@ Deadlines = Annotated[bool, typer.Option(
                         "processing it late.")]
 
 
+# `deploy` and `up`: Loki-style accuracy and hardware scaling at run time (jellybean.adapt).
+Adapt = Annotated[bool, typer.Option(
+    "--adapt", help="Follow the measured demand: every --adapt-period seconds pick variants, their shares and "
+                    "worker counts on the plan's sites (the cheapest at the accuracy target; under a burst the "
+                    "most accurate mix that keeps up, never below slo.min_accuracy).")]
+AdaptPolicyName = Enum("AdaptPolicyName", {"loki": "loki", "hardware": "hardware"}, type=str)
+AdaptPolicy = Annotated[AdaptPolicyName, typer.Option(
+    "--adapt-policy", case_sensitive=False,
+    help="loki: hardware scaling, then accuracy scaling; hardware: the plan's variants on more or fewer "
+         "workers only (the baseline).")]
+AdaptPeriod = Annotated[float, typer.Option("--adapt-period", min=0.5, help="Seconds between decisions.")]
+StartupDelay = Annotated[float, typer.Option(
+    "--startup-s", min=0.0, help="Seconds before a new elastic (cloud-tier) worker is usable: a VM's boot.")]
+FixedHardware = Annotated[bool, typer.Option(
+    "--fixed-hardware", help="With --adapt: no elastic workers beyond those the plan runs.")]
+
+
+def adapt_options(adapt: bool, policy: str, period: float, startup_s: float, fixed: bool):
+    """The controller's AdaptOptions, or None without --adapt."""
+    if not adapt:
+        return None
+    from jellybean.adapt.runtime import AdaptOptions
+
+    return AdaptOptions(policy=AdaptPolicyName(policy).value, period_s=period, startup_s=startup_s, elastic=not fixed)
+
+
 # The broker's secrets never go on a command line: a password comes from a file or the environment.
 PasswordFile = Annotated[Optional[Path], typer.Option(
     "--password-file", help="Read the broker password from this file (`broker config` writes DIR/clients/USER.password); "

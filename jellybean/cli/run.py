@@ -19,7 +19,8 @@ from rich.text import Text
 from jellybean.agents.processes import stop_processes
 from jellybean.cli.app import app
 from jellybean.tables import fit, stdout_console
-from jellybean.cli.common import (BROKER_HELP, ClientCert, ClientKey, Deadlines, LogLevel, PasswordFile, broker_url,
+from jellybean.cli.common import (BROKER_HELP, Adapt, AdaptPeriod, AdaptPolicy, ClientCert, ClientKey, Deadlines,
+                                  FixedHardware, StartupDelay, adapt_options, LogLevel, PasswordFile, broker_url,
                                   interrupt_on_sigterm, load_deployment, replay_progress, setup_logging,
                                   stop_on_sigterm)
 
@@ -100,7 +101,8 @@ def _metrics_table(controller) -> Table:
 
 def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_after_ms: float, quiet: bool,
                      load_tolerance: Optional[float] = None, takeover=None, expect: tuple[str, ...] = (),
-                     metrics_port: Optional[int] = None, outage_budget: float = 60.0, deadlines: bool = False):
+                     metrics_port: Optional[int] = None, outage_budget: float = 60.0, deadlines: bool = False,
+                     adapt=None):
     """Serve the controller's metrics (on `metrics_port`, 0: a free one; None: none), connect, wait
     for agents (with a progress bar), publish, wait until they run it."""
     from jellybean.agents.controller import Controller
@@ -112,8 +114,14 @@ def start_controller(dep, broker: str, ca: Optional[Path], wait: float, drop_aft
         if not deadline_ms:
             raise JellyBeanError(f"--deadlines drops items that cannot make the workflow's slo.latency_ms, and "
                                  f"workflow '{dep.workflow}' has none; add `slo: {{latency_ms: ...}}` to it")
+    adapter = None
+    if adapt is not None:
+        from jellybean.adapt.runtime import Adapter
+
+        adapter = Adapter(dep, adapt)
     controller = Controller(dep, broker, ca=ca, drop_after_ms=drop_after_ms, load_tolerance=load_tolerance,
-                            takeover=takeover, outage_budget_s=outage_budget, deadline_ms=deadline_ms)
+                            takeover=takeover, outage_budget_s=outage_budget, deadline_ms=deadline_ms,
+                            adapter=adapter)
     if metrics_port is not None:
         err.print(f"controller metrics at {controller.serve_metrics(metrics_port)}", highlight=False, soft_wrap=True)
     controller.connect()
@@ -172,6 +180,11 @@ def deploy(
         "--metrics-port", min=0, max=65535,
         help="Serve the controller's Prometheus endpoint on this port (0: any free port; printed).")] = None,
     deadlines: Deadlines = False,
+    adapt: Adapt = False,
+    adapt_policy: AdaptPolicy = "loki",
+    adapt_period: AdaptPeriod = 5.0,
+    startup_s: StartupDelay = 60.0,
+    fixed_hardware: FixedHardware = False,
     outage_budget: Annotated[float, typer.Option(
         "--outage-budget", min=0.0,
         help="Seconds an agent may stay silent (its site cut off) before a re-plan moves its work; it keeps "
@@ -189,7 +202,8 @@ def deploy(
         config = load_broker_config(takeover_credentials)
         takeover = lambda agent: config.url_for(agent) if agent in config.credentials else None  # noqa: E731
     controller = start_controller(dep, url, ca, wait, drop_after_ms, quiet, replan_on_load, takeover=takeover,
-                                  metrics_port=metrics_port, outage_budget=outage_budget, deadlines=deadlines)
+                                  metrics_port=metrics_port, outage_budget=outage_budget, deadlines=deadlines,
+                                  adapt=adapt_options(adapt, adapt_policy, adapt_period, startup_s, fixed_hardware))
     try:
         watch(controller, duration, quiet)
     finally:
@@ -333,6 +347,11 @@ def up(
     agent_per_worker: Annotated[bool, typer.Option(
         "--agent-per-worker", help="One agent process per planned worker (a device each) instead of one per site.")] = False,
     deadlines: Deadlines = False,
+    adapt: Adapt = False,
+    adapt_policy: AdaptPolicy = "loki",
+    adapt_period: AdaptPeriod = 5.0,
+    startup_s: StartupDelay = 60.0,
+    fixed_hardware: FixedHardware = False,
     isolate: Annotated[bool, typer.Option(
         "--isolate", help="Each site its own network namespace with its own broker, bridged over the infrastructure's "
                           "links shaped to their bandwidth (needs root; without it, one broker per site on loopback "
@@ -416,6 +435,7 @@ def up(
                                       expect=tuple(procs) if agent_per_worker else (),
                                       metrics_port=controller_metrics_port, outage_budget=outage_budget,
                                       deadlines=deadlines,
+                                      adapt=adapt_options(adapt, adapt_policy, adapt_period, startup_s, fixed_hardware),
                                       takeover=sites.takeover_url if sites else None)
         err.print("metrics: " + ", ".join(f"{name} {u}" for name, u in sorted(controller.metrics_urls().items())),
                   highlight=False, soft_wrap=True)
