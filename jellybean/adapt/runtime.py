@@ -37,13 +37,17 @@ class AdaptOptions:
     startup_s: float = 60.0
     elastic: bool = True
     utilisation: float = 0.9
-    tau_s: float = 5.0
+    tau_s: float = 5.0        # demand falls are followed over this
+    rise_tau_s: float = 1.0   # rises over this (jellybean.adapt.demand)
 
     def __post_init__(self) -> None:
-        for name in ("period_s", "tau_s"):
+        for name in ("period_s", "tau_s", "rise_tau_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise JellyBeanError(f"--adapt {name.replace('_s', '')}: {value!r} s; give a positive number of seconds")
+
+    def ewma(self) -> Ewma:
+        return Ewma(self.tau_s, self.rise_tau_s)
 
 
 class Adapter:
@@ -51,9 +55,11 @@ class Adapter:
 
     def __init__(self, deployment: Deployment, options: AdaptOptions = AdaptOptions()) -> None:
         self.options = options
-        self.demand = Ewma(options.tau_s)
+        self.demand = options.ewma()
         self.decisions: list[tuple[float, Decision]] = []
         self._next = 0.0
+        self._seen: float | None = None  # the newest measurement folded into the demand
+        self.history: list[tuple[float, float, float]] = []  # (when, measured multiplier, smoothed)
         self.rebase(deployment)
 
     def rebase(self, deployment: Deployment) -> None:
@@ -92,15 +98,29 @@ class Adapter:
         ratio = sum(ratios) / len(ratios)
         if ratio < IDLE_FRACTION:
             return None
-        return self.demand.observe("load", ratio, now)
+        estimate = self.demand.observe("load", ratio, now)
+        self.history.append((now, ratio, estimate))
+        return estimate
 
-    def step(self, measured: Mapping[str, float], now: float | None = None) -> Deployment | None:
-        """A decision when one is due; the deployment to publish when it differs from what runs."""
+    def step(self, measured: Mapping[str, float], now: float | None = None,
+             measured_at: float | None = None) -> Deployment | None:
+        """A decision when one is due; the deployment to publish when it differs from what runs.
+
+        ``measured_at``: when the newest of the measurements was taken; a measurement already
+        folded into the demand is not folded in again (agents report every second or two, the
+        controller may decide more often)."""
         now = time.monotonic() if now is None else now
-        if now < self._next:
+        fresh = measured_at is None or measured_at != self._seen
+        # Decide as soon as a measurement comes in (a burst is met a period earlier than on a
+        # fixed beat), at most twice a period; without one, once a period on the estimate.
+        if now < self._next - (self.options.period_s / 2 if fresh else 0.0):
             return None
         self._next = now + self.options.period_s
-        m = self.multiplier(measured, now)
+        if not fresh:
+            m = self.demand.values.get("load")
+        else:
+            self._seen = measured_at
+            m = self.multiplier(measured, now)
         if m is None:
             return None
         decision = self.policy.decide({op: r * m for op, r in self.rp.base_rate.items()}, now)

@@ -95,7 +95,7 @@ class AgentOptions:
     cache_dir: Path | None = None
     metrics_port: int | None = None      # None: no HTTP endpoint; 0: any free port
     heartbeat_s: float = 1.0
-    metrics_s: float = 2.0
+    metrics_s: float = 1.0   # the demand `deploy --adapt` follows is this fresh
     model_timeout_s: float = 60.0
     hold_s: float = 1.0
     threads: int | None = None
@@ -284,7 +284,7 @@ class Agent:
                     stopped.append(self.tasks.pop(key))
                 else:
                     self.tasks[key].drop_after_ms = a.drop_after_ms
-                    self.tasks[key].deadline_ms = a.deadline_ms
+                    self.tasks[key].deadline_ms = a.deadline_for(key[0])
             self.tasks.update(started)
             self._mix = self._mixes(a)
             self.errors = errors
@@ -344,7 +344,7 @@ class Agent:
                                                        threads=threads, batch=task.batch, params=task.params))
 
         return TaskRunner(task, self.site, factory, self._emit, self.telemetry, drop_after_ms=a.drop_after_ms,
-                          deadline_ms=a.deadline_ms, hold_s=self.opts.hold_s).start()
+                          deadline_ms=a.deadline_for(task.operator), hold_s=self.opts.hold_s).start()
 
     # -- models ----------------------------------------------------------------------------------
     def _scan_models(self) -> dict[str, Path]:

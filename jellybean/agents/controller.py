@@ -83,7 +83,7 @@ class Adapting(Protocol):
 
     decisions: list
 
-    def step(self, measured: dict[str, float], now: float) -> Deployment | None: ...
+    def step(self, measured: dict[str, float], now: float, measured_at: float | None = None) -> Deployment | None: ...
 
     def rebase(self, deployment: Deployment) -> None: ...
 
@@ -386,7 +386,16 @@ class Controller:
         return self._check_load(now)
 
     def _adapt(self, now: float) -> bool:
-        deployment = self.adapter.step(self.measured_load(), now)
+        # Demand is what arrives, whichever assignment the agents run: a decision must not wait
+        # for metrics of the version it just published.
+        with self._lock:
+            fresh = [s.metrics for s in self.agents.values() if s.online and s.metrics is not None
+                     and time.time() - s.metrics.sent_at <= 3 * s.metrics.interval_s]
+        demand: dict[str, float] = {}
+        for m in fresh:
+            for o in m.operators:
+                demand[o.operator] = demand.get(o.operator, 0.0) + o.arrivals_per_s
+        deployment = self.adapter.step(demand, now, max((m.sent_at for m in fresh), default=None))
         if deployment is None:
             return False
         _, decision = self.adapter.decisions[-1]

@@ -74,6 +74,38 @@ def _downstream(inputs: Inputs) -> tuple[dict[str, list[str]], dict[str, list[st
     return down, sources, sinks
 
 
+# What a hop between operators costs beyond the links' latency: publish, the broker, the next
+# agent's receive and queue. Measured on one machine at a few ms; a margin for a loaded one.
+HOP_MS = 20.0
+
+
+def reserves(plan: Plan, down: dict[str, list[str]]) -> dict[str, float]:
+    """Operator -> ms the operators after it need on the slowest path to a sink: their batch
+    latency from the plan, the latency of the links the plan routes over and a hop each. An
+    operator that used up the end-to-end deadline itself would only hand on items that die late."""
+    service: dict[str, float] = defaultdict(float)
+    for w in plan.workers:
+        if w.count > 0:
+            service[w.operator] = max(service[w.operator], w.latency_ms)
+    link = {(u.from_, u.to): u.latency_ms for u in plan.links}
+    hop: dict[tuple[str, str], float] = defaultdict(float)
+    for r in plan.routes:
+        producer, _, consumer = r.edge.partition("->")
+        if r.items_per_s > 0:
+            hop[producer, consumer] = max(hop[producer, consumer], link.get((r.from_, r.to), 0.0))
+    out: dict[str, float] = {}
+
+    def reserve(op: str, seen: frozenset[str]) -> float:
+        if op not in out:
+            out[op] = max((HOP_MS + hop[op, c] + service[c] + reserve(c, seen | {op})
+                           for c in down.get(op, ()) if c not in seen), default=0.0)
+        return out[op]
+
+    for op in down:
+        reserve(op, frozenset())
+    return out
+
+
 def source_fed(inputs: Inputs) -> set[str]:
     """The operators a source feeds directly: where the sources' traffic first arrives."""
     _, sources, _ = _downstream(inputs)
@@ -235,7 +267,8 @@ def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], versio
     site_mix = {site: {op: dict(v) for op, v in ops.items() if len(v) > 1} for site, ops in weights.items()}
     common = dict(version=version, plan=plan.name, workflow=dep.workflow, routing=routing, placements=place,
                   downstream=down, keyed=keyed, sinks=sinks, sink_topic=topics.sink(dep.workflow),
-                  drop_after_ms=drop_after_ms, deadline_ms=deadline_ms)
+                  drop_after_ms=drop_after_ms, deadline_ms=deadline_ms,
+                  reserve_ms=reserves(plan, down) if deadline_ms is not None else {})
     out = {}
     for site, agents in site_agents.items():
         for agent, agent_tasks in _site_tasks(tasks.get(site, []), agents).items():

@@ -97,6 +97,9 @@ class Assignment(Message):
       queue that the operator, at its current service time, would finish after it is dropped
       (reason `deadline`) instead of processed late (Loki's early drop). The controller may change
       it at run time like any other field.
+    - `reserve_ms[operator]`: of that deadline, the time the operators after this one need (their
+      service times and hops, from the plan). An operator's own deadline is `deadline_ms` less it,
+      so an item is not served in time here only to die late downstream.
     - `mix[operator]` = {variant: weight}: where this site runs several variants of an operator
       (a mixed plan, or `deploy --adapt` scaling accuracy), the share of its items each takes.
     """
@@ -116,11 +119,18 @@ class Assignment(Message):
     sink_topic: str = ""
     drop_after_ms: float = Field(5000.0, gt=0)
     deadline_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
+    reserve_ms: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(default_factory=dict)
     shared: bool = Field(False, description="other agents serve this site too: take items through the "
                                             "broker's shared subscriptions, one per operator run here")
     mix: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="operator -> {variant: weight} where this site runs several variants of "
         "it: each item goes to one of them by these weights (most accurate first, as the controller decided)")
+
+    def deadline_for(self, operator: str) -> float | None:
+        """The deadline the operator's queue keeps: the end-to-end one less what comes after it."""
+        if self.deadline_ms is None:
+            return None
+        return max(1.0, self.deadline_ms - self.reserve_ms.get(operator, 0.0))
 
 
 class Routes(Message):

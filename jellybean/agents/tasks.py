@@ -7,7 +7,8 @@
     worker: take up to `batch` items within `max_batch_latency_ms`; items older than
             `drop_after_ms` since capture become tombstones ("late"), and with a `deadline_ms`
             so do items the operator would finish after capture + deadline at its current
-            service time ("deadline"); the rest go to the operator.
+            service time ("deadline"; the assignment's deadline less what the operators after
+            this one need); the rest go to the operator.
     emit(operator, outputs, done) is the agent's: it routes and publishes, and calls `done` once
     the broker has every output; only then are the inputs acknowledged (`ack`), so an agent that
     dies holding items gets them back from the broker.
