@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEADLINE_MS = 1000.0
 CAMERAS = 4
 LOW, HIGH = 0.6, 1.8           # of the most accurate plan's saturation rate
-BEFORE, BURST, AFTER = 6, 15, 12   # seconds of each phase
+BEFORE, BURST, AFTER = 4, 12, 10   # seconds of each phase
 SETTLE_S = 2.0                 # IDF1 after the return: from this long after the switch back
 OPTIONS = dict(period_s=1.0, tau_s=2.0, rise_tau_s=0.5, elastic=False)
 
@@ -94,7 +94,7 @@ def step(tmp_path_factory) -> Iterator[dict[str, Run]]:
     zoo = _specs(root)
     # The plan's capacities are the runtime's: profile the box as the agents will run it.
     profile_zoo(zoo, "box", batch_sizes=[1], intra_op_threads=1, operators=["detect"],
-                min_seconds=1.0, max_seconds=2.0)
+                min_seconds=0.75, max_seconds=1.5)
     inputs = load_inputs(root / "workflow.yaml", zoo / "manifest.yaml", root / "infrastructure.yaml")
     plan = make_plan(build_problem(inputs), "optimal", time_limit=20, inputs=inputs.paths)
     assert plan.variants["detect"] == "det-w100"

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "model_zoo" / "aicity" / "detector_w050.onnx"
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs Mosquitto (make test installs it)")
 HARDWARE = "local-cpu"
-ROUNDS = 4
+ROUNDS = 3
 PROFILE_FRAMES = 60
 
 
