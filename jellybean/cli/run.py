@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -450,12 +451,20 @@ def up(
 
             scen = open_scenario(replay, scenario)
             wire = sites.wire_recorder() if sites else None
+            # The controller keeps watching while the replay runs: lost agents, load, --adapt.
+            threading.Thread(target=controller.run, name="controller", daemon=True).start()
             with replay_progress(quiet) as cb:
                 data = BrokerReplay(sites.url(sites.controller_at, "replay") if sites else url, ca=ca, speed=speed, progress=cb, preload=preload,
                                     site_urls=sites.replay_urls() if sites else None,
                                     on_clock=wire.on_clock if wire else None, trace=load_trace).run(scen)
             if wire is not None:
                 data.wire, data.wire_samples = wire.measured(), list(wire.samples)
+            decisions = [e for e in controller.events if e.what.startswith("adapt")]
+            if decisions:
+                err.print("decisions (s since the replay started):", highlight=False)
+                for e in decisions:
+                    err.print(f"  {e.at - data.clock_start:6.1f}  {e.what}", highlight=False, soft_wrap=True,
+                              markup=False)
             finish_replay(data, scen, plan, report=report, json_out=False, submission=submission)
             return
         hint = f"--sites {sites.configs.dir}" if sites else f"--broker {redact_url(url)}"
