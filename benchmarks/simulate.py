@@ -118,7 +118,8 @@ def path_capacity(scenario, path: tuple[str, ...]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cameras", type=int, default=None, help="scale the city's 1000 cameras")
-    parser.add_argument("--reserve-downstream", action="store_true", help="Loki's drop rule (see jellybean simulate)")
+    parser.add_argument("--no-reserve-downstream", action="store_true",
+                        help="drop only on the operator's own finish (the agents' rule before they kept time for what follows)")
     args = parser.parse_args()
     started = time.perf_counter()
     inputs = load_inputs(CITY / "workflow.yaml", CITY / "zoo.yaml", CITY / "infrastructure.yaml")
@@ -127,7 +128,7 @@ def main() -> None:
     print(f"examples/city: {scenario.cameras} cameras, plan {scenario.plan_cost:.2f} $/h, slots "
           + ", ".join(f"{s.name} x{s.count}{' (elastic)' if s.elastic else ''}" for s in rp.slots)
           + f"; planned in {time.perf_counter() - started:.1f} s")
-    base = SimSettings(reserve_downstream=args.reserve_downstream)
+    base = SimSettings(reserve_downstream=not args.no_reserve_downstream)
     diurnal, bursty, step = (read_trace(TRACES / f"{n}.csv") for n in ("diurnal", "bursty", "step"))
     compare(scenario, diurnal, dataclasses.replace(base, stretch=1800), "diurnal, a day (stretch 1800)")
     compare(scenario, bursty, dataclasses.replace(base, stretch=4800, relative_cameras=True),

@@ -10,7 +10,9 @@ are interchangeable in this model).
 Two objectives, the two phases of a decision:
 - ``cost``: every item served, accuracy ≥ the target, least $/h (hardware scaling);
 - ``accuracy``: on the workers usable now, serve as many items as possible, then at the highest
-  accuracy, never below the floor (accuracy scaling).
+  accuracy, never below the floor (accuracy scaling);
+- ``lean``: serve as many items as possible at the least $/h, never below the floor (how many
+  elastic workers serving the demand needs, before any is bought for accuracy alone).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ EPS = 1e-9
 # for a cheaper-to-serve but more accurate variant, which is exactly the overload to avoid.
 SERVED_SLACK = 1e-6
 COST_WEIGHT = 1e-4
-Objective = Literal["cost", "accuracy"]
+Objective = Literal["cost", "accuracy", "lean"]
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ def solve(rp: RuntimeProblem, demand: Mapping[str, float], objective: Objective,
     for (slot, op, var), _ in rp.capacity.items():
         if any(p[rp.operators.index(op)] == var for p in paths) and counts.get(slot, 0) > 0:
             w[slot, op, var] = s.IntVar(0, counts[slot], f"w[{slot},{op},{var}]")
-    served = s.NumVar(0, 1, "served") if objective == "accuracy" else 1.0
+    served = s.NumVar(0, 1, "served") if objective != "cost" else 1.0
 
     s.Add(sum(c.values()) == served, "shares")
     # Capacity: each variant's share of an operator's items fits its workers.
@@ -186,7 +188,7 @@ def solve(rp: RuntimeProblem, demand: Mapping[str, float], objective: Objective,
             return None
         most = float(first.values[served.index()])
         s.Add(served >= most - SERVED_SLACK, "most_served")
-        s.Minimize(COST_WEIGHT * cost - accuracy)
+        s.Minimize(cost - COST_WEIGHT * accuracy if objective == "lean" else COST_WEIGHT * cost - accuracy)
         result = HighsModel(s, relative_gap=1e-6).solve(max(0.1, time_limit - (time.perf_counter() - started)))
         if result.values is None:  # out of time: the first stage's answer serves as many
             result = first

@@ -76,8 +76,9 @@ class Fleet:
         return dict(self.ready)
 
     def want(self, slot: str, workers: int, now: float) -> None:
-        """Have ``workers`` of an elastic slot running or booting: boot more, or stop idle ones."""
-        if not self.rp.slot(slot).elastic:
+        """Have ``workers`` of an elastic slot running or booting: boot more, or stop idle ones.
+        On fixed hardware (``elastic`` off) the plan's workers are owned: they stay up, usable."""
+        if not self.rp.slot(slot).elastic or not self.elastic:
             return
         have = self.ready[slot] + len(self.booting[slot])
         if workers > have:
@@ -105,8 +106,11 @@ class Policy:
         self.rp, self.name, self.utilisation, self.time_limit = rp, name, utilisation, time_limit
         self.fleet = Fleet(rp, startup_s, running, elastic)
         # The plan for the planned load: what `static` keeps and whose variants `hardware` keeps.
-        base = solve(rp, rp.base_rate, "cost", {s.name: self.fleet.limit(s.name) for s in rp.slots},
-                     utilisation=utilisation, time_limit=time_limit)
+        limits = {s.name: self.fleet.limit(s.name) for s in rp.slots}
+        base = solve(rp, rp.base_rate, "cost", limits, utilisation=utilisation, time_limit=time_limit)
+        if base is None:
+            # The planner may fill workers to their capacity; the headroom is for what comes after.
+            base = solve(rp, rp.base_rate, "cost", limits, utilisation=1.0, time_limit=time_limit)
         if base is None:
             raise JellyBeanError("no allocation serves the planned load at the accuracy target on this hardware; "
                                  "plan with `jellybean plan` first to see why")
@@ -148,8 +152,15 @@ class Policy:
             why = "waiting for " + ", ".join(f"{n} {slot} worker(s)" for slot, n in self.fleet.pending().items()) + \
                   f" to boot ({self.fleet.startup_s:.0f} s)"
         else:
-            # Nothing meets the target even with every elastic worker: use them all (they boot
-            # meanwhile) and scale accuracy on what runs.
+            # Nothing meets the target even with every elastic worker: scale accuracy. Elastic
+            # workers are bought to serve the items (as many as the cheapest way to serve them
+            # needs; they boot meanwhile), not to raise accuracy beyond what that hardware gives.
+            lean = solve(rp, demand, "lean", limits, variants=fixed, utilisation=self.utilisation,
+                         time_limit=self.time_limit)
+            if lean is not None:
+                need = _per_slot(lean)
+                limits = {slot: (min(n, need.get(slot, 0)) if rp.slot(slot).elastic else n)
+                          for slot, n in limits.items()}
             most = solve(rp, demand, "accuracy", limits, variants=fixed, utilisation=self.utilisation,
                          time_limit=self.time_limit)
             if most is not None:

@@ -38,10 +38,10 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from jellybean.adapt.demand import Ewma
 from jellybean.adapt.model import RuntimeProblem
 from jellybean.adapt.policy import Decision, Policy, most_accurate_first, routed_accuracy
 from jellybean.adapt.runtime import IDLE_FRACTION, AdaptOptions
+from jellybean.agents.deployment import HOP_MS
 from jellybean.errors import JellyBeanError
 from jellybean.planner.build import Inputs, build_problem
 from jellybean.planner.problem import Problem
@@ -65,12 +65,11 @@ class SimSettings:
     relative_cameras: bool = False  # a `cameras` trace as a share of its largest value, not a count
     quantum: float = 0.01  # demand multipliers rounded to this before a decision (see `_Run.decide`)
     deadlines: bool = True
-    # The agents drop an item when *their* operator would finish it after the deadline, which
-    # leaves no time for the operators after it: under sustained overload at an early operator,
-    # what it serves arrives too late downstream and the goodput collapses. With this, an item
-    # is dropped when it could not make the deadline even with the fastest service downstream
-    # (Loki's rule); off by default, to model the agents as they are.
-    reserve_downstream: bool = False
+    # The agents keep, of an item's deadline, the time the operators after its operator need
+    # (their service time and a hop each: jellybean.agents.deployment.reserves), so what an early
+    # operator serves in time is not dropped downstream. Off: only the operator's own finish
+    # counts, and under sustained overload at an early operator what it serves arrives too late.
+    reserve_downstream: bool = True
 
     def __post_init__(self) -> None:
         for name in ("step_s", "stretch", "quantum"):
@@ -251,7 +250,7 @@ class _Run:
         self.max_cameras = max(cams) if cams else 0
         self.policy = Policy(rp, options.policy, startup_s=options.startup_s, elastic=options.elastic,
                              utilisation=options.utilisation, running=scenario.running)
-        self.demand = Ewma(options.tau_s)
+        self.demand = options.ewma()
         self.queues: dict[tuple[str, str, str], _Queue] = {}
         self.route: dict[str, list[tuple[_Queue, float]]] = {}
         self.result = SimRun(options.policy, settings.step_s)
@@ -290,10 +289,10 @@ class _Run:
                 cap = sum(self.queues[k].mu for k in keys)
                 share = {k: self.queues[k].mu / cap for k in keys} if cap > 0 else {}
             self.route[op] = [(self.queues[k], f) for k, f in share.items() if f > 0]
-        self.rest = {}  # op -> the least service time after it, along its slowest branch
+        self.rest = {}  # op -> what the agents keep for after it: a hop and the slowest service, per child
         for op in reversed(self.ops):
-            self.rest[op] = max((min((q.s for q, _ in self.route.get(c, ())), default=0.0) + self.rest[c]
-                                 for c in self.children[op]), default=0.0)
+            self.rest[op] = max((HOP_MS / 1000.0 + max((q.s for q, _ in self.route.get(c, ())), default=0.0)
+                                 + self.rest[c] for c in self.children[op]), default=0.0)
         for key, q in list(self.queues.items()):
             if q.workers == 0:
                 if q.cohorts:

@@ -209,8 +209,9 @@ def simulate(
         "--deadlines/--no-deadlines", help="Drop items that would miss slo.latency_ms at the head of a queue, as "
                                            "`deploy --deadlines` agents do (otherwise they finish late).")] = True,
     reserve_downstream: Annotated[bool, typer.Option(
-        "--reserve-downstream", help="Drop an item when it could not make the deadline even with the fastest service "
-                                     "after its operator (Loki's rule), not only its own operator's.")] = False,
+        "--reserve-downstream/--no-reserve-downstream",
+        help="With deadlines, keep the time the operators after an item's operator need (as the agents do); "
+             "without, only the operator's own finish counts.")] = True,
     time_limit: Annotated[float, typer.Option("--time-limit", help="Seconds the planner may take.")] = 60.0,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write index.html and PNG plots here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print totals, binned series and decisions as JSON.")] = False,

@@ -55,7 +55,9 @@ def _burst(scenario, tmp_path, policy):
 
 def test_loki_keeps_up_with_a_burst_that_hardware_scaling_cannot_on_fixed_hardware(scenario, tmp_path):
     hardware, loki = _burst(scenario, tmp_path, "hardware"), _burst(scenario, tmp_path, "loki")
-    assert hardware.totals["violations"] > 0.05
+    # The burst outgrows the box (3.4 % of the frames: the agents keep time for what follows the
+    # detector, so what it serves gets through; without that rule it was 54 %).
+    assert hardware.totals["violations"] > 0.02
     assert loki.totals["violations"] < hardware.totals["violations"] / 5
     assert loki.totals["mean_cost_per_hour"] <= hardware.totals["mean_cost_per_hour"] + 1e-9
     assert {d["phase"] for d in loki.decisions} >= {"accuracy"}  # it scaled accuracy ...
