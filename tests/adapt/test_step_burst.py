@@ -99,7 +99,7 @@ def step(tmp_path_factory) -> Iterator[dict[str, Run]]:
     zoo = _specs(root)
     # The plan's capacities are the runtime's: profile the box as the agents will run it.
     profile_zoo(zoo, "box", batch_sizes=[1], intra_op_threads=1, operators=["detect"],
-                min_seconds=0.75, max_seconds=1.5)
+                min_seconds=1.0, max_seconds=2.0)
     inputs = load_inputs(root / "workflow.yaml", zoo / "manifest.yaml", root / "infrastructure.yaml")
     plan = make_plan(build_problem(inputs), "optimal", time_limit=20, inputs=inputs.paths)
     assert plan.variants["detect"] == "det-w100"
