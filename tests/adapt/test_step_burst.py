@@ -257,10 +257,11 @@ def test_idf1_at_the_low_load_is_within_2_points_of_the_static_plan(step, capsys
 def test_the_simulator_agrees_with_the_real_run_where_the_box_keeps_up(step, capsys):
     _report(step, capsys)
     # Loki's run never overloads the box: the simulator's late/dropped share must match, and its
-    # mean latency within 150 ms (it models queues and service, not the broker hops between).
+    # mean latency be within a quarter of the deadline (it models queues and service, not the
+    # broker hops between, which a loaded machine stretches: 22-162 ms real against 28-63 ms).
     loki = step["loki"]
     assert abs(loki.sim_violations - loki.violations) <= 0.02, _show(step)
-    assert abs(loki.sim_mean_latency_ms - loki.mean_latency_ms) <= 150.0, _show(step)
+    assert abs(loki.sim_mean_latency_ms - loki.mean_latency_ms) <= DEADLINE_MS / 4, _show(step)
     # Under overload they part: the real box serves well below its profiled capacity while it
     # drops (see the README); printed above, not asserted.
     assert step["hardware"].sim_violations > 0.05, _show(step)
