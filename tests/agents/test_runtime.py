@@ -462,6 +462,33 @@ def test_items_that_would_miss_their_deadline_are_dropped_at_the_head_not_proces
     assert op.dropped == 1
 
 
+def test_a_batch_is_filled_with_live_items_the_stale_ones_leave_from_the_head():
+    entered, gate = threading.Event(), threading.Event()
+
+    class Gated(_Echo):
+        def process(self, items):
+            if any(i.frame == 0 for i in items):
+                entered.set()
+                gate.wait(10)
+            return super().process(items)
+
+    seen: list = []
+    runner, out = _runner(Task(operator="op", variant="v", runtime="x", batch=4, max_batch_latency_ms=50),
+                          Gated, seen, deadline_ms=2000)
+    runner.offer(Item("s", 0, time.time()), 1)              # holds the worker while the queue fills
+    assert entered.wait(5)
+    for f in range(1, 11):                                  # stale (3 s old) and fresh, interleaved
+        runner.offer(Item("s", f, time.time() - (3.0 if f % 5 in (1, 2, 3) else 0.0)), 1)
+    gate.set()
+    assert _wait(lambda: len(out) == 11)
+    runner.stop()
+    stale = [f for f in range(1, 11) if f % 5 in (1, 2, 3)]
+    assert sorted(i.frame for i in out if i.dropped == "deadline at op") == stale
+    # The four fresh items run as one full batch, not spread over batches padded with stale ones.
+    assert seen == [[0], [4, 5, 9, 10]]
+    assert runner.telemetry.snapshot(1.0, 0).operators[0].dropped == len(stale)
+
+
 def test_without_a_deadline_an_old_item_under_the_late_limit_is_processed():
     seen: list = []
     runner, out = _runner(Task(operator="op", variant="v", runtime="x"), _Echo, seen, delay=0.06)
