@@ -43,6 +43,7 @@ from jellybean.adapt.policy import Decision, Policy, most_accurate_first, routed
 from jellybean.adapt.runtime import IDLE_FRACTION, AdaptOptions
 from jellybean.agents.deployment import HOP_MS
 from jellybean.errors import JellyBeanError
+from jellybean.planner import parity
 from jellybean.planner.build import Inputs, build_problem
 from jellybean.planner.problem import Problem
 from jellybean.replay.trace import LoadTrace
@@ -124,6 +125,7 @@ def prepare(inputs: Inputs, *, cameras: int | None = None, time_limit: float = 6
     build the runtime model over the plan's placement, as `runtime.Adapter` does."""
     from jellybean.planner.strategies import make_plan
 
+    parity.not_yet_run(inputs.workflow, "simulating a workflow")
     if cameras is not None:
         inputs = scale_cameras(inputs, cameras)
     slo = inputs.workflow.slo

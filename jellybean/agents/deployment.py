@@ -15,6 +15,7 @@ from jellybean.agents import topics
 from jellybean.agents.messages import Announce, Assignment, Routes, Task
 from jellybean.agents.operators.base import lookup, runtime_for
 from jellybean.errors import JellyBeanError, SpecError
+from jellybean.planner import parity
 from jellybean.planner.build import Inputs, build_problem, load_inputs
 from jellybean.planner.strategies import make_plan
 from jellybean.spec.plan import Plan
@@ -234,6 +235,7 @@ def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], versio
                       drop_after_ms: float = 5000.0, idle_agents: list[str] = (),
                       deadline_ms: float | None = None) -> dict[str, Assignment]:
     plan, inputs = dep.plan, dep.inputs
+    parity.not_yet_run(inputs.workflow, "deploying a plan")
     down, _, sinks = _downstream(inputs)
     keyed = keyed_map(plan, inputs)
     routing, place = routing_table(plan), placements(plan)

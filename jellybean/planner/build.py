@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jellybean.errors import SpecError
+from jellybean.planner import parity
 from jellybean.planner.problem import (
     ANY,
     Accuracy,
@@ -135,6 +136,7 @@ def check_references(inputs: Inputs) -> None:
                 f"{wpath}: slo.accuracy: {target:g} reads as a fraction, but the accuracy_table of the zoo {zpath} is in "
                 f"percent; write the target in percent (e.g. {target * 100:g})"
             )
+    problems += parity.check(wf, zoo, wpath, zpath)
     if problems:
         raise SpecError(problems)
 
@@ -234,18 +236,20 @@ def build_problem(inputs: Inputs) -> Problem:
     for op in wf.topological_operators():
         zop = zoo.operator(op.name)
         window = op.batching.max_batch_latency_ms if op.batching else None
-        for v in zop.variants:
+        # With redundancy, only the variants whose outputs a parity model can stand in for.
+        variants = [v for v in zop.variants if op.redundancy is None or v.parity_for(op.redundancy.parity)]
+        for v in variants:
             for hw_name, profile in v.profiles.items():
                 if hw_name in used_hw:
                     capabilities[(op.name, v.name, hw_name)] = _capability(v, profile, window)
         if not any(key[0] == op.name for key in capabilities):
-            profiled = sorted({h for v in zop.variants for h in v.profiles})
+            profiled = sorted({h for v in variants for h in v.profiles})
             problems.append(
                 f"{zpath}: operators.{op.name}: no variant has a profile for any hardware of the infrastructure "
                 f"(profiled: {', '.join(profiled) or 'none'}; present: {', '.join(sorted(used_hw))}); "
                 "profile it there with `jellybean zoo profile --hardware NAME`"
             )
-        operators.append(Operator(op.name, tuple(v.name for v in zop.variants), node_rate[op.name], op.join))
+        operators.append(Operator(op.name, tuple(v.name for v in variants), node_rate[op.name], op.join))
 
     edges: list[Edge] = []
     for op in wf.topological_operators():
@@ -269,6 +273,20 @@ def build_problem(inputs: Inputs) -> Problem:
                     default_kb = 0.0
             edges.append(Edge(inp, op.name, edge_rate[(inp, op.name)], default_kb or 0.0, sizes))
 
+    # Parity workers (redundancy: {parity: k}) are an operator of their own, after the one protected.
+    extra = parity.rewrite(wf, zoo, node_rate, edges)
+    for name, bases in extra.variants.items():
+        base = parity.base_of(name)
+        op = wf.operator(base)
+        window = op.batching.max_batch_latency_ms if op.batching else None
+        for v in bases:
+            for hw_name, profile in parity.profiles_of(v, op.redundancy.parity).items():
+                if hw_name in used_hw:
+                    capabilities[(name, parity.parity_variant(v.name, op.redundancy.parity), hw_name)] = \
+                        _capability(v, profile, window)
+    operators = [o for op in operators for o in ([op, extra.operators[op.name]] if op.name in extra.operators else [op])]
+    edges += extra.edges
+
     links: list[Link] = []
     for link in infra.links:
         bw = link.bandwidth_mbps * MBPS_TO_KBPS if link.bandwidth_mbps else None
@@ -289,7 +307,7 @@ def build_problem(inputs: Inputs) -> Problem:
                 factors[(op.name, v.name)] = v.accuracy
     if problems:
         raise SpecError(problems)
-    accuracy = Accuracy(target=wf.slo.accuracy, factors=factors, tables=(table,) if table else (),
+    accuracy = Accuracy(target=wf.slo.accuracy, factors=factors, tables=((table,) if table else ()) + tuple(extra.tables),
                         metric=zoo.accuracy_metric)
     if accuracy.target is not None and not math.isfinite(accuracy.target):
         raise SpecError([f"{wpath}: slo.accuracy: must be a finite number"])

@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from jellybean.planner import parity
 from jellybean.spec.base import load_model
 from jellybean.tables import fit
 from jellybean.spec.plan import Plan
@@ -109,6 +110,26 @@ def mixing_panel(plan: Plan) -> Panel | None:
     return Panel(Group(*lines), title=title, expand=False)
 
 
+def redundancy_panel(plan: Plan) -> Panel | None:
+    """Which operators parity workers protect, on what, at what share of the plan's $/h."""
+    lines = []
+    for op, variant in plan.variants.items():
+        base = parity.base_of(op)
+        if base is None:
+            continue
+        groups = [w for w in plan.workers if w.operator == op]
+        price = sum(w.count * w.price_per_hour for w in groups)
+        where = ", ".join(f"{w.count} {w.hardware} at {w.location}" for w in groups) or "no worker"
+        share = price / plan.cost.total if plan.cost.total > 0 else 0.0
+        lines.append(Text(
+            f"• {base} ({plan.variants.get(base, '?')}) is protected by its parity model {variant} (ParM, k = "
+            f"{parity.k_of(variant)}): one parity query per {parity.k_of(variant)} of its items, on workers of "
+            f"their own ({where}), {price:.4f} $/h, {share:.1%} of the plan. The operator may use only variants "
+            "with a parity model for this k; when one of a group's outputs is missing, the decoder beside "
+            f"{base}'s consumers rebuilds it from the others and the parity output."))
+    return Panel(Group(*lines), title="Redundancy", expand=False) if lines else None
+
+
 def tier_table(plan: Plan) -> Table:
     table = Table(title="Workers per tier", show_lines=False, title_justify="left")
     for col, just in (("tier", "left"), ("location", "left"), ("hardware", "left"), ("operator", "left"),
@@ -164,8 +185,8 @@ def render_explain(plan: Plan, console: Console) -> None:
         flows.add_row(edge, f"{local:.1f}", f"{crossing:.1f}", f"{kb:.1f}")
     if per_edge:
         console.print(fit(flows))
-    panel = mixing_panel(plan)
-    if panel is not None:
-        console.print(panel)
+    for panel in (mixing_panel(plan), redundancy_panel(plan)):
+        if panel is not None:
+            console.print(panel)
     binding = plan.binding or ("none: every constraint has slack",)
     console.print(Panel(Group(*(Text(f"• {b}") for b in binding)), title="Binding constraints", expand=False))

@@ -32,6 +32,14 @@ class Batching(StrictModel):
     max_batch_latency_ms: float = Field(gt=0, le=MAX_MS, description="largest batch whose latency fits is used")
 
 
+class Redundancy(StrictModel):
+    """Coded redundancy (ParM): every `parity` items bound for the operator are encoded into one
+    parity query, served by a parity model on workers of their own, so one missing output of
+    the group can be rebuilt from the others and the parity output."""
+
+    parity: int = Field(ge=2, le=8, description="k: items per parity query; the zoo needs a parity model for this k")
+
+
 class Operator(StrictModel):
     name: str = Field(min_length=1)
     inputs: tuple[str, ...] = Field(min_length=1, description="sources or operators feeding this one")
@@ -41,6 +49,7 @@ class Operator(StrictModel):
         "merge: every input item is processed (rate = sum of input rates)",
     )
     batching: Batching | None = None
+    redundancy: Redundancy | None = Field(None, description="e.g. {parity: 2}: one parity query per 2 items")
     description: str = ""
 
 
@@ -143,3 +152,6 @@ class Workflow(StrictModel):
 
     def operator(self, name: str) -> Operator | None:
         return next((o for o in self.operators if o.name == name), None)
+
+    def consumers(self, name: str) -> list[Operator]:
+        return [o for o in self.operators if name in o.inputs]

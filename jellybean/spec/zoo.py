@@ -61,6 +61,18 @@ class Profile(StrictModel):
         return value
 
 
+class ParityModel(StrictModel):
+    """A parity model of a variant (ParM): trained so that P(E(x1..xk)) ≈ F(x1) + ... + F(xk)."""
+
+    k: int = Field(ge=2, le=8, description="items per parity query")
+    encoder: Literal["concat", "add"] = Field(description="how k inputs become one: tiles side by side, or their sum")
+    model: str = Field(min_length=1, description="ONNX file relative to the manifest")
+    sha256: str | None = None
+    profiles: dict[str, Profile] = Field(
+        default_factory=dict, description="per hardware name; none: the base variant's (the same architecture)")
+    metrics: dict[str, float] = Field(default_factory=dict, description="decoded against original outputs")
+
+
 class Variant(StrictModel):
     name: str = Field(min_length=1)
     model: str | None = Field(None, description="ONNX file relative to the manifest; none for built-in operators")
@@ -79,7 +91,11 @@ class Variant(StrictModel):
     params: dict[str, float | int | str | bool] = Field(
         default_factory=dict, description="options for the implementation (thresholds, sizes)"
     )
+    parity: tuple[ParityModel, ...] = Field((), description="parity models for `redundancy: {parity: k}`")
     description: str = ""
+
+    def parity_for(self, k: int) -> ParityModel | None:
+        return next((m for m in self.parity if m.k == k), None)
 
 
 class ZooOperator(StrictModel):

@@ -1,0 +1,120 @@
+"""Redundancy in the plan (ParM): parity workers placed and priced as an operator of their own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+
+from jellybean.agents.deployment import Deployment, build_assignments
+from jellybean.errors import JellyBeanError, SpecError
+from jellybean.planner.build import build_problem, check_references, load_inputs
+from jellybean.planner.render import render_explain
+from jellybean.planner.strategies import make_plan
+
+try:
+    from .brute_force import brute_force
+except ImportError:  # run as a script
+    from brute_force import brute_force
+
+REPO = Path(__file__).resolve().parents[2]
+AICITY = REPO / "examples" / "aicity"
+
+
+def _example(tmp_path: Path, *, k: int = 2, parity: dict[str, list[int]] | None = None,
+             redundancy: dict | None = None) -> dict[str, Path]:
+    """examples/aicity with `redundancy` on reid and parity models listed for some reid variants."""
+    parity = {"reid-w100": [2]} if parity is None else parity
+    wf = yaml.safe_load((AICITY / "workflow.yaml").read_text())
+    for op in wf["operators"]:
+        if op["name"] == "reid":
+            op["redundancy"] = redundancy if redundancy is not None else {"parity": k}
+    zoo = yaml.safe_load((AICITY / "zoo.yaml").read_text())
+    for op in zoo["operators"]:
+        for v in op["variants"]:
+            if v.get("model"):
+                v["model"] = str((AICITY / v["model"]).resolve())
+            if op["name"] == "reid" and v["name"] in parity:
+                v["parity"] = [{"k": n, "encoder": "concat", "model": f"{v['name']}_parity_k{n}.onnx"}
+                               for n in parity[v["name"]]]
+    infra = yaml.safe_load((AICITY / "infrastructure.yaml").read_text())
+    infra["hardware_catalog"] = [str((AICITY / c).resolve()) for c in infra["hardware_catalog"]]
+    paths = {}
+    for name, doc in (("workflow", wf), ("zoo", zoo), ("infrastructure", infra)):
+        paths[name] = tmp_path / f"{name}.yaml"
+        paths[name].write_text(yaml.safe_dump(doc, sort_keys=False))
+    return paths
+
+
+def _inputs(paths):
+    inputs = load_inputs(paths["workflow"], paths["zoo"], paths["infrastructure"])
+    check_references(inputs)
+    return inputs
+
+
+def test_parity_workers_take_one_in_k_of_the_items_on_workers_of_their_own(tmp_path):
+    inputs = _inputs(_example(tmp_path))
+    problem = build_problem(inputs)
+    plan = make_plan(problem)
+    assert plan.variants["reid"] == "reid-w100"          # the only variant with a parity model
+    assert plan.variants["reid.parity"] == "reid-w100.parity2"
+    reid = sum(w.load for w in plan.workers if w.operator == "reid")
+    par = [w for w in plan.workers if w.operator == "reid.parity"]
+    assert par and sum(w.load for w in par) == pytest.approx(reid / 2)
+    # A worker runs one operator: no pool lends the same worker to the data and its parity.
+    for pool in {w.pool for w in plan.workers}:
+        used = sum(w.count for w in plan.workers if w.pool == pool)
+        assert used <= next(p.count for p in problem.pools if p.name == pool)
+    # The encoded queries are one crop each, 1/k of the crops; the parity outputs go to the tracker.
+    rate = {e.name: e.rate for e in problem.edges}
+    assert rate["detect->reid.parity"] == pytest.approx(rate["detect->reid"] / 2)
+    assert rate["reid.parity->track"] == pytest.approx(rate["reid->track"] / 2)
+    assert any(r.edge == "reid.parity->track" and r.items_per_s > 0 for r in plan.routes)
+    # Redundancy costs what its workers and bytes cost, and the plan is still the optimum.
+    plain = make_plan(build_problem(_inputs({n: AICITY / f"{n}.yaml" for n in ("workflow", "zoo", "infrastructure")})))
+    assert plan.cost.total > plain.cost.total
+    assert plan.cost.total == pytest.approx(brute_force(problem), rel=1e-6)
+
+
+def test_a_parity_model_pairs_only_with_its_own_base_variant(tmp_path):
+    problem = build_problem(_inputs(_example(tmp_path, parity={"reid-w050": [2], "reid-w100": [2, 4]})))
+    plan = make_plan(problem)
+    assert plan.variants["reid.parity"] == plan.variants["reid"] + ".parity2"
+    # Forcing the other pairing finds no plan: the table bars it.
+    assert problem.accuracy.of({**plan.variants, "reid.parity": "reid-w100.parity2" if
+                                plan.variants["reid"] == "reid-w050" else "reid-w050.parity2"}) is None
+    assert plan.cost.total == pytest.approx(brute_force(problem), rel=1e-6)
+
+
+@pytest.mark.parametrize("redundancy, parity, words", [
+    ({"parity": 4}, None, ["operators[1].redundancy.parity", "k = 4", "(they have k = 2)", "train_parity.py"]),
+    ({"parity": 1}, None, ["redundancy.parity", "greater than or equal to 2"]),
+    ({"parity": 2, "spare": 1}, None, ["redundancy.spare"]),
+    ({"parity": 2}, {}, ["no variant of 'reid'", "k = 2", "train_parity.py"]),
+])
+def test_redundancy_the_zoo_cannot_serve_is_a_clear_error(tmp_path, redundancy, parity, words):
+    with pytest.raises(SpecError) as err:
+        _inputs(_example(tmp_path, redundancy=redundancy, parity=parity))
+    text = str(err.value)
+    assert str(tmp_path / "workflow.yaml") in text or "workflow.yaml" in text
+    for w in words:
+        assert w in text, text
+
+
+def test_explain_shows_the_parity_workers_and_what_they_cost(tmp_path):
+    plan = make_plan(build_problem(_inputs(_example(tmp_path))))
+    console = Console(width=400, record=True)
+    render_explain(plan, console)
+    out = console.export_text()
+    assert "Redundancy" in out and "reid (reid-w100) is protected by its parity model reid-w100.parity2" in out
+    assert "k = 2" in out and "of the plan" in out
+
+
+def test_running_parity_workers_is_refused_with_a_clear_message(tmp_path):
+    inputs = _inputs(_example(tmp_path))
+    plan = make_plan(build_problem(inputs))
+    dep = Deployment(plan=plan, inputs=inputs, zoo_dir=tmp_path)
+    with pytest.raises(JellyBeanError, match="redundancy.*not supported yet.*remove `redundancy`"):
+        build_assignments(dep, {"crossing": ["a"], "hub": ["b"], "cloud": ["c"]}, 1)
