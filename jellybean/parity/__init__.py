@@ -1,0 +1,1 @@
+"""Coded redundancy (ParM): parity models, their coders and coding groups."""
