@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jellybean.agents import topics
+from jellybean.agents.coding import Coding
 from jellybean.agents.items import Item, MessageError, decode_item, encode_item
 from jellybean.agents.messages import (
     Announce,
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 # counted), and for at most this long once an assignment is in force (then re-homed).
 MAX_HELD = 5000
 HOLD_FOR_TASK_S = 30.0
+CODING_TICK_S = 0.01  # how often parity groups are flushed and decoders checked
+CODING_LOG_S = 5.0    # at most this often, the parity counts in the log
 
 
 @dataclass
@@ -137,6 +140,7 @@ class Agent:
         self._seq = 0
         self._starting: set[str] = set()       # operators with a task of an assignment being applied
         self._held: list[_Held] = []           # guarded by _tasks_lock
+        self.coding = Coding(self.name, self.site)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "Agent":
@@ -148,7 +152,8 @@ class Agent:
         self._data_subs: set[str] = set()
         self._subscribe_data(shared=False, operators=[])
         self.link.start()
-        for target, name in ((self._apply_loop, "assign"), (self._heartbeat_loop, "heartbeat")):
+        for target, name in ((self._apply_loop, "assign"), (self._heartbeat_loop, "heartbeat"),
+                             (self._coding_loop, "coding")):
             t = threading.Thread(target=target, name=f"{name}-{self.name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -291,6 +296,8 @@ class Agent:
             self.assignment = a
             held, self._held = self._held, []
         self._subscribe_data(a.shared, sorted({op for op, _ in self.tasks}))
+        for edge, op, query in self.coding.update(a):
+            self._send(op, query, edge=edge)
         for runner in stopped:
             # Its workers finish what they hold; what is left goes where the operator runs now
             # (its successor here, when only the variant or the worker count changed).
@@ -420,7 +427,31 @@ class Agent:
             log.warning("dropped: %s", exc)
             ack()
             return
+        if self.coding.active and self.coding.arrived(operator, item):
+            ack()   # a parity output: it ends in the decoder
+            return
         self._dispatch(operator, item, len(payload), ack)
+
+    def _coding_loop(self) -> None:
+        """Code the groups that waited long enough; hand on the outputs the decoders rebuilt."""
+        said: dict[str, int] = {}
+        next_log = 0.0
+        while not self._stop.wait(CODING_TICK_S):
+            if not self.coding.active:
+                continue
+            if time.monotonic() >= next_log:
+                counts = self.coding.counts()
+                if counts != said and any(counts.values()):
+                    log.info("parity: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+                    said, next_log = counts, time.monotonic() + CODING_LOG_S
+            try:
+                queries, rebuilt = self.coding.tick()
+                for edge, op, query in queries:
+                    self._send(op, query, edge=edge)
+                for consumer, item in rebuilt:
+                    self._dispatch(consumer, item, 0, lambda: None)
+            except Exception:  # noqa: BLE001 - redundancy is best effort; the data path goes on
+                log.exception("parity coding")
 
     def _dispatch(self, operator: str, item: Item, nbytes: int, ack: Done, since: float | None = None) -> None:
         """Run the item here, hold it for a task that is starting, or send it where it runs now."""
@@ -464,6 +495,10 @@ class Agent:
             for item in items:
                 for downstream in a.downstream.get(operator, []):
                     self._send(downstream, item, edge=f"{operator}->{downstream}", on_done=countdown.hold())
+                    if a.parity and item.dropped is None and downstream in a.parity:
+                        coded = self.coding.encode(operator, downstream, item)
+                        if coded is not None:
+                            self._send(coded[1], coded[2], edge=coded[0])
                 if operator in a.sinks and a.sink_topic:
                     payload = encode_item(item)
                     self.link.publish(a.sink_topic, payload, on_done=countdown.hold())

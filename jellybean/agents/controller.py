@@ -160,9 +160,11 @@ class Controller:
         found = {}
         for zop in self.original.inputs.zoo.operators:
             for v in zop.variants:
-                if v.model and (self.original.zoo_dir / v.model).is_file():
-                    path = self.original.zoo_dir / v.model
-                    found[v.sha256 or file_sha256(path)] = path
+                # A variant's parity models (ParM) are served like its own model.
+                for name, sha in [(v.model, v.sha256)] + [(m.model, m.sha256) for m in v.parity]:
+                    if name and (self.original.zoo_dir / name).is_file():
+                        path = self.original.zoo_dir / name
+                        found[sha or file_sha256(path)] = path
         return found
 
     def _next_version(self) -> int:

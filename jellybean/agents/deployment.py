@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jellybean.agents import topics
-from jellybean.agents.messages import Announce, Assignment, Routes, Task
+from jellybean.agents.messages import Announce, Assignment, ParityRun, Routes, Task
 from jellybean.agents.operators.base import lookup, runtime_for
 from jellybean.errors import JellyBeanError, SpecError
 from jellybean.planner import parity
@@ -72,7 +72,23 @@ def _downstream(inputs: Inputs) -> tuple[dict[str, list[str]], dict[str, list[st
         for i in o.inputs:
             (down if i in names else sources).setdefault(i, []).append(o.name)
     sinks = [name for name, d in down.items() if not d]
+    # Parity outputs go where the protected operator's go: to the decoders beside its consumers.
+    # Producers send parity queries, not their items, to the parity operator (Assignment.parity).
+    for o in ops:
+        if o.redundancy is not None:
+            down[parity.parity_operator(o.name)] = list(down[o.name])
     return down, sources, sinks
+
+
+def parity_runs(plan: Plan, inputs: Inputs) -> dict[str, ParityRun]:
+    """Protected operator -> how the agents run its redundancy, from the plan's parity variants."""
+    runs = {}
+    for o in inputs.workflow.operators:
+        name = parity.parity_operator(o.name)
+        found = parity.model_of(inputs.workflow, inputs.zoo, name, plan.variants.get(name, ""))
+        if o.redundancy is not None and found is not None:
+            runs[o.name] = ParityRun(operator=name, k=found[1].k, encoder=found[1].encoder)
+    return runs
 
 
 # What a hop between operators costs beyond the links' latency: publish, the broker, the next
@@ -114,6 +130,9 @@ def source_fed(inputs: Inputs) -> set[str]:
 
 
 def _variant(inputs: Inputs, operator: str, variant: str):
+    entry = parity.zoo_entry(inputs.workflow, inputs.zoo, operator, variant)
+    if entry is not None:
+        return entry
     zop = inputs.zoo.operator(operator)
     v = zop.variant(variant) if zop else None
     if v is None:
@@ -235,7 +254,6 @@ def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], versio
                       drop_after_ms: float = 5000.0, idle_agents: list[str] = (),
                       deadline_ms: float | None = None) -> dict[str, Assignment]:
     plan, inputs = dep.plan, dep.inputs
-    parity.not_yet_run(inputs.workflow, "deploying a plan")
     down, _, sinks = _downstream(inputs)
     keyed = keyed_map(plan, inputs)
     routing, place = routing_table(plan), placements(plan)
@@ -270,7 +288,8 @@ def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], versio
     common = dict(version=version, plan=plan.name, workflow=dep.workflow, routing=routing, placements=place,
                   downstream=down, keyed=keyed, sinks=sinks, sink_topic=topics.sink(dep.workflow),
                   drop_after_ms=drop_after_ms, deadline_ms=deadline_ms,
-                  reserve_ms=reserves(plan, down) if deadline_ms is not None else {})
+                  reserve_ms=reserves(plan, down) if deadline_ms is not None else {},
+                  parity=parity_runs(plan, inputs))
     out = {}
     for site, agents in site_agents.items():
         for agent, agent_tasks in _site_tasks(tasks.get(site, []), agents).items():

@@ -35,8 +35,9 @@ MAX_FRAME = 2**53
 _PREFIX = struct.Struct(">3sBI")
 # Meta keys that describe the frame rather than one stage's output; every stage carries them on:
 # "skipped" (a strided detector did not look), "t" (when the frame was taken, seconds on the
-# scenario's clock), "calibration" (the camera's world -> image homography, 3x3).
-STICKY_META = ("skipped", "t", "calibration")
+# scenario's clock), "calibration" (the camera's world -> image homography, 3x3), "reconstructed"
+# (the operators whose output for this frame a parity decoder rebuilt; jellybean.parity.groups).
+STICKY_META = ("skipped", "t", "calibration", "reconstructed")
 _DTYPES = {"float32", "float16", "float64", "int64", "int32", "uint8", "int16", "uint16", "bool"}
 
 

@@ -83,6 +83,17 @@ class Task(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class ParityRun(BaseModel):
+    """Redundancy of one operator (ParM) as the agents run it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    operator: str = Field(description="the parity operator, e.g. reid.parity")
+    k: int = Field(ge=2, le=8)
+    encoder: Literal["concat", "add"] = "concat"
+    group_wait_ms: float = Field(100.0, gt=0, description="a producer codes a partial group after this")
+    decode_wait_ms: float = Field(50.0, ge=0, description="the decoder waits this for the last output of a group")
+
+
 class Assignment(Message):
     """Everything one agent needs to run its part of a plan. Retained; a higher version replaces a lower.
 
@@ -102,6 +113,9 @@ class Assignment(Message):
       so an item is not served in time here only to die late downstream.
     - `mix[operator]` = {variant: weight}: where this site runs several variants of an operator
       (a mixed plan, or `deploy --adapt` scaling accuracy), the share of its items each takes.
+    - `parity[operator]`: that operator is protected by parity workers (ParM): producers code every
+      k items sent to it into a parity query for `parity[operator].operator`, whose outputs go where
+      the operator's go; the agents of its consumers decode.
     """
 
     kind: Literal["assignment"] = "assignment"
@@ -125,6 +139,8 @@ class Assignment(Message):
     mix: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="operator -> {variant: weight} where this site runs several variants of "
         "it: each item goes to one of them by these weights (most accurate first, as the controller decided)")
+
+    parity: dict[str, ParityRun] = Field(default_factory=dict)
 
     def deadline_for(self, operator: str) -> float | None:
         """The deadline the operator's queue keeps: the end-to-end one less what comes after it."""

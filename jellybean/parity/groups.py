@@ -32,7 +32,7 @@ QUERY_KIND = "parity-query"      # what the encoder sends to the parity workers
 OUTPUT_KIND = "parity"           # what they send on to the decoder
 STREAM_PREFIX = "parity/"        # a parity query's stream: "parity/<producer agent>"
 META = "parity"                  # the meta key of the group manifest
-REBUILT = "reconstructed"        # meta flag on a rebuilt output
+REBUILT = "reconstructed"        # meta on a rebuilt output: the operators whose outputs were rebuilt
 JPEG_QUALITY = 95
 
 # tiles: one decoded image (H x W x 3, uint8) per member, None for a blank slot -> one image
@@ -54,7 +54,8 @@ def members_of(item: Item) -> list[dict[str, Any]]:
 
 def _member(item: Item) -> dict[str, Any]:
     return {"stream": item.stream, "session": item.session, "frame": item.frame, "capture_ts": item.capture_ts,
-            "crops": len(item.blobs), "meta": {k: v for k, v in item.meta.items() if k in ("boxes", "size", *STICKY_META)}}
+            "crops": len(item.blobs),
+            "meta": {k: v for k, v in item.meta.items() if k in ("boxes", "size", *STICKY_META)}}
 
 
 def _key(m: dict[str, Any]) -> tuple[str, str, int]:
@@ -94,6 +95,10 @@ class GroupEncoder:
             members, self._members = self._members, []
         return self._query(members)
 
+    @property
+    def sent(self) -> int:
+        return self._count
+
     def _query(self, members: list[Item]) -> Item:
         self._count += 1
         tiles_per_crop = max((len(m.blobs) for m in members), default=0)
@@ -127,6 +132,7 @@ class _Group:
 
 @dataclass
 class DecoderCounts:
+    parity: int = 0           # parity outputs taken in
     rebuilt: int = 0          # outputs rebuilt from a parity output
     unrecoverable: int = 0    # groups with two or more outputs missing (tombstones count) when given up
     late_parity: int = 0      # parity outputs of groups already complete
@@ -138,9 +144,10 @@ class GroupDecoder:
     """Consumer side: outputs of the protected operator pass through; a group whose parity output
     is in and whose other outputs are all in waits `wait_s` for the last one, then rebuilds it."""
 
-    def __init__(self, *, output_kind: str = "features", array: str = "embeddings", wait_s: float = 0.05,
-                 horizon_s: float = 10.0, max_outputs: int = 50_000) -> None:
-        self.output_kind, self.array = output_kind, array
+    def __init__(self, operator: str = "reid", *, site: str = "", output_kind: str = "features",
+                 array: str = "embeddings", wait_s: float = 0.05, horizon_s: float = 10.0,
+                 max_outputs: int = 50_000) -> None:
+        self.operator, self.site, self.output_kind, self.array = operator, site, output_kind, array
         self.wait_s, self.horizon_s, self.max_outputs = wait_s, horizon_s, max_outputs
         self._outputs: OrderedDict[tuple[str, str, int], tuple[float, np.ndarray | None]] = OrderedDict()
         self._groups: dict[tuple[str, str, int], _Group] = {}
@@ -157,7 +164,8 @@ class GroupDecoder:
         with self._lock:
             self._outputs[item.key] = (now, values)
             self._outputs.move_to_end(item.key)
-            while len(self._outputs) > self.max_outputs:
+            while self._outputs and (len(self._outputs) > self.max_outputs or
+                                     now - next(iter(self._outputs.values()))[0] > self.horizon_s):
                 self._outputs.popitem(last=False)
             group = self._waiting.get(item.key)
             if group is not None:
@@ -169,6 +177,7 @@ class GroupDecoder:
         if item.dropped is not None:
             self.counts.dropped_parity += 1
             return
+        self.counts.parity += 1
         members = members_of(item)
         values = np.asarray(item.arrays.get(OUTPUT_KIND, np.zeros((0, 0), np.float32)), np.float32)
         with self._lock:
@@ -252,9 +261,10 @@ class GroupDecoder:
         np.divide(rebuilt, norm, out=rebuilt, where=norm > 0)
         trace = [list(t) for t in g.trace]
         stamp = round(time.time(), 4)
-        trace.append(["decoder", "parity-decode", stamp, stamp])
+        trace.append([self.site, self.operator, stamp, stamp])
+        rebuilt_at = [*miss["meta"].get(REBUILT, []), self.operator]
         return Item(stream=miss["stream"], frame=int(miss["frame"]), capture_ts=float(miss["capture_ts"]),
-                    kind=self.output_kind, meta={**miss["meta"], REBUILT: True},
+                    kind=self.output_kind, meta={**miss["meta"], REBUILT: rebuilt_at},
                     arrays={self.array: rebuilt.astype(np.float16)}, trace=trace, session=miss["session"])
 
     def pending(self) -> int:

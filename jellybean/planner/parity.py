@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from jellybean.errors import JellyBeanError
 from jellybean.planner.problem import ANY, AccuracyTable, Edge, Operator
 from jellybean.spec.workflow import Workflow
-from jellybean.spec.zoo import Profile, Variant, Zoo
+from jellybean.spec.zoo import ParityModel, Profile, Variant, Zoo, ZooOperator
 
 SUFFIX = ".parity"
 
@@ -78,6 +78,31 @@ def check(wf: Workflow, zoo: Zoo, wpath: str, zpath: str) -> list[str]:
             problems.append(f"{where}: '{op.name}' has no consumer to decode its outputs at; "
                             "redundancy protects an operator whose outputs feed another")
     return problems
+
+
+def model_of(wf: Workflow, zoo: Zoo, operator: str, variant: str) -> tuple[str, ParityModel] | None:
+    """(protected operator, its parity model) for a parity operator's variant, else None."""
+    base = base_of(operator)
+    op = wf.operator(base) if base else None
+    if op is None or op.redundancy is None or zoo.operator(base) is None:
+        return None
+    k = op.redundancy.parity
+    for v in zoo.operator(base).variants:
+        if parity_variant(v.name, k) == variant and v.parity_for(k):
+            return base, v.parity_for(k)
+    return None
+
+
+def zoo_entry(wf: Workflow, zoo: Zoo, operator: str, variant: str) -> tuple[ZooOperator, Variant] | None:
+    """The zoo entry the agents run a parity operator's variant from: the parity model, run by
+    the parity worker implementation, with the base variant's profiles unless it has its own."""
+    found = model_of(wf, zoo, operator, variant)
+    if found is None:
+        return None
+    base, model = found
+    v = Variant(name=variant, model=model.model, sha256=model.sha256, runtime="parity-embedder",
+                params={"k": model.k, "encoder": model.encoder})
+    return ZooOperator(name=operator, task="parity", variants=(v,)), v
 
 
 def profiles_of(variant: Variant, k: int) -> dict[str, Profile]:

@@ -20,6 +20,7 @@ class Delivered:
     boxes: list[list[float]]
     ids: list[int]
     trace: list[list]
+    reconstructed: tuple[str, ...] = ()   # operators whose output for this frame a parity decoder rebuilt
 
     @property
     def latency_ms(self) -> float:
@@ -47,7 +48,9 @@ class SinkCollector:
         d = Delivered(stream=item.stream, frame=item.frame, capture_ts=item.capture_ts,
                       received_ts=received_ts if received_ts is not None else time.time(), dropped=item.dropped,
                       boxes=[list(map(float, b[:4])) for b in item.meta.get("boxes", [])],
-                      ids=[int(i) for i in item.meta.get("ids", [])], trace=item.trace)
+                      ids=[int(i) for i in item.meta.get("ids", [])], trace=item.trace,
+                      reconstructed=tuple(map(str, rebuilt)) if isinstance(rebuilt := item.meta.get("reconstructed"), list)
+                      else ())
         with self._lock:
             key = (item.stream, item.frame)
             old = self.items.get(key)

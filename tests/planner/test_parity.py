@@ -24,7 +24,7 @@ AICITY = REPO / "examples" / "aicity"
 
 
 def _example(tmp_path: Path, *, k: int = 2, parity: dict[str, list[int]] | None = None,
-             redundancy: dict | None = None) -> dict[str, Path]:
+             redundancy: dict | None = None, model: str | None = None) -> dict[str, Path]:
     """examples/aicity with `redundancy` on reid and parity models listed for some reid variants."""
     parity = {"reid-w100": [2]} if parity is None else parity
     wf = yaml.safe_load((AICITY / "workflow.yaml").read_text())
@@ -37,7 +37,7 @@ def _example(tmp_path: Path, *, k: int = 2, parity: dict[str, list[int]] | None 
             if v.get("model"):
                 v["model"] = str((AICITY / v["model"]).resolve())
             if op["name"] == "reid" and v["name"] in parity:
-                v["parity"] = [{"k": n, "encoder": "concat", "model": f"{v['name']}_parity_k{n}.onnx"}
+                v["parity"] = [{"k": n, "encoder": "concat", "model": model or f"{v['name']}_parity_k{n}.onnx"}
                                for n in parity[v["name"]]]
     infra = yaml.safe_load((AICITY / "infrastructure.yaml").read_text())
     infra["hardware_catalog"] = [str((AICITY / c).resolve()) for c in infra["hardware_catalog"]]
@@ -112,9 +112,24 @@ def test_explain_shows_the_parity_workers_and_what_they_cost(tmp_path):
     assert "k = 2" in out and "of the plan" in out
 
 
-def test_running_parity_workers_is_refused_with_a_clear_message(tmp_path):
-    inputs = _inputs(_example(tmp_path))
+def test_the_assignments_run_the_parity_workers_and_tell_producers_and_consumers(tmp_path):
+    # The base model stands in for the parity model file: assignments only name and checksum it.
+    stand_in = (AICITY / "../../model_zoo/aicity/reid_w100.onnx").resolve()
+    inputs = _inputs(_example(tmp_path, model=str(stand_in)))
     plan = make_plan(build_problem(inputs))
-    dep = Deployment(plan=plan, inputs=inputs, zoo_dir=tmp_path)
+    sites = sorted({w.location for w in plan.workers})
+    out = build_assignments(Deployment(plan=plan, inputs=inputs, zoo_dir=tmp_path), {s: [f"a-{s}"] for s in sites}, 1)
+    parity_site = next(w.location for w in plan.workers if w.operator == "reid.parity")
+    (task,) = [t for t in out[f"a-{parity_site}"].tasks if t.operator == "reid.parity"]
+    assert task.runtime == "parity-embedder" and task.params == {"k": 2, "encoder": "concat"}
+    assert task.model == str(stand_in) and task.sha256
+    for a in out.values():
+        assert a.parity["reid"].operator == "reid.parity" and a.parity["reid"].k == 2
+        assert a.downstream["reid.parity"] == ["track"] and "reid.parity" not in a.downstream["detect"]
+
+
+def test_simulating_redundancy_is_refused_with_a_clear_message(tmp_path):
+    from jellybean.adapt.simulate import prepare
+
     with pytest.raises(JellyBeanError, match="redundancy.*not supported yet.*remove `redundancy`"):
-        build_assignments(dep, {"crossing": ["a"], "hub": ["b"], "cloud": ["c"]}, 1)
+        prepare(_inputs(_example(tmp_path)))

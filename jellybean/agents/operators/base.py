@@ -17,10 +17,11 @@ DEFAULT_RUNTIME = {
     "reid": "reid-embedder",
     "tracking": "sort-tracker",
     "association": "mtmc-associator",
+    "parity": "parity-embedder",
 }
 # Modules that register the built-in implementations; imported on first lookup.
 _BUILTIN_MODULES = ("jellybean.agents.operators.models", "jellybean.agents.operators.tracking",
-                    "jellybean.agents.operators.association")
+                    "jellybean.agents.operators.association", "jellybean.agents.operators.parity")
 
 _REGISTRY: dict[str, type["Operator"]] = {}
 
