@@ -147,6 +147,21 @@ def drops_over_time(data: RunData, t0: float) -> dict[str, list[tuple[float, int
     return {reason: sorted((float(s), n) for s, n in per.items()) for reason, per in sorted(bins.items())}
 
 
+def reconstructed_over_time(data: RunData, t0: float) -> dict[str, list[tuple[float, int, int]]]:
+    """Per protected operator and per second (when the sink heard of them): the frames whose
+    output of that operator was rebuilt from parity, beside all frames delivered that second."""
+    delivered: dict[int, int] = defaultdict(int)
+    rebuilt: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for d in data.sink.snapshot().values():
+        if d.dropped:
+            continue
+        second = int(math.floor(d.received_ts - t0))
+        delivered[second] += 1
+        for op in d.reconstructed:
+            rebuilt[op][second] += 1
+    return {op: [(float(s), per.get(s, 0), delivered[s]) for s in sorted(delivered)] for op, per in sorted(rebuilt.items())}
+
+
 def _rates_over_time(counts: list[tuple[float, int]], every_s: float = 0.5) -> list[tuple[float, float]]:
     """(t, count so far) samples -> (t, per second since the previous kept sample), at most every `every_s`."""
     out, prev_t, prev_n = [], 0.0, 0
@@ -339,6 +354,7 @@ def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evalua
     if planned_frames and (data.media_seconds or data.seconds) > 0:
         result.load = result.totals().frames_in / (data.media_seconds or data.seconds) / planned_frames
     result.drops = drops_over_time(data, t0)
+    result.reconstructed = reconstructed_over_time(data, t0)
     result.replans = replans(data, t0)
     result.plans = plans_in_effect(data, t0)
     result.link_timeline = link_timeline(data)

@@ -16,6 +16,7 @@ and refers to them by relative path, so the directory can be moved or archived w
     plans.png           (re-plans or a load trace) the plan in effect over time: $/h and predicted accuracy
     throughput.png      items/s at the sink over the run, re-plans marked
     drops.png           items dropped per second by reason, re-plans marked
+    reconstructed.png   share of frames with an output rebuilt from parity, per second (with redundancy)
     plan.png            the plan across tiers: workers per location, labelled operator/variant
 
 A plot without data is left out and the page says so. Problems (bad data, a partial run) are shown
@@ -235,6 +236,21 @@ def _drops_section(result: ReplayResult) -> Section | None:
     return Section("Items dropped, by reason", ["reason", "items", "first s", "last s", "most in 1 s"], rows)
 
 
+def _reconstructed_section(result: ReplayResult) -> Section | None:
+    if not result.reconstructed:
+        return None
+    rows = []
+    for op, series in result.reconstructed.items():
+        rebuilt, delivered = sum(r for _, r, _ in series), sum(n for _, _, n in series)
+        busiest = max(series, key=lambda x: x[1] / x[2] if x[2] else 0.0)
+        rows.append([op, rebuilt, delivered, _f(100.0 * rebuilt / delivered if delivered else 0.0, ".2f"),
+                     _f(100.0 * busiest[1] / busiest[2] if busiest[2] else 0.0, ".1f"), _f(busiest[0], ".0f")])
+    return Section("Outputs rebuilt from parity (redundancy)", ["operator", "frames rebuilt", "frames delivered",
+                   "share %", "most in 1 s %", "at s"], rows,
+                   notes=["a frame counts when its output of the operator was rebuilt by the decoder beside the "
+                          "operator's consumer, because that output was late or lost"])
+
+
 def _replans_section(result: ReplayResult) -> Section | None:
     if not result.replans:
         return None
@@ -302,7 +318,7 @@ def sections(result: ReplayResult, plan: Plan | None = None) -> list[Section]:
     """Every table of the report after the summary, in order (the terminal and the page share them)."""
     found = [_cameras_section(result), _rates_section(result), _latency_section(result),
              _segments_section(result), _links_section(result, plan), _outages_section(result), _drops_section(result),
-             _replans_section(result), *_tracking_sections(result)]
+             _reconstructed_section(result), _replans_section(result), *_tracking_sections(result)]
     return [s for s in found if s is not None]
 
 
@@ -395,6 +411,7 @@ def write_html_report(result: ReplayResult, directory: Path | str, plan: Plan | 
         "plans.png": report_plots.plot_plans_over_time(result, directory / "plans.png"),
         "throughput.png": report_plots.plot_throughput(result, directory / "throughput.png"),
         "drops.png": report_plots.plot_drops(result, directory / "drops.png"),
+        "reconstructed.png": report_plots.plot_reconstructed(result, directory / "reconstructed.png"),
         "plan.png": report_plots.plot_plan(plan, directory / "plan.png"),
     }
     for name, ok in plots.items():
@@ -445,6 +462,11 @@ def write_html_report(result: ReplayResult, directory: Path | str, plan: Plan | 
     drops = _drops_section(result)
     parts.append(_section_html(drops) if drops else '<p class="note">No item was dropped with a reason.</p>')
     parts.append(_img("drops.png", plots["drops.png"], "items dropped per second by reason", ""))
+    rebuilt = _reconstructed_section(result)
+    if rebuilt:
+        parts.append(_section_html(rebuilt, heading=True))
+        parts.append(_img("reconstructed.png", plots["reconstructed.png"], "share of frames with a rebuilt output, "
+                          "per second", ""))
     replans = _replans_section(result)
     parts.append(_section_html(replans, heading=True) if replans else
                  '<p class="note">No re-plan during the run (one plan version on the routes topic).</p>')

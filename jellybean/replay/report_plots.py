@@ -266,6 +266,25 @@ def plot_drops(result: ReplayResult, path: Path) -> bool:
     return True
 
 
+def plot_reconstructed(result: ReplayResult, path: Path) -> bool:
+    """Per protected operator, the share of each second's delivered frames whose output was rebuilt."""
+    if not result.reconstructed:
+        return False
+    fig = _figure(6.4, 2.6)
+    ax = fig.add_subplot()
+    for op, series in result.reconstructed.items():
+        ax.step([t for t, _, _ in series], [100.0 * r / n if n else 0.0 for _, r, n in series], where="post",
+                label=f"{op}: {sum(r for _, r, _ in series)} frames")
+    _mark_replans(ax, result)
+    ax.set_xlabel("time since start (s)")
+    ax.set_ylabel("rebuilt from parity (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.savefig(path)
+    return True
+
+
 def plot_plan(plan: Plan | None, path: Path) -> bool:
     """One horizontal bar per location (lowest tier at the bottom), one segment per worker group,
     as long as its worker count, coloured by operator and labelled operator/variant."""

@@ -203,6 +203,9 @@ class ReplayResult(_Model):
     drops: dict[str, list[tuple[float, int]]] = Field(
         default_factory=dict, description="reason -> (second since start, items dropped in that second)")
     replans: list[Replan] = Field(default_factory=list)
+    reconstructed: dict[str, list[tuple[float, int, int]]] = Field(
+        default_factory=dict, description="operator -> (second since start, frames whose output of that operator a "
+        "parity decoder rebuilt, frames delivered in that second): redundancy (ParM) at work")
     trace: str | None = Field(None, description="the load trace (replay --trace) that shaped the offered load")
     plans: list[Replan] = Field(default_factory=list, description="every plan version in effect during the run, "
                                 "the first at t = 0")

@@ -131,3 +131,23 @@ def test_the_page_shows_the_split_the_drops_and_the_replan(tmp_path):
         assert (tmp_path / name).is_file(), name
     assert "late at reid" in page and "camera → detect" in page and "250.0" in page and "60.0" in page
     assert "400.0" in page and "1.88×" in page and "75.0 %" in page    # the link: plan at this load, ratio, use
+
+
+def test_outputs_rebuilt_from_parity_are_counted_per_operator_and_second_and_drawn(tmp_path):
+    from jellybean.replay import report_plots
+    from jellybean.replay.report import sections
+
+    data = run_data()
+    for frame in (3, 4, 14):          # these frames' re-ID outputs came from the parity decoder
+        it = item("S01/c001", frame)
+        it.meta["reconstructed"] = ["reid"]
+        data.sink.items.pop(("S01/c001", frame))
+        data.sink.add(it, it.capture_ts + 0.060)
+    result = build_result(data, Scenario("train", "S01", ()), plan(), evaluate=False)
+    # Per second of arrival: frames 3 and 4 arrive in second 0 (of 19 delivered there), 14 in second 1.
+    assert result.reconstructed == {"reid": [(0.0, 2, 10 + 10), (1.0, 1, 10 + 7)]}
+    (section,) = [s for s in sections(result) if s.title.startswith("Outputs rebuilt")]
+    assert section.rows[0][:3] == ["reid", 3, 37]
+    assert report_plots.plot_reconstructed(result, tmp_path / "r.png") and (tmp_path / "r.png").stat().st_size > 1000
+    plain = build_result(run_data(), Scenario("train", "S01", ()), plan(), evaluate=False)
+    assert plain.reconstructed == {} and not report_plots.plot_reconstructed(plain, tmp_path / "none.png")
