@@ -87,7 +87,8 @@ def parity_runs(plan: Plan, inputs: Inputs) -> dict[str, ParityRun]:
         name = parity.parity_operator(o.name)
         found = parity.model_of(inputs.workflow, inputs.zoo, name, plan.variants.get(name, ""))
         if o.redundancy is not None and found is not None:
-            runs[o.name] = ParityRun(operator=name, k=found[1].k, encoder=found[1].encoder)
+            runs[o.name] = ParityRun(operator=name, k=found[1].k, encoder=found[1].encoder,
+                                     decode_wait_ms=o.redundancy.decode_wait_ms, group_wait_ms=o.redundancy.group_wait_ms)
     return runs
 
 

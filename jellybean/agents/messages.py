@@ -91,7 +91,7 @@ class ParityRun(BaseModel):
     k: int = Field(ge=2, le=8)
     encoder: Literal["concat", "add"] = "concat"
     group_wait_ms: float = Field(100.0, gt=0, description="a producer codes a partial group after this")
-    decode_wait_ms: float = Field(50.0, ge=0, description="the decoder waits this for the last output of a group")
+    decode_wait_ms: float = Field(20.0, ge=0, description="the decoder waits this for the last output of a group")
 
 
 class Assignment(Message):

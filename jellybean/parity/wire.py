@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from jellybean.errors import NotSupportedError
 from jellybean.parity.groups import Encode
 
 SIDE = 96  # the re-ID crops' side, and so the parity query's
@@ -44,4 +45,4 @@ def wire_encoder(kind: str, k: int, side: int = SIDE) -> Encode:
                     acc += cv2.resize(tile, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
             return np.clip(np.rint(acc / k), 0, 255).astype(np.uint8)
         return add
-    raise ValueError(f"parity encoder '{kind}' is not one of concat, add")
+    raise NotSupportedError(f"parity encoder '{kind}' is not one of concat, add")

@@ -38,6 +38,10 @@ class Redundancy(StrictModel):
     the group can be rebuilt from the others and the parity output."""
 
     parity: int = Field(ge=2, le=8, description="k: items per parity query; the zoo needs a parity model for this k")
+    decode_wait_ms: float = Field(20.0, ge=0, le=MAX_MS, description="how long the decoder waits for the last "
+                                  "output of a group before it rebuilds it (longer: fewer needless rebuilds)")
+    group_wait_ms: float = Field(100.0, gt=0, le=MAX_MS, description="a producer codes a group it could not fill "
+                                 "after this, with blank slots")
 
 
 class Operator(StrictModel):
