@@ -383,6 +383,10 @@ class Controller:
                 lost = {site for site in _planned_sites(self.original) if site not in online_sites}
                 if lost != self.lost:
                     return self._replan(lost, self.load)
+                gone = sorted(n for names in self.site_agents.values() for n in names
+                              if n in self.agents and not self.agents[n].online)
+                if gone:
+                    return self._respread(gone)
         if self.adapter is not None:
             return self._adapt(now)
         return self._check_load(now)
@@ -501,19 +505,36 @@ class Controller:
         self._drain_lost(lost)
         return True
 
+    def _respread(self, gone: list[str]) -> bool:
+        """An agent died at a site whose other agents live on: its share of the site's tasks goes to
+        them (same plan), and what its broker session held is sent on where it runs now."""
+        for name in gone:
+            self.link.publish(topics.assignment(name), b"", retain=True)
+        self._event(f"agent(s) {', '.join(gone)} gone; their sites' work spread over the agents still there")
+        try:
+            self.publish()
+        except JellyBeanError as exc:
+            self._event(f"spreading the work of {', '.join(gone)} failed, the current assignments stay: {exc}")
+            return False
+        self._drain_agents(set(gone), site_lives=True)
+        return True
+
     def _drain_lost(self, lost: set[str]) -> None:
         """Send on what the lost sites' agents held (their broker sessions) where it runs now."""
+        self._drain_agents({n for n, s in self.agents.items() if not s.online and s.announce.site in lost})
+
+    def _drain_agents(self, names: set[str], site_lives: bool = False) -> None:
         where = placements(self.current.plan)
         keyed = keyed_map(self.current.plan, self.current.inputs)
         for name, s in list(self.agents.items()):
-            if s.online or s.announce.site not in lost:
+            if s.online or name not in names:
                 continue
             running = self.drains.get(name)
             url = self.takeover(name)
             if url is None or (running is not None and not running.done):
                 continue
             self.drains[name] = SessionDrain(url, name, s.announce.site, where, keyed, ca=self.ca,
-                                             on_event=self._event).start()
+                                             on_event=self._event, site_lives=site_lives).start()
 
     def run(self, until: Callable[[], bool] | None = None, tick: Callable[[], None] | None = None) -> None:
         while not self._stop.is_set() and not (until and until()):

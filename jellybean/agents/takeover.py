@@ -34,11 +34,19 @@ class SessionDrain:
 
     def __init__(self, url: str, agent: str, site: str, placements: dict[str, dict[str, float]],
                  keyed: dict[str, str], *, ca: Path | None = None, quiet_s: float = 2.0,
-                 connect_timeout_s: float = 10.0, on_event: Callable[[str], None] | None = None) -> None:
+                 connect_timeout_s: float = 10.0, on_event: Callable[[str], None] | None = None,
+                 site_lives: bool = False) -> None:
         self.agent, self.site = agent, site
-        # Anywhere but the lost site itself.
-        others = {op: {s: w for s, w in where.items() if s != site} for op, where in placements.items()}
+        # Anywhere but the lost site itself; or, when only the agent died (`site_lives`), to the
+        # site's other agents as well, through the shared subscriptions it was one of.
+        others = {op: {s: w for s, w in where.items() if site_lives or s != site} for op, where in placements.items()}
         self._router = Router({}, others, keyed)
+        # Its shared subscriptions still draw new items to the session. The broker sends what it
+        # queued first (leaving a subscription would drop that), so they are left once an item
+        # captured after the takeover comes.
+        self._leave = [topics.data(site, "+")] + [f"$share/{site}/{topics.data(site, op)}" for op in placements] \
+            if site_lives else []
+        self._taken_at = float("inf")
         self.link = MqttLink(url, f"jb-agent-{agent}", ca=ca, clean=False, reconnect=False)
         self.quiet_s, self.connect_timeout_s = quiet_s, connect_timeout_s
         self.forwarded = 0
@@ -66,6 +74,10 @@ class SessionDrain:
             log.warning("dropped from %s's session: %s", self.agent, exc)
             ack()
             return
+        if self._leave and item.capture_ts > self._taken_at:
+            leave, self._leave = self._leave, []
+            for t in leave:
+                self.link.unsubscribe(t)
         site = self._router.next_site(f"*->{operator}", self.site, item.stream)
         if site is None:
             self.kept += 1   # not acknowledged: it stays for the agent's return
@@ -81,6 +93,7 @@ class SessionDrain:
             self._on_event(f"could not take over {self.agent}'s session: {exc}")
             self.link.stop()
             return
+        self._taken_at = time.time()
         self._last = time.monotonic()
         while not self.link.ended.is_set():
             if time.monotonic() - self._last >= self.quiet_s and self.link.pending() == 0:

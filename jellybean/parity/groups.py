@@ -54,7 +54,7 @@ def members_of(item: Item) -> list[dict[str, Any]]:
 
 def _member(item: Item) -> dict[str, Any]:
     return {"stream": item.stream, "session": item.session, "frame": item.frame, "capture_ts": item.capture_ts,
-            "crops": len(item.blobs),
+            "crops": len(item.blobs), "trace": [list(t) for t in item.trace],
             "meta": {k: v for k, v in item.meta.items() if k in ("boxes", "size", *STICKY_META)}}
 
 
@@ -125,7 +125,6 @@ def _decode(blob: bytes) -> np.ndarray | None:
 class _Group:
     members: list[dict[str, Any]]
     parity: np.ndarray            # [crop positions, D] float32
-    trace: list[list[Any]]
     ready_at: float | None = None  # when all but one were in, with the parity
     done: bool = False
 
@@ -184,7 +183,7 @@ class GroupDecoder:
             if all(_key(m) in self._outputs for m in members):
                 self.counts.late_parity += 1
                 return
-            self._groups[item.key] = _Group(members, values, [list(t) for t in item.trace])
+            self._groups[item.key] = _Group(members, values)
             for m in members:
                 self._waiting[_key(m)] = item.key
             self._update(item.key, now)
@@ -259,7 +258,8 @@ class GroupDecoder:
             return None
         norm = np.linalg.norm(rebuilt, axis=1, keepdims=True) if n else np.zeros((0, 1), np.float32)
         np.divide(rebuilt, norm, out=rebuilt, where=norm > 0)
-        trace = [list(t) for t in g.trace]
+        # The member's own way so far (to the producer), then the decoder: as if it came from here.
+        trace = [list(t) for t in miss.get("trace", [])]
         stamp = round(time.time(), 4)
         trace.append([self.site, self.operator, stamp, stamp])
         rebuilt_at = [*miss["meta"].get(REBUILT, []), self.operator]

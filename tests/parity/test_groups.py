@@ -26,7 +26,7 @@ def _crop(seed: int) -> bytes:
 
 
 def _detections(frame: int, crops: int, stream: str = "c1") -> Item:
-    return Item(stream, frame, 1000.0 + frame, kind="detections",
+    return Item(stream, frame, 1000.0 + frame, kind="detections", trace=[["edge", "detect", 1000.0, 1000.0 + frame]],
                 meta={"boxes": [[i, i, 10, 10, 0.9] for i in range(crops)], "size": [640, 360], "t": frame / 10},
                 blobs=[_crop(frame * 100 + i) for i in range(crops)], session="s")
 
@@ -111,6 +111,7 @@ def test_one_missing_output_is_rebuilt_from_the_parity_and_the_others(k, crops, 
     want = _features(lost)
     assert rebuilt.key == lost.key and rebuilt.kind == "features" and rebuilt.meta[REBUILT] == ["reid"]
     assert rebuilt.meta["boxes"] == lost.meta["boxes"] and rebuilt.meta["t"] == lost.meta["t"]
+    assert rebuilt.trace == [*lost.trace, ["", "reid", rebuilt.trace[-1][2], rebuilt.trace[-1][2]]]
     got, ref = rebuilt.arrays["embeddings"].astype(np.float32), want.arrays["embeddings"].astype(np.float32)
     assert got.shape == ref.shape
     if len(ref):
