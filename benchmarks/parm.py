@@ -1,0 +1,230 @@
+"""Parity models (ParM) against their baselines on real agents (issue 15).
+
+The AI City pipeline (examples/aicity-parm) with re-ID on 2 data workers plus one extra device,
+used three ways, at equal cost (the same 3 hub mini-PCs are paid in all three):
+- none:        the extra device idles (2 re-ID workers, no redundancy);
+- replication: the extra device is a third re-ID replica (the broker balances items over 3);
+- parm:        the extra device is the parity worker (k = 2, the shipped parity model).
+Each runs a synthetic scene three times: without a fault (the IDF1 reference), with one re-ID
+worker stalled by SIGSTOP for 200 ms about once a second, and with it killed outright a third of
+the way in (the controller takes over its session and re-plans). Printed per run: p50, p99,
+p99.9 and max re-ID latency per frame (the tracker's agent receiving a frame's re-ID output,
+less the detector sending it), IDF1 (the challenge's multi-camera one, and per camera), the share
+of re-ID outputs rebuilt from parity, frames lost and doubled. Then replication's p99.9 over
+ParM's (the target: >= 1.5x) and each IDF1 against its no-fault run (the target: within 1 point). A frame dropped or not delivered
+counts as infinitely late. A silent agent's work is re-planned after 3 s (the controller's outage
+budget; the default 60 s suits links that come back).
+
+Run: .venv/bin/python benchmarks/parm.py [--seconds 30] [--cameras 4]. One broker and 6 agent
+processes per run on this machine; the machine is shared, so quote medians of repeated runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from jellybean.agents.broker import MosquittoBroker, find_mosquitto
+from jellybean.agents.deployment import Deployment, build_assignments
+from jellybean.agents.processes import stop_processes
+from jellybean.cli.run import agent_names, spawn_agents, start_controller
+from jellybean.planner.build import build_problem, check_references, load_inputs
+from jellybean.planner.strategies import make_plan
+from jellybean.replay.cityflow import open_dataset
+from jellybean.replay.driver import BrokerReplay
+from jellybean.replay.outcome import build_result, predictions
+from jellybean.replay.scene import SceneConfig, write_scene
+from jellybean.replay.tracking_metrics import evaluate_mtmc
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "aicity-parm"
+CONFIGS = ("none", "replication", "parm")
+FAULTS = ("no fault", "stall", "kill")
+STALL_S, STALL_EVERY_S = 0.2, 1.0
+OUTAGE_S = 3.0
+
+
+def inputs_for(config: str, root: Path):
+    """examples/aicity-parm as `config` runs it; every config keeps re-ID at reid-w100."""
+    root.mkdir(parents=True, exist_ok=True)
+    wf = yaml.safe_load((EXAMPLE / "workflow.yaml").read_text())
+    if config != "parm":
+        for op in wf["operators"]:
+            op.pop("redundancy", None)
+    zoo_path = (EXAMPLE / "zoo.yaml").resolve()
+    zoo = yaml.safe_load(zoo_path.read_text())
+    for op in zoo["operators"]:
+        if op["name"] == "reid":
+            op["variants"] = [v for v in op["variants"] if v["name"] == "reid-w100"]
+        for v in op["variants"]:
+            if v.get("model"):
+                v["model"] = str((zoo_path.parent / v["model"]).resolve())
+            for m in v.get("parity", []):
+                m["model"] = str((zoo_path.parent / m["model"]).resolve())
+    infra = yaml.safe_load((EXAMPLE / "infrastructure.yaml").read_text())
+    infra["hardware_catalog"] = [str((EXAMPLE / c).resolve()) for c in infra["hardware_catalog"]]
+    if config != "parm":
+        # Planned on the two mini-PCs re-ID needs, so that the tracker stays in the cloud as in ParM's plan.
+        for site in infra["sites"]:
+            if site["name"] == "hub":
+                site["hardware"] = {"hub-x86-minipc": 2}
+    for name, doc in (("workflow", wf), ("zoo", zoo), ("infrastructure", infra)):
+        (root / f"{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    inputs = load_inputs(root / "workflow.yaml", root / "zoo.yaml", root / "infrastructure.yaml")
+    check_references(inputs)
+    plan = make_plan(build_problem(inputs), "optimal", time_limit=20, inputs=inputs.paths)
+    if config == "replication":
+        # The third mini-PC, which ParM gives the parity model, serves as a third re-ID replica.
+        workers = tuple(w.model_copy(update={"count": 3, "capacity": w.capacity * 3 / w.count})
+                        if w.operator == "reid" else w for w in plan.workers)
+        plan = plan.model_copy(update={"workers": workers})
+    return Deployment(plan=plan, inputs=inputs, zoo_dir=root)
+
+
+@dataclass
+class Run:
+    config: str
+    fault: str
+    frames: int = 0
+    lost: int = 0
+    doubled: int = 0
+    dropped: int = 0
+    latencies_ms: list[float] | None = None
+    rebuilt: int = 0
+    idf1: float = 0.0
+    idf1_camera: float = 0.0
+    wall_s: float = 0.0
+
+    def pct(self, q: float) -> float:
+        """The q-th percentile, by rank (inf when the frames at that rank were not delivered)."""
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def reid_latency_ms(trace: list[list]) -> float | None:
+    """The detector's send to the tracker's agent receiving the frame's re-ID output."""
+    sent = next((t[3] for t in trace if len(t) >= 4 and t[1] == "detect"), None)
+    got = next((t[2] for t in trace if len(t) >= 4 and t[1] == "track"), None)
+    return (got - sent) * 1000.0 if sent is not None and got is not None else None
+
+
+def per_camera_idf1(scenario, data) -> float:
+    m = evaluate_mtmc(scenario, predictions(data), cameras=sorted(data.published))
+    boxes = sum(c.gt_boxes for c in m.per_camera.values())
+    return sum(c.idf1 * c.gt_boxes for c in m.per_camera.values()) / boxes if boxes else 0.0
+
+
+def run_once(config: str, fault: str, scenario, work: Path, seconds: float, seed: int) -> Run:
+    dep = inputs_for(config, work / "inputs")
+    names = agent_names(dep, per_worker=True)
+    sites: dict[str, list[str]] = {}
+    for name, site in names.items():
+        sites.setdefault(site, []).append(name)
+    tasks = {a: [t.operator for t in asg.tasks] for a, asg in build_assignments(dep, sites, 1).items()}
+    victim = sorted(a for a, ops in tasks.items() if ops == ["reid"])[0]
+    broker = MosquittoBroker(None, None, workdir=work / "broker", executable=find_mosquitto()).start()
+    broker.wait_ready()
+    procs = spawn_agents(dep, broker.url, work, per_worker=True)
+    # A silent agent's work is re-planned after OUTAGE_S (the default 60 s suits links that come back).
+    controller = start_controller(dep, broker.url, None, 60.0, 5000.0, quiet=True, expect=tuple(names),
+                                  outage_budget=OUTAGE_S)
+    watch = threading.Thread(target=controller.run, daemon=True)
+    watch.start()
+    done = threading.Event()
+    rng = random.Random(seed)
+
+    def inject() -> None:
+        pid = procs[victim].pid
+        if fault == "stall":
+            while not done.wait(STALL_EVERY_S * rng.uniform(0.7, 1.3)):
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(STALL_S)   # the fault itself
+                os.kill(pid, signal.SIGCONT)
+        elif fault == "kill":
+            if not done.wait(seconds / 3):
+                os.kill(pid, signal.SIGKILL)
+
+    started, started_wall = time.perf_counter(), time.time()
+    injector = threading.Thread(target=inject, daemon=True)
+    try:
+        injector.start()
+        data = BrokerReplay(broker.url, speed=1.0, drain_s=60).run(scenario)
+        done.set()
+        injector.join(timeout=10)
+        result = build_result(data, scenario, dep.plan, evaluate=True)
+    finally:
+        done.set()
+        if procs[victim].poll() is None:
+            os.kill(procs[victim].pid, signal.SIGCONT)
+        for e in controller.events:
+            if any(w in e.what for w in ("gone", "took over", "re-plan", "offline", "unreachable")):
+                print(f"    controller, {e.at - started_wall:6.1f} s: {e.what}")
+        controller.stop()
+        stop_processes(procs.values())
+        broker.stop()
+    delivered = data.sink.snapshot()
+    t = result.totals()
+    # A frame dropped or never delivered counts as infinitely late: percentiles over every frame published.
+    lat = [x if d.dropped is None and (x := reid_latency_ms(d.trace)) is not None else math.inf
+           for d in delivered.values()] + [math.inf] * t.lost
+    return Run(config, fault, frames=len(delivered), lost=t.lost, doubled=t.duplicates, dropped=t.dropped,
+               latencies_ms=lat, rebuilt=sum("reid" in d.reconstructed for d in delivered.values()),
+               idf1=result.tracking.idf1 if result.tracking else 0.0, idf1_camera=per_camera_idf1(scenario, data),
+               wall_s=time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="scene length")
+    parser.add_argument("--cameras", type=int, default=4)
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--faults", default=",".join(FAULTS))
+    args = parser.parse_args()
+    if find_mosquitto() is None:
+        sys.exit("benchmarks/parm.py needs Mosquitto (make install puts it on the machine)")
+    work = Path(tempfile.mkdtemp(prefix="jb-parm-"))
+    write_scene(work / "scene", SceneConfig(cameras=args.cameras, seconds=args.seconds, seed=21))
+    scenario = open_dataset(work / "scene").scenarios[0]
+    runs: list[Run] = []
+    for config in args.configs.split(","):
+        for k, fault in enumerate(args.faults.split(",")):
+            r = run_once(config, fault, scenario, work / f"{config}-{k}", args.seconds, seed=k)
+            runs.append(r)
+            print(f"{config:<12} {fault:<9} frames {r.frames:>5} lost {r.lost} doubled {r.doubled} dropped {r.dropped:>3}  "
+                  f"re-ID latency p50 {r.pct(50):7.1f} p99 {r.pct(99):7.1f} p99.9 {r.pct(99.9):7.1f} "
+                  f"max {r.pct(100):7.1f} ms  IDF1 {r.idf1:.4f} (per camera "
+                  f"{r.idf1_camera:.4f})  rebuilt {r.rebuilt / max(1, r.frames):.1%}  ({r.wall_s:.0f} s)", flush=True)
+    by = {(r.config, r.fault): r for r in runs}
+    print("\nratios (the targets: replication / ParM p99.9 >= 1.5; IDF1 within 1 point of the run without a fault)")
+    for fault in ("stall", "kill"):
+        rep, parm = by.get(("replication", fault)), by.get(("parm", fault))
+        if rep and parm:
+            print(f"  {fault}: p99.9 replication {rep.pct(99.9):.1f} ms / ParM {parm.pct(99.9):.1f} ms = "
+                  f"{rep.pct(99.9) / parm.pct(99.9):.2f}x; p99.9 - p50: replication {rep.pct(99.9) - rep.pct(50):.1f}, "
+                  f"ParM {parm.pct(99.9) - parm.pct(50):.1f} ms")
+    for config in args.configs.split(","):
+        ref = by.get((config, "no fault"))
+        for fault in ("stall", "kill"):
+            r = by.get((config, fault))
+            if ref and r:
+                print(f"  {config} {fault}: IDF1 {r.idf1:.4f} vs {ref.idf1:.4f} without a fault "
+                      f"({100 * (r.idf1 - ref.idf1):+.2f} points; per camera {100 * (r.idf1_camera - ref.idf1_camera):+.2f})")
+    print(f"\nmedian wall per run {statistics.median(r.wall_s for r in runs):.0f} s; work files in {work}")
+
+
+if __name__ == "__main__":
+    main()
