@@ -106,6 +106,7 @@ class Run:
     idf1: float = 0.0
     idf1_camera: float = 0.0
     wall_s: float = 0.0
+    segments: str = ""
 
     def pct(self, q: float) -> float:
         """The q-th percentile, by rank (inf when the frames at that rank were not delivered)."""
@@ -184,7 +185,8 @@ def run_once(config: str, fault: str, scenario, work: Path, seconds: float, seed
     return Run(config, fault, frames=len(delivered), lost=t.lost, doubled=t.duplicates, dropped=t.dropped,
                latencies_ms=lat, rebuilt=sum("reid" in d.reconstructed for d in delivered.values()),
                idf1=result.tracking.idf1 if result.tracking else 0.0, idf1_camera=per_camera_idf1(scenario, data),
-               wall_s=time.perf_counter() - started)
+               wall_s=time.perf_counter() - started,
+               segments="; ".join(f"{g.name} p50 {g.ms.p50:.1f} p99 {g.ms.p99:.1f}" for g in result.segments))
 
 
 def main() -> None:
@@ -193,6 +195,7 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, default=4)
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--faults", default=",".join(FAULTS))
+    parser.add_argument("--segments", action="store_true", help="print where each run's latency goes, per stage and hop")
     args = parser.parse_args()
     if find_mosquitto() is None:
         sys.exit("benchmarks/parm.py needs Mosquitto (make install puts it on the machine)")
@@ -208,6 +211,8 @@ def main() -> None:
                   f"re-ID latency p50 {r.pct(50):7.1f} p99 {r.pct(99):7.1f} p99.9 {r.pct(99.9):7.1f} "
                   f"max {r.pct(100):7.1f} ms  IDF1 {r.idf1:.4f} (per camera "
                   f"{r.idf1_camera:.4f})  rebuilt {r.rebuilt / max(1, r.frames):.1%}  ({r.wall_s:.0f} s)", flush=True)
+            if args.segments:
+                print(f"    segments (ms): {r.segments}", flush=True)
     by = {(r.config, r.fault): r for r in runs}
     print("\nratios (the targets: replication / ParM p99.9 >= 1.5; IDF1 within 1 point of the run without a fault)")
     for fault in ("stall", "kill"):
