@@ -107,6 +107,7 @@ class Run:
     idf1_camera: float = 0.0
     wall_s: float = 0.0
     segments: str = ""
+    slowest: list[str] | None = None
 
     def pct(self, q: float) -> float:
         """The q-th percentile, by rank (inf when the frames at that rank were not delivered)."""
@@ -186,7 +187,12 @@ def run_once(config: str, fault: str, scenario, work: Path, seconds: float, seed
                latencies_ms=lat, rebuilt=sum("reid" in d.reconstructed for d in delivered.values()),
                idf1=result.tracking.idf1 if result.tracking else 0.0, idf1_camera=per_camera_idf1(scenario, data),
                wall_s=time.perf_counter() - started,
-               segments="; ".join(f"{g.name} p50 {g.ms.p50:.1f} p99 {g.ms.p99:.1f}" for g in result.segments))
+               segments="; ".join(f"{g.name} p50 {g.ms.p50:.1f} p99 {g.ms.p99:.1f}" for g in result.segments),
+               slowest=[f"{k[0]}/{k[1]} {reid_latency_ms(d.trace) or float('nan'):.0f} ms"
+                        f"{' rebuilt' if 'reid' in d.reconstructed else ''}: "
+                        + " ".join(f"{t[1]}@{t[0]} {1000 * (t[2] - data.clock_start):.0f}-{1000 * (t[3] - data.clock_start):.0f}"
+                                   for t in d.trace if len(t) >= 4)
+                        for k, d in sorted(delivered.items(), key=lambda kd: -(reid_latency_ms(kd[1].trace) or 0))[:8]])
 
 
 def main() -> None:
@@ -195,7 +201,7 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, default=4)
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--faults", default=",".join(FAULTS))
-    parser.add_argument("--segments", action="store_true", help="print where each run's latency goes, per stage and hop")
+    parser.add_argument("--segments", action="store_true", help="print where each run's latency goes, per stage and hop, and the slowest frames' traces")
     args = parser.parse_args()
     if find_mosquitto() is None:
         sys.exit("benchmarks/parm.py needs Mosquitto (make install puts it on the machine)")
@@ -213,6 +219,8 @@ def main() -> None:
                   f"{r.idf1_camera:.4f})  rebuilt {r.rebuilt / max(1, r.frames):.1%}  ({r.wall_s:.0f} s)", flush=True)
             if args.segments:
                 print(f"    segments (ms): {r.segments}", flush=True)
+                for line in r.slowest or []:
+                    print(f"    slow: {line}", flush=True)
     by = {(r.config, r.fault): r for r in runs}
     print("\nratios (the targets: replication / ParM p99.9 >= 1.5; IDF1 within 1 point of the run without a fault)")
     for fault in ("stall", "kill"):
