@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from jellybean.agents.items import STICKY_META, Item
+from jellybean.parity.coders import unit_rows
 
 QUERY_KIND = "parity-query"      # what the encoder sends to the parity workers
 OUTPUT_KIND = "parity"           # what they send on to the decoder
@@ -256,8 +257,7 @@ class GroupDecoder:
             rebuilt[:common] -= values[:common]
         if not np.all(np.isfinite(rebuilt)):
             return None
-        norm = np.linalg.norm(rebuilt, axis=1, keepdims=True) if n else np.zeros((0, 1), np.float32)
-        np.divide(rebuilt, norm, out=rebuilt, where=norm > 0)
+        rebuilt = unit_rows(rebuilt)      # as jellybean.parity.coders.decode, per crop position
         # The member's own way so far (to the producer), then the decoder: as if it came from here.
         trace = [list(t) for t in miss.get("trace", [])]
         stamp = round(time.time(), 4)
