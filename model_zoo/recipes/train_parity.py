@@ -62,6 +62,7 @@ from jellybean.zoo.yolo import preprocess  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 CROP_QUALITY = 90            # the detector's crops (jellybean.agents.operators.models)
 QUERY_QUALITY = 95           # a parity query's crops (jellybean.parity.groups.JPEG_QUALITY)
+CHECKPOINT_EVERY = 100       # steps, with --data: a run started again resumes (a shared machine's jobs get killed)
 
 
 def jpeg(image_bgr: np.ndarray, quality: int) -> np.ndarray:
@@ -152,7 +153,10 @@ def build_parity(width: float):
     return Parity()
 
 
-def train(model, crops_bgr, targets, k, encoder, blank, steps, batch, lr, seed, log=print):
+def train(model, crops_bgr, targets, k, encoder, blank, steps, batch, lr, seed, log=print, checkpoint=None):
+    """MSE training on random groups. With `checkpoint` (a path), the state (weights, optimiser,
+    the group sampler's RNG, the step) is saved there every CHECKPOINT_EVERY steps, and a run started
+    again with the same settings resumes from it: the same batches, so the same weights."""
     import torch
 
     rng = np.random.default_rng(seed)
@@ -160,10 +164,21 @@ def train(model, crops_bgr, targets, k, encoder, blank, steps, batch, lr, seed, 
     params = [p for n, p in model.named_parameters() if "classifier" not in n and "neck" not in n]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     warmup = max(1, steps // 20)
-    t0 = time.perf_counter()
+    settings = {"k": k, "encoder": encoder, "blank": blank, "steps": steps, "batch": batch, "lr": lr, "seed": seed,
+                "crops": len(crops_bgr)}
+    start, spent = 0, 0.0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=False)
+        if state["settings"] == settings:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            rng.bit_generator.state = state["rng"]
+            start, spent = state["step"], state["seconds"]
+            log(f"  resuming at step {start} from {checkpoint}")
+    t0 = time.perf_counter() - spent
     model.train()
     running = []
-    for step in range(steps):
+    for step in range(start, steps):
         scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * step / steps))
         for g in opt.param_groups:
             g["lr"] = lr * max(scale, 0.01)
@@ -180,6 +195,11 @@ def train(model, crops_bgr, targets, k, encoder, blank, steps, batch, lr, seed, 
             log(f"  step {step + 1}/{steps}: squared error per sum {np.mean(running):.4f} "
                 f"({time.perf_counter() - t0:.0f} s)")
             running = []
+        if checkpoint is not None and (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < steps:
+            torch.save({"settings": settings, "model": model.state_dict(), "opt": opt.state_dict(),
+                        "rng": rng.bit_generator.state, "step": step + 1, "seconds": time.perf_counter() - t0},
+                       checkpoint.with_suffix(".tmp"))
+            checkpoint.with_suffix(".tmp").rename(checkpoint)
     return model.eval(), time.perf_counter() - t0
 
 
@@ -348,8 +368,10 @@ def main(argv=None) -> int:
         print(f"data: {len(crops)} training crops (mirrored included), targets from {args.base.name}, "
               f"{len(ev[0])} held-out crops, {t_data:.0f} s")
         model = build_parity(args.width)
+        checkpoint = (args.data / f"parity-checkpoint-k{args.k}-{args.encoder}-w{args.width:g}-{args.steps}steps"
+                      f"-seed{args.seed}.pt") if args.data else None
         model, t_train = train(model, crops, targets, args.k, args.encoder, args.blank, args.steps, args.batch,
-                               args.lr, args.seed)
+                               args.lr, args.seed, checkpoint=checkpoint)
         meta = {"description": f"jellybean parity model of {args.base.name}, k = {args.k}, "
                                f"{'concatenation' if args.encoder == 'concat' else 'addition (mean)'} encoder",
                 "task": "parity", "k": args.k, "encoder": args.encoder, "base": args.base.name, "imgsz": [SIDE, SIDE],
