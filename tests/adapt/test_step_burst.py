@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEADLINE_MS = 1000.0
 CAMERAS = 4
 LOW, HIGH = 0.6, 1.8           # of the most accurate plan's saturation rate
-BEFORE, BURST, AFTER = 4, 12, 10   # seconds of each phase
+BEFORE, BURST, AFTER = 4, 8, 10    # seconds of each phase
 SETTLE_S = 2.0                 # IDF1 after the return: from this long after the switch back
 OPTIONS = dict(period_s=1.0, tau_s=2.0, rise_tau_s=0.5, elastic=False)
 
