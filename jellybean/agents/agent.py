@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 # counted), and for at most this long once an assignment is in force (then re-homed).
 MAX_HELD = 5000
 HOLD_FOR_TASK_S = 30.0
-CODING_TICK_S = 0.01  # how often parity groups are flushed and decoders checked
+CODING_TICK_S = 0.01  # at least this often, parity groups are flushed and decoders checked
 CODING_LOG_S = 5.0    # at most this often, the parity counts in the log
 
 
@@ -436,7 +436,12 @@ class Agent:
         """Code the groups that waited long enough; hand on the outputs the decoders rebuilt."""
         said: dict[str, int] = {}
         next_log = 0.0
-        while not self._stop.wait(CODING_TICK_S):
+        while not self._stop.is_set():
+            # Woken when a group fills or an output comes, else at the next decode or group deadline.
+            due = self.coding.next_due()
+            wait = CODING_TICK_S if due is None else min(CODING_TICK_S, max(0.0, due - time.monotonic()))
+            self.coding.wake.wait(wait)
+            self.coding.wake.clear()
             if not self.coding.active:
                 continue
             if time.monotonic() >= next_log:
@@ -496,9 +501,7 @@ class Agent:
                 for downstream in a.downstream.get(operator, []):
                     self._send(downstream, item, edge=f"{operator}->{downstream}", on_done=countdown.hold())
                     if a.parity and item.dropped is None and downstream in a.parity:
-                        coded = self.coding.encode(operator, downstream, item)
-                        if coded is not None:
-                            self._send(coded[1], coded[2], edge=coded[0])
+                        self.coding.encode(operator, downstream, item)   # the coding thread sends the query
                 if operator in a.sinks and a.sink_topic:
                     payload = encode_item(item)
                     self.link.publish(a.sink_topic, payload, on_done=countdown.hold())

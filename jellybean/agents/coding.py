@@ -2,7 +2,8 @@
 
 - As a producer: every item it sends to a protected operator also goes into that operator's
   coding group; each full group (or one that waited `group_wait_ms`) becomes a parity query,
-  sent to the parity operator.
+  sent to the parity operator. The coding (JPEG decode, tiles, encode) runs in `tick`, on the
+  agent's coding thread, so the producer's items leave without waiting for it.
 - As a consumer: outputs of a protected operator pass through its decoder on their way in, parity
   outputs stop there, and an output missing `decode_wait_ms` after the rest of its group is
   rebuilt and handed to the consumer like any item (the original, if it comes, is a duplicate).
@@ -32,6 +33,7 @@ class Coding:
         self._parity_of: dict[str, str] = {}                       # parity operator -> protected
         self._producer: dict[str, str] = {}                        # protected -> the operator feeding it here
         self._lock = threading.Lock()
+        self.wake = threading.Event()      # set when a group fills or an output comes: tick may have work
 
     @property
     def active(self) -> bool:
@@ -44,9 +46,7 @@ class Coding:
             for op, enc in list(self.encoders.items()):
                 run = a.parity.get(op)
                 if run is None or run != self.runs.get(op):
-                    query = enc.flush(force=True)
-                    if query is not None:
-                        flushed.append((self._edge(op), self.runs[op].operator, query))
+                    flushed += [(self._edge(op), self.runs[op].operator, q) for q in enc.due(force=True)]
                     del self.encoders[op]
             self.runs = dict(a.parity)
             self._parity_of = {run.operator: op for op, run in self.runs.items()}
@@ -65,21 +65,19 @@ class Coding:
     def _edge(self, op: str) -> str:
         return f"{self._producer.get(op, '*')}->{self.runs[op].operator}"
 
-    def encode(self, producer: str, operator: str, item: Item) -> tuple[str, str, Item] | None:
-        """`producer`'s `item` is being sent to `operator`: (edge, parity operator, query) when it
-        completes a group."""
+    def encode(self, producer: str, operator: str, item: Item) -> bool:
+        """`producer`'s `item` is being sent to `operator`: True when it fills a group, whose
+        parity query `tick` then codes and returns."""
         with self._lock:
-            enc, run = self.encoders.get(operator), self.runs.get(operator)
+            enc = self.encoders.get(operator)
             if enc is not None:
                 self._producer[operator] = producer
-        if enc is None or run is None or is_query(item):
-            return None
-        try:
-            query = enc.add(item)
-        except Exception:  # noqa: BLE001 - coding is best effort; the item itself is sent regardless
-            log.exception("coding %s/%d for %s", item.stream, item.frame, operator)
-            return None
-        return (f"{producer}->{run.operator}", run.operator, query) if query is not None else None
+        if enc is None:
+            return False
+        if enc.offer(item):
+            self.wake.set()
+            return True
+        return False
 
     def arrived(self, consumer: str, item: Item) -> bool:
         """An item for `consumer` here. True when the decoder keeps it (a parity output)."""
@@ -94,20 +92,29 @@ class Coding:
                 dec = self.decoders.get((protected, consumer))
                 if dec is not None:
                     dec.parity(item)
+                    self.wake.set()
                 return True
             dec = self.decoders.get((producer, consumer)) if producer in self.runs else None
         if dec is not None:
             dec.data(item)
+            self.wake.set()
         return False
 
     def tick(self) -> tuple[list[tuple[str, str, Item]], list[tuple[str, Item]]]:
-        """(parity queries of groups that waited long enough, rebuilt outputs per consumer)."""
+        """(parity queries of groups full or waited long enough, rebuilt outputs per consumer)."""
         with self._lock:
             encoders = [(self._edge(op), self.runs[op].operator, enc) for op, enc in self.encoders.items()]
             decoders = list(self.decoders.items())
-        queries = [(edge, name, q) for edge, name, enc in encoders if (q := enc.flush()) is not None]
+        queries = [(edge, name, q) for edge, name, enc in encoders for q in enc.due()]
         rebuilt = [(consumer, item) for (_, consumer), dec in decoders for item in dec.due()]
         return queries, rebuilt
+
+    def next_due(self) -> float | None:
+        """When `tick` next has work (monotonic seconds), None when nothing waits."""
+        with self._lock:
+            parts = [*self.encoders.values(), *self.decoders.values()]
+        times = [t for p in parts if (t := p.next_due()) is not None]
+        return min(times) if times else None
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -88,7 +88,7 @@ class ParityRun(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     operator: str = Field(description="the parity operator, e.g. reid.parity")
-    k: int = Field(ge=2, le=8)
+    k: int = Field(ge=1, le=8)
     encoder: Literal["concat", "add"] = "concat"
     group_wait_ms: float = Field(100.0, gt=0, description="a producer codes a partial group after this")
     decode_wait_ms: float = Field(20.0, ge=0, description="the decoder waits this for the last output of a group")

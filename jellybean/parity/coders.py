@@ -14,6 +14,11 @@ outputs, P(E(x_1..x_k)) ~ sum_i F(x_i).
 A blank slot (None) is a black tile / zeros; the parity model is trained to count it as an output
 of zero.
 
+k = 1 is ParM's other baseline, a backup model: the "group" is one input, the encoder copies it
+(concat: one tile, the whole image; add: the mean of one), and the model is a cheaper network
+trained to reproduce the base model's output (F^(x) = P(x)); it stands in for an output that is
+late or lost, at the cost of a backup query per item rather than one per k.
+
 Decoder: with the parity output and all but one of the k outputs, the missing one is
 F^(x_j) = P - sum_{i != j} F(x_i), by default re-normalised to unit L2 norm as the base re-ID
 model's outputs are. Nothing is rebuilt when the parity output is missing, when no output is
@@ -39,7 +44,7 @@ import numpy as np
 from jellybean.errors import JellyBeanError
 
 KINDS = ("concat", "add")
-MIN_K, MAX_K = 2, 8
+MIN_K, MAX_K = 1, 8
 
 Kind = Literal["concat", "add"]
 
@@ -57,7 +62,7 @@ def grid(k: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class CoderSpec:
-    """How k inputs become one parity input: `kind` concat | add, `k` members, 2..8."""
+    """How k inputs become one parity input: `kind` concat | add, `k` members, 1..8 (1: a backup model)."""
 
     kind: Kind = "concat"
     k: int = 2
@@ -72,7 +77,8 @@ class CoderSpec:
                              f"from {MIN_K} to {MAX_K}")
         if not MIN_K <= self.k <= MAX_K:
             raise CoderError(f"parity coder k = {self.k}: a group codes {MIN_K} to {MAX_K} inputs; "
-                             f"use k in {MIN_K}..{MAX_K} (larger k tiles each input too small to be recognised)")
+                             f"use k in {MIN_K}..{MAX_K} (1 is a backup model; larger k tiles each input too small to be "
+                             "recognised)")
 
     def tiles(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
         """The concatenation encoder's tile of each slot in an image of height x width:

@@ -70,12 +70,26 @@ class GroupEncoder:
         self.k, self.encode, self.max_wait_s = k, encode, max_wait_s
         self.stream, self.session = STREAM_PREFIX + source, session
         self._members: list[Item] = []
+        self._full: list[list[Item]] = []     # groups `offer` filled, not coded yet
         self._since = 0.0
         self._count = 0
         self._lock = threading.Lock()
 
     def add(self, item: Item, now: float | None = None) -> Item | None:
-        """Take an item sent to the protected operator; the parity query once k are in."""
+        """Take an item sent to the protected operator; the parity query once k are in (coded here)."""
+        members = self._take(item, now)
+        return self._query(members) if members else None
+
+    def offer(self, item: Item, now: float | None = None) -> bool:
+        """As `add`, but a full group is coded later by `due`, off the caller's thread (the producer's
+        send path should not wait for JPEG work); True when this item filled a group."""
+        members = self._take(item, now)
+        if members:
+            with self._lock:
+                self._full.append(members)
+        return bool(members)
+
+    def _take(self, item: Item, now: float | None) -> list[Item] | None:
         if item.dropped is not None or is_query(item):
             return None
         with self._lock:
@@ -85,7 +99,7 @@ class GroupEncoder:
             if len(self._members) < self.k:
                 return None
             members, self._members = self._members, []
-        return self._query(members)
+        return members
 
     def flush(self, now: float | None = None, force: bool = False) -> Item | None:
         """A group that waited max_wait_s: its query with blank slots (the parity model counts them as zero)."""
@@ -96,12 +110,30 @@ class GroupEncoder:
             members, self._members = self._members, []
         return self._query(members)
 
+    def due(self, now: float | None = None, force: bool = False) -> list[Item]:
+        """The queries to send now: the full groups `offer` left, then a partial one that waited
+        max_wait_s (or any, with force)."""
+        with self._lock:
+            full, self._full = self._full, []
+        queries = [self._query(m) for m in full]
+        partial = self.flush(now, force)
+        return queries + ([partial] if partial is not None else [])
+
+    def next_due(self) -> float | None:
+        """When `due` has something to send (monotonic seconds), None when nothing waits."""
+        with self._lock:
+            if self._full:
+                return 0.0
+            return self._since + self.max_wait_s if self._members else None
+
     @property
     def sent(self) -> int:
         return self._count
 
     def _query(self, members: list[Item]) -> Item:
-        self._count += 1
+        with self._lock:
+            self._count += 1
+            number = self._count
         tiles_per_crop = max((len(m.blobs) for m in members), default=0)
         blobs = []
         for c in range(tiles_per_crop):
@@ -113,7 +145,7 @@ class GroupEncoder:
             blobs.append(buf.tobytes())
         manifest = {"k": self.k, "members": [_member(m) for m in members]}
         capture = min(m.capture_ts for m in members)
-        return Item(stream=self.stream, frame=self._count, capture_ts=capture, kind=QUERY_KIND,
+        return Item(stream=self.stream, frame=number, capture_ts=capture, kind=QUERY_KIND,
                     meta={META: manifest}, blobs=blobs, session=self.session)
 
 
@@ -266,6 +298,12 @@ class GroupDecoder:
         return Item(stream=miss["stream"], frame=int(miss["frame"]), capture_ts=float(miss["capture_ts"]),
                     kind=self.output_kind, meta={**miss["meta"], REBUILT: rebuilt_at},
                     arrays={self.array: rebuilt.astype(np.float16)}, trace=trace, session=miss["session"])
+
+    def next_due(self) -> float | None:
+        """When the next group's wait for its last output ends (monotonic seconds), else None."""
+        with self._lock:
+            ready = [g.ready_at for g in self._groups.values() if g.ready_at is not None]
+        return min(ready) + self.wait_s if ready else None
 
     def pending(self) -> int:
         with self._lock:

@@ -121,10 +121,17 @@ def redundancy_panel(plan: Plan) -> Panel | None:
         price = sum(w.count * w.price_per_hour for w in groups)
         where = ", ".join(f"{w.count} {w.hardware} at {w.location}" for w in groups) or "no worker"
         share = price / plan.cost.total if plan.cost.total > 0 else 0.0
+        k = parity.k_of(variant)
+        paid = f"on workers of their own ({where}), {price:.4f} $/h, {share:.1%} of the plan"
+        if k == 1:
+            lines.append(Text(
+                f"• {base} ({plan.variants.get(base, '?')}) is backed by its backup model {variant} (ParM's "
+                f"cheap-backup baseline, k = 1): every item also goes to the backup, {paid}. When an output is "
+                f"missing, the decoder beside {base}'s consumers takes the backup's in its place."))
+            continue
         lines.append(Text(
             f"• {base} ({plan.variants.get(base, '?')}) is protected by its parity model {variant} (ParM, k = "
-            f"{parity.k_of(variant)}): one parity query per {parity.k_of(variant)} of its items, on workers of "
-            f"their own ({where}), {price:.4f} $/h, {share:.1%} of the plan. The operator may use only variants "
+            f"{k}): one parity query per {k} of its items, {paid}. The operator may use only variants "
             "with a parity model for this k; when one of a group's outputs is missing, the decoder beside "
             f"{base}'s consumers rebuilds it from the others and the parity output."))
     return Panel(Group(*lines), title="Redundancy", expand=False) if lines else None

@@ -64,7 +64,8 @@ class Profile(StrictModel):
 class ParityModel(StrictModel):
     """A parity model of a variant (ParM): trained so that P(E(x1..xk)) ≈ F(x1) + ... + F(xk)."""
 
-    k: int = Field(ge=2, le=8, description="items per parity query")
+    k: int = Field(ge=1, le=8, description="items per parity query (1: a backup model, a cheaper network "
+                                               "trained to reproduce the variant's outputs)")
     encoder: Literal["concat", "add"] = Field(description="how k inputs become one: tiles side by side, or their sum")
     model: str = Field(min_length=1, description="ONNX file relative to the manifest")
     sha256: str | None = None

@@ -372,8 +372,11 @@ def main(argv=None) -> int:
                       f"-seed{args.seed}.pt") if args.data else None
         model, t_train = train(model, crops, targets, args.k, args.encoder, args.blank, args.steps, args.batch,
                                args.lr, args.seed, checkpoint=checkpoint)
-        meta = {"description": f"jellybean parity model of {args.base.name}, k = {args.k}, "
-                               f"{'concatenation' if args.encoder == 'concat' else 'addition (mean)'} encoder",
+        what = (f"backup model of {args.base.name} (k = 1): a width-{args.width:g} network trained to reproduce "
+                "its embeddings" if args.k == 1 else
+                f"parity model of {args.base.name}, k = {args.k}, "
+                f"{'concatenation' if args.encoder == 'concat' else 'addition (mean)'} encoder")
+        meta = {"description": f"jellybean {what}", "width": args.width,
                 "task": "parity", "k": args.k, "encoder": args.encoder, "base": args.base.name, "imgsz": [SIDE, SIDE],
                 "output": "sum of the base's unit-norm embeddings over the group's non-blank slots"}
         export_onnx(model, args.out, meta)

@@ -35,11 +35,16 @@ def _features(det: Item, vec: np.ndarray) -> Item:
 def test_a_producer_codes_every_k_items_it_sends_to_the_protected_operator():
     c = Coding("edge-1", "s")
     c.update(_assignment())
-    assert c.encode("detect", "track", _det(1)) is None          # not protected
-    assert c.encode("detect", "reid", _det(1)) is None
-    edge, op, query = c.encode("detect", "reid", _det(2))
+    assert c.encode("detect", "track", _det(1)) is False         # not protected
+    assert c.encode("detect", "reid", _det(1)) is False and not c.wake.is_set()
+    assert c.next_due() is not None and c.next_due() > time.monotonic()   # a partial group waits
+    # The item that fills a group is not held up by the coding: it is left for the coding thread.
+    assert c.encode("detect", "reid", _det(2)) is True and c.wake.is_set()
+    assert c.next_due() == 0.0
+    (edge, op, query), = c.tick()[0]
     assert (edge, op, query.kind) == ("detect->reid.parity", "reid.parity", QUERY_KIND)
     assert [m["frame"] for m in members_of(query)] == [1, 2] and query.stream == "parity/edge-1"
+    assert c.tick()[0] == [] and c.next_due() is None
 
 
 def test_a_partial_group_is_coded_after_its_wait_and_when_redundancy_ends():
@@ -68,7 +73,10 @@ def test_a_consumer_keeps_parity_outputs_passes_data_on_and_rebuilds_the_missing
                   arrays={OUTPUT_KIND: (v1 + v2)[None, :]}, trace=[["s", "reid.parity", 0.0, 0.0]])
     assert c.arrived("reid.parity", Item("parity/x", 1, 1.0, kind=QUERY_KIND)) is False  # the parity worker's input
     assert c.arrived("track", _features(one, v1)) is False     # data passes on to the tracker
+    assert c.next_due() is None                                # no parity output yet: nothing to decide
+    c.wake.clear()
     assert c.arrived("track", parity) is True                  # the parity output ends here
+    assert c.wake.is_set() and c.next_due() <= time.monotonic()   # decode_wait_ms 0: due now
     (consumer, rebuilt), = c.tick()[1]
     assert consumer == "track" and rebuilt.key == two.key and rebuilt.meta["reconstructed"] == ["reid"]
     assert np.allclose(rebuilt.arrays["embeddings"].astype(np.float32), v2[None, :], atol=1e-3)

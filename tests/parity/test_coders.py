@@ -30,9 +30,9 @@ def _solid(value: float, channels: int = 3) -> np.ndarray:
 
 # --- the description --------------------------------------------------------------------------
 
-def test_a_spec_takes_the_two_kinds_and_k_from_2_to_8():
+def test_a_spec_takes_the_two_kinds_and_k_from_1_to_8():
     for kind in ("concat", "add"):
-        for k in range(2, 9):
+        for k in range(1, 9):
             assert CoderSpec(kind, k).k == k
     assert CoderSpec() == CoderSpec("concat", 2)
 
@@ -40,9 +40,9 @@ def test_a_spec_takes_the_two_kinds_and_k_from_2_to_8():
 @pytest.mark.parametrize("kind, k, message", [
     ("concatt", 2, r"'concatt' is not one of concat, add \(did you mean 'concat'\?\)"),
     ("xor", 2, r"'xor' is not one of concat, add$"),
-    ("concat", 1, r"k = 1: a group codes 2 to 8 inputs; use k in 2..8"),
-    ("add", 9, r"k = 9: a group codes 2 to 8 inputs"),
-    ("concat", 2.0, r"k = 2.0: k is the number of inputs per group, an integer from 2 to 8"),
+    ("concat", 0, r"k = 0: a group codes 1 to 8 inputs; use k in 1..8 \(1 is a backup model"),
+    ("add", 9, r"k = 9: a group codes 1 to 8 inputs"),
+    ("concat", 2.0, r"k = 2.0: k is the number of inputs per group, an integer from 1 to 8"),
     ("concat", True, r"k = True: .* an integer"),
 ])
 def test_a_bad_spec_is_a_clear_error_of_the_project(kind, k, message):
@@ -175,6 +175,19 @@ def test_each_single_missing_output_is_rebuilt_exactly(kind, k):
         assert isinstance(unit, Rebuilt) and unit.index == j
         assert np.allclose(unit.output, outputs[j] / np.linalg.norm(outputs[j]), atol=1e-4)
         assert np.isclose(np.linalg.norm(unit.output), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["concat", "add"])
+def test_k1_is_a_backup_model_the_input_copied_and_its_output_taken_as_is(kind):
+    spec = CoderSpec(kind, 1)
+    rng = np.random.default_rng(3)
+    x = rng.random((3, H, W)).astype(np.float32)
+    assert np.allclose(encode(spec, [x]), x, atol=1e-6)
+    backup = np.array([3.0, 4.0], np.float32)
+    got = decode(spec, backup, [None])
+    assert isinstance(got, Rebuilt) and got.index == 0 and np.allclose(got.output, [0.6, 0.8])
+    assert isinstance(decode(spec, backup, [np.ones(2)]), Undecodable)   # the original came: nothing to stand in for
+    assert isinstance(decode(spec, None, [None]), Undecodable)
 
 
 def test_decode_rebuilds_rows_of_a_batch_of_outputs():

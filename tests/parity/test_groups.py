@@ -89,6 +89,22 @@ def test_a_partial_group_is_flushed_after_its_wait_with_blank_slots():
     assert enc.add(Item("c1", 9, 1.0, dropped="deadline at detect")) is None   # tombstones are not coded
 
 
+def test_offer_leaves_the_coding_to_due_full_groups_first_then_a_partial_one_past_its_wait():
+    seen, encode = _tiles_seen()
+    enc = GroupEncoder(2, encode, source="e", max_wait_s=0.1)
+    assert enc.next_due() is None
+    assert enc.offer(_detections(1, 1), now=0.0) is False and enc.next_due() == pytest.approx(0.1)
+    assert enc.offer(_detections(2, 1), now=0.01) is True and seen == []      # nothing coded on the way
+    assert enc.next_due() == 0.0
+    enc.offer(_detections(3, 1), now=0.02)
+    (q,) = enc.due(now=0.05)                     # the full group; frame 3 waits for its partner
+    assert [m["frame"] for m in members_of(q)] == [1, 2] and q.frame == 1 and enc.sent == 1
+    assert enc.next_due() == pytest.approx(0.12)
+    (late,) = enc.due(now=0.2)
+    assert [m["frame"] for m in members_of(late)] == [3] and late.frame == 2
+    assert enc.due(now=1.0) == [] and enc.next_due() is None
+
+
 @pytest.mark.parametrize("k, crops, missing", [
     (2, [3, 1], 0), (2, [3, 1], 1), (4, [2, 0, 5, 1], 2), (4, [2, 0, 5, 1], 1), (4, [1, 1, 1, 1], 3),
 ])
@@ -126,8 +142,11 @@ def test_an_original_in_time_is_not_rebuilt():
     q = enc.add(b)
     dec = GroupDecoder(wait_s=0.05)
     dec.data(_features(a), now=0.0)
+    assert dec.next_due() is None                  # no parity output: no deadline
     dec.parity(_parity_output(q, {a.key: a, b.key: b}), now=0.0)
+    assert dec.next_due() == pytest.approx(0.05)   # b's output is awaited until then
     dec.data(_features(b), now=0.04)
+    assert dec.next_due() is None
     assert dec.due(now=1.0) == [] and dec.counts.rebuilt == 0 and dec.pending() == 0
     # A parity output that comes after all its group's outputs is only counted.
     dec.parity(_parity_output(q, {a.key: a, b.key: b}), now=1.1)

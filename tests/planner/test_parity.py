@@ -91,7 +91,8 @@ def test_a_parity_model_pairs_only_with_its_own_base_variant(tmp_path):
 
 @pytest.mark.parametrize("redundancy, parity, words", [
     ({"parity": 4}, None, ["operators[1].redundancy.parity", "k = 4", "(they have k = 2)", "train_parity.py"]),
-    ({"parity": 1}, None, ["redundancy.parity", "greater than or equal to 2"]),
+    ({"parity": 0}, None, ["redundancy.parity", "greater than or equal to 1"]),
+    ({"parity": 1}, None, ["k = 1", "(they have k = 2)"]),
     ({"parity": 2, "spare": 1}, None, ["redundancy.spare"]),
     ({"parity": 2}, {}, ["no variant of 'reid'", "k = 2", "train_parity.py"]),
 ])
@@ -102,6 +103,30 @@ def test_redundancy_the_zoo_cannot_serve_is_a_clear_error(tmp_path, redundancy, 
     assert str(tmp_path / "workflow.yaml") in text or "workflow.yaml" in text
     for w in words:
         assert w in text, text
+
+
+def test_a_backup_model_is_k_1_every_item_once_more_on_its_own_cheaper_workers(tmp_path):
+    paths = _example(tmp_path, k=1, parity={"reid-w100": [1]})
+    zoo = yaml.safe_load(paths["zoo"].read_text())
+    reid = next(o for o in zoo["operators"] if o["name"] == "reid")
+    w100 = next(v for v in reid["variants"] if v["name"] == "reid-w100")
+    w050 = next(v for v in reid["variants"] if v["name"] == "reid-w050")
+    w100["parity"][0]["profiles"] = w050["profiles"]        # a width-0.5 backup costs what reid-w050 does
+    paths["zoo"].write_text(yaml.safe_dump(zoo, sort_keys=False))
+    problem = build_problem(_inputs(paths))
+    plan = make_plan(problem)
+    assert plan.variants["reid"] == "reid-w100" and plan.variants["reid.parity"] == "reid-w100.parity1"
+    rate = {e.name: e.rate for e in problem.edges}
+    assert rate["detect->reid.parity"] == pytest.approx(rate["detect->reid"])
+    assert rate["reid.parity->track"] == pytest.approx(rate["reid->track"])
+    # The backup takes every item, on its own workers, at its own (cheaper) profile.
+    load = {op: sum(w.load for w in plan.workers if w.operator == op) for op in ("reid", "reid.parity")}
+    assert load["reid.parity"] == pytest.approx(load["reid"])
+    assert plan.cost.total == pytest.approx(brute_force(problem), rel=1e-6)
+    console = Console(width=400, record=True)
+    render_explain(plan, console)
+    out = console.export_text()
+    assert "reid (reid-w100) is backed by its backup model reid-w100.parity1" in out and "every item" in out
 
 
 def test_explain_shows_the_parity_workers_and_what_they_cost(tmp_path):
