@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -181,6 +181,28 @@ class Detector(Operator):
         self.backend.close()
 
 
+class CropModel(Protocol):
+    """An operator that runs an image model on crops (the re-ID embedder, the parity worker)."""
+
+    config: OperatorConfig
+    backend: Backend
+    spec: Any           # jellybean.zoo.evaluators' model input spec
+    size: tuple[int, int]
+    chunk: int
+    dim: int
+
+
+def run_crops(op: CropModel, crops: list[np.ndarray]) -> np.ndarray:
+    """The model's raw outputs, float32 [len(crops), op.dim]: every crop of a batch in as few calls
+    as op.chunk (or the model's fixed batch) allows."""
+    out = np.zeros((len(crops), op.dim), np.float32)
+    size = op.spec.batch or op.chunk
+    for part in chunks(len(crops), size):
+        raw = run_model(op.backend, op.spec, preprocess(crops[part], op.size).images, str(op.config.model))
+        out[part] = raw.reshape(len(raw), -1)
+    return out
+
+
 @register("reid-embedder")
 class ReidEmbedder(Operator):
     """Detections with crops -> the same boxes and one L2-normalised float16 embedding per box."""
@@ -231,13 +253,8 @@ class ReidEmbedder(Operator):
         return decoded, None
 
     def _embed(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Unit-norm float16 embeddings [len(crops), D]: every crop of the batch in as few calls
-        as the chunk size (or the model's fixed batch) allows."""
-        out = np.zeros((len(crops), self.dim), np.float32)
-        size = self.spec.batch or self.chunk
-        for part in chunks(len(crops), size):
-            raw = run_model(self.backend, self.spec, preprocess(crops[part], self.size).images, str(self.config.model))
-            out[part] = raw.reshape(len(raw), -1)
+        """Unit-norm float16 embeddings [len(crops), D]."""
+        out = run_crops(self, crops)
         norm = np.linalg.norm(out, axis=1, keepdims=True)
         # A user's model may not normalise in the graph; cosine similarity downstream is a dot product.
         np.divide(out, norm, out=out, where=norm > 0)

@@ -11,10 +11,9 @@ import numpy as np
 
 from jellybean.agents.items import Item
 from jellybean.agents.operators.base import Operator, OperatorConfig, register
-from jellybean.agents.operators.models import chunks, decode_jpeg, open_model
+from jellybean.agents.operators.models import decode_jpeg, open_model, run_crops
 from jellybean.parity.groups import META, OUTPUT_KIND, QUERY_KIND
 from jellybean.zoo.evaluators import image_input, run_model
-from jellybean.zoo.yolo import preprocess
 
 DEFAULT_CHUNK = 256
 
@@ -37,20 +36,22 @@ class ParityEmbedder(Operator):
         self.dim = int(run_model(self.backend, self.spec, blank, str(config.model)).reshape(1, -1).shape[1])
 
     def process(self, items: list[Item]) -> list[Item]:
-        out: list[Item] = []
-        for item in items:
+        out: list[Item | None] = [None] * len(items)
+        crops: list[np.ndarray] = []
+        spans: list[tuple[int, int, int]] = []     # (item index, first crop, end crop)
+        for i, item in enumerate(items):
             images = [decode_jpeg(b) for b in item.blobs]
             if any(image is None for image in images):
-                out.append(item.tombstone(f"undecodable parity crop at {self.config.operator}"))
+                out[i] = item.tombstone(f"undecodable parity crop at {self.config.operator}")
                 continue
-            values = np.zeros((len(images), self.dim), np.float32)
-            size = self.spec.batch or self.chunk
-            for part in chunks(len(images), size):
-                raw = run_model(self.backend, self.spec, preprocess(images[part], self.size).images,
-                                str(self.config.model))
-                values[part] = raw.reshape(len(raw), -1)
-            out.append(item.derive(OUTPUT_KIND, meta={META: item.meta.get(META, {})}, arrays={OUTPUT_KIND: values}))
-        return out
+            spans.append((i, len(crops), len(crops) + len(images)))
+            crops.extend(images)
+        values = run_crops(self, crops)       # the batch's queries in as few model calls as it takes
+        for i, start, end in spans:
+            item = items[i]
+            out[i] = item.derive(OUTPUT_KIND, meta={META: item.meta.get(META, {})},
+                                 arrays={OUTPUT_KIND: values[start:end]})
+        return [o for o in out if o is not None]
 
     def close(self) -> None:
         self.backend.close()
