@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from jellybean.agents.items import STICKY_META, Item
+from jellybean.agents.operators.models import decode_jpeg
 from jellybean.parity.coders import unit_rows
 
 QUERY_KIND = "parity-query"      # what the encoder sends to the parity workers
@@ -137,7 +138,8 @@ class GroupEncoder:
         tiles_per_crop = max((len(m.blobs) for m in members), default=0)
         blobs = []
         for c in range(tiles_per_crop):
-            tiles = [_decode(m.blobs[c]) if c < len(m.blobs) else None for m in members]
+            # A crop OpenCV cannot decode is a blank tile; its member's own output is a tombstone anyway.
+            tiles = [decode_jpeg(m.blobs[c]) if c < len(m.blobs) else None for m in members]
             tiles += [None] * (self.k - len(tiles))
             ok, buf = cv2.imencode(".jpg", self.encode(tiles), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             if not ok:
@@ -147,11 +149,6 @@ class GroupEncoder:
         capture = min(m.capture_ts for m in members)
         return Item(stream=self.stream, frame=number, capture_ts=capture, kind=QUERY_KIND,
                     meta={META: manifest}, blobs=blobs, session=self.session)
-
-
-def _decode(blob: bytes) -> np.ndarray | None:
-    image = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
-    return image
 
 
 @dataclass

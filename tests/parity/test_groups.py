@@ -105,6 +105,20 @@ def test_offer_leaves_the_coding_to_due_full_groups_first_then_a_partial_one_pas
     assert enc.due(now=1.0) == [] and enc.next_due() is None
 
 
+def test_a_crop_that_will_not_decode_is_a_blank_tile_and_the_rest_are_still_coded():
+    seen, encode = _tiles_seen()
+    enc = GroupEncoder(2, encode, source="e")
+    bad = _detections(2, 2)
+    bad.blobs[1] = b""        # OpenCV raises on an empty buffer
+    enc.offer(_detections(1, 2))
+    enc.offer(bad)
+    enc.offer(_detections(3, 1))
+    enc.offer(_detections(4, 1))
+    first, second = enc.due()
+    assert seen == [[False, False], [False, True], [False, False]] and len(first.blobs) == 2
+    assert [m["frame"] for m in members_of(second)] == [3, 4]
+
+
 @pytest.mark.parametrize("k, crops, missing", [
     (2, [3, 1], 0), (2, [3, 1], 1), (4, [2, 0, 5, 1], 2), (4, [2, 0, 5, 1], 1), (4, [1, 1, 1, 1], 3),
 ])
