@@ -205,6 +205,7 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, default=4)
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--faults", default=",".join(FAULTS))
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each config and fault; medians printed")
     parser.add_argument("--segments", action="store_true", help="print where each run's latency goes, per stage and hop, and the slowest frames' traces")
     args = parser.parse_args()
     if find_mosquitto() is None:
@@ -213,35 +214,53 @@ def main() -> None:
     write_scene(work / "scene", SceneConfig(cameras=args.cameras, seconds=args.seconds, seed=21))
     scenario = open_dataset(work / "scene").scenarios[0]
     runs: list[Run] = []
-    for config in args.configs.split(","):
-        for k, fault in enumerate(args.faults.split(",")):
-            r = run_once(config, fault, scenario, work / f"{config}-{k}", args.seconds, seed=k)
-            runs.append(r)
-            print(f"{config:<12} {fault:<9} frames {r.frames:>5} lost {r.lost} doubled {r.doubled} dropped {r.dropped:>3}  "
-                  f"re-ID latency p50 {r.pct(50):7.1f} p99 {r.pct(99):7.1f} p99.9 {r.pct(99.9):7.1f} "
-                  f"max {r.pct(100):7.1f} ms  IDF1 {r.idf1:.4f} (per camera "
-                  f"{r.idf1_camera:.4f})  rebuilt {r.rebuilt / max(1, r.frames):.1%}  ({r.wall_s:.0f} s)", flush=True)
-            if args.segments:
-                print(f"    segments (ms): {r.segments}", flush=True)
-                for line in r.slowest or []:
-                    print(f"    slow: {line}", flush=True)
-    by = {(r.config, r.fault): r for r in runs}
+    configs, faults = args.configs.split(","), args.faults.split(",")
+    # Repeats go round the configs, so that the shared machine's slow minutes fall on all of them.
+    for rep in range(args.repeat):
+        for k, fault in enumerate(faults):
+            for config in configs:
+                r = run_once(config, fault, scenario, work / f"{config}-{k}-{rep}", args.seconds, seed=k)
+                runs.append(r)
+                print(f"{config:<12} {fault:<9} frames {r.frames:>5} lost {r.lost} doubled {r.doubled} dropped {r.dropped:>3}  "
+                      f"re-ID latency p50 {r.pct(50):7.1f} p99 {r.pct(99):7.1f} p99.9 {r.pct(99.9):7.1f} "
+                      f"max {r.pct(100):7.1f} ms  IDF1 {r.idf1:.4f} (per camera "
+                      f"{r.idf1_camera:.4f})  rebuilt {r.rebuilt / max(1, r.frames):.1%}  ({r.wall_s:.0f} s)", flush=True)
+                if args.segments:
+                    print(f"    segments (ms): {r.segments}", flush=True)
+                    for line in r.slowest or []:
+                        print(f"    slow: {line}", flush=True)
+    by: dict[tuple[str, str], list[Run]] = {}
+    for r in runs:
+        by.setdefault((r.config, r.fault), []).append(r)
+
+    def med(config: str, fault: str, q: float) -> float:
+        return statistics.median(r.pct(q) for r in by[config, fault])
+
+    def idf1(config: str, fault: str) -> float:
+        return statistics.median(r.idf1 for r in by[config, fault])
+
+    if args.repeat > 1:
+        print(f"\nmedians of {args.repeat} runs each")
+        for (config, fault), rs in by.items():
+            print(f"{config:<12} {fault:<9} p50 {med(config, fault, 50):7.1f} p99 {med(config, fault, 99):7.1f} "
+                  f"p99.9 {med(config, fault, 99.9):7.1f} max {med(config, fault, 100):7.1f} ms  IDF1 "
+                  f"{idf1(config, fault):.4f}  rebuilt {statistics.median(r.rebuilt / max(1, r.frames) for r in rs):.1%}  "
+                  f"lost {sum(r.lost for r in rs)} doubled {sum(r.doubled for r in rs)}")
     print("\nratios (the targets: replication / ParM p99.9 >= 1.5; IDF1 within 1 point of the run without a fault)")
     for fault in ("stall", "kill"):
-        parm = by.get(("parm", fault))
+        if ("parm", fault) not in by:
+            continue
+        parm = med("parm", fault, 99.9)
         for other in ("replication", "backup"):
-            base = by.get((other, fault))
-            if base and parm:
-                print(f"  {fault}: p99.9 {other} {base.pct(99.9):.1f} ms / ParM {parm.pct(99.9):.1f} ms = "
-                      f"{base.pct(99.9) / parm.pct(99.9):.2f}x; p99.9 - p50: {other} "
-                      f"{base.pct(99.9) - base.pct(50):.1f}, ParM {parm.pct(99.9) - parm.pct(50):.1f} ms")
-    for config in args.configs.split(","):
-        ref = by.get((config, "no fault"))
+            if (other, fault) in by:
+                base = med(other, fault, 99.9)
+                print(f"  {fault}: p99.9 {other} {base:.1f} ms / ParM {parm:.1f} ms = {base / parm:.2f}x; p99.9 - p50: "
+                      f"{other} {base - med(other, fault, 50):.1f}, ParM {parm - med('parm', fault, 50):.1f} ms")
+    for config in configs:
         for fault in ("stall", "kill"):
-            r = by.get((config, fault))
-            if ref and r:
-                print(f"  {config} {fault}: IDF1 {r.idf1:.4f} vs {ref.idf1:.4f} without a fault "
-                      f"({100 * (r.idf1 - ref.idf1):+.2f} points; per camera {100 * (r.idf1_camera - ref.idf1_camera):+.2f})")
+            if (config, "no fault") in by and (config, fault) in by:
+                ref, got = idf1(config, "no fault"), idf1(config, fault)
+                print(f"  {config} {fault}: IDF1 {got:.4f} vs {ref:.4f} without a fault ({100 * (got - ref):+.2f} points)")
     print(f"\nmedian wall per run {statistics.median(r.wall_s for r in runs):.0f} s; work files in {work}")
 
 
