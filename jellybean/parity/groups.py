@@ -156,7 +156,6 @@ class _Group:
     members: list[dict[str, Any]]
     parity: np.ndarray            # [crop positions, D] float32
     ready_at: float | None = None  # when all but one were in, with the parity
-    done: bool = False
 
 
 @dataclass
@@ -220,7 +219,7 @@ class GroupDecoder:
 
     def _update(self, gkey: tuple[str, str, int], now: float) -> None:
         g = self._groups.get(gkey)
-        if g is None or g.done:
+        if g is None:     # closed: _close took it out
             return
         missing = [m for m in g.members if _key(m) not in self._outputs]
         if not missing:
@@ -262,7 +261,6 @@ class GroupDecoder:
         g = self._groups.pop(gkey, None)
         if g is None:
             return
-        g.done = True
         for m in g.members:
             if self._waiting.get(_key(m)) == gkey:
                 del self._waiting[_key(m)]
