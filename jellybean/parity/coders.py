@@ -96,24 +96,33 @@ def _slots(spec: CoderSpec, inputs: np.ndarray | Sequence[np.ndarray | None]) ->
     if len(slots) != spec.k:
         raise CoderError(f"a k = {spec.k} parity coder got {len(slots)} inputs; pass exactly {spec.k} "
                          f"(None for a blank slot)")
+    out = _arrays(slots, [f"parity input {i}" for i in range(len(slots))],
+                  "{name} has shape {got}, input before it {want}; the members of a group share one input shape",
+                  ndim=3, ndim_hint="each input is one [C, H, W] array")
+    if all(x is None for x in out):
+        raise CoderError(f"all {spec.k} parity inputs are blank; a group needs at least one input")
+    return out
+
+
+def _arrays(values: Sequence[np.ndarray | None], names: Sequence[str], mismatch: str, *,
+            ndim: int | None = None, ndim_hint: str = "") -> list[np.ndarray | None]:
+    """float32 copies of `values` (None kept): finite, and of one shape (`mismatch` says otherwise,
+    formatted with name, got and want), each with `ndim` axes when given."""
     out: list[np.ndarray | None] = []
     shape = None
-    for i, x in enumerate(slots):
+    for name, x in zip(names, values):
         if x is None:
             out.append(None)
             continue
         x = np.asarray(x, np.float32)
-        if x.ndim != 3:
-            raise CoderError(f"parity input {i} has shape {list(x.shape)}; each input is one [C, H, W] array")
+        if ndim is not None and x.ndim != ndim:
+            raise CoderError(f"{name} has shape {list(x.shape)}; {ndim_hint}")
         if shape is not None and x.shape != shape:
-            raise CoderError(f"parity input {i} has shape {list(x.shape)}, input before it {list(shape)}; "
-                             f"the members of a group share one input shape")
+            raise CoderError(mismatch.format(name=name, got=list(x.shape), want=list(shape)))
         if not np.all(np.isfinite(x)):
-            raise CoderError(f"parity input {i} has NaN or infinite values")
+            raise CoderError(f"{name} has NaN or infinite values")
         shape = x.shape
         out.append(x)
-    if shape is None:
-        raise CoderError(f"all {spec.k} parity inputs are blank; a group needs at least one input")
     return out
 
 
@@ -178,21 +187,9 @@ def decode(spec: CoderSpec, parity: np.ndarray | None,
         slots = list(outputs)
         if len(slots) != spec.k:
             raise CoderError(f"a k = {spec.k} group has {spec.k} outputs; got {len(slots)} (None where one is missing)")
-    shape = None
-    values: list[np.ndarray | None] = []
-    for i, y in enumerate([parity, *slots]):
-        name = "the parity output" if i == 0 else f"output {i - 1}"
-        if y is None:
-            values.append(None)
-            continue
-        y = np.asarray(y, np.float32)
-        if shape is not None and y.shape != shape:
-            raise CoderError(f"{name} has shape {list(y.shape)}, not {list(shape)} as the others; "
-                             f"the parity output and the data outputs have one shape")
-        if not np.all(np.isfinite(y)):
-            raise CoderError(f"{name} has NaN or infinite values")
-        shape = y.shape
-        values.append(y)
+    values = _arrays([parity, *slots], ["the parity output", *(f"output {i}" for i in range(len(slots)))],
+                     "{name} has shape {got}, not {want} as the others; the parity output and the data outputs "
+                     "have one shape")
     p, data = values[0], values[1:]
     missing = tuple(i for i, y in enumerate(data) if y is None)
     if p is None:
