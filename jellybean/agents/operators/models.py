@@ -35,6 +35,7 @@ from jellybean.agents.backends import ONNX_SUFFIXES, Backend, open_backend
 from jellybean.agents.items import Item
 from jellybean.agents.operators.base import Operator, OperatorConfig, register
 from jellybean.errors import JellyBeanError
+from jellybean.parity.coders import unit_rows
 from jellybean.zoo.evaluators import crop, image_input, run_model
 from jellybean.zoo.yolo import Detections, decode_yolov8, fit_image, preprocess
 
@@ -254,11 +255,8 @@ class ReidEmbedder(Operator):
 
     def _embed(self, crops: list[np.ndarray]) -> np.ndarray:
         """Unit-norm float16 embeddings [len(crops), D]."""
-        out = run_crops(self, crops)
-        norm = np.linalg.norm(out, axis=1, keepdims=True)
         # A user's model may not normalise in the graph; cosine similarity downstream is a dot product.
-        np.divide(out, norm, out=out, where=norm > 0)
-        return out.astype(np.float16)
+        return unit_rows(run_crops(self, crops)).astype(np.float16)
 
     def _embedding_dim(self) -> int:
         """D from the model's declared output, or from one forward pass when it is dynamic."""
