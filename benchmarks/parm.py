@@ -1,9 +1,12 @@
 """Parity models (ParM) against their baselines on real agents (issue 15).
 
 The AI City pipeline (examples/aicity-parm) with re-ID on 2 data workers plus one extra device,
-used four ways, at equal cost (the same 3 hub mini-PCs are paid in all four):
+used five ways, at equal cost (the same 3 hub mini-PCs are paid in all four):
 - none:        the extra device idles (2 re-ID workers, no redundancy);
-- replication: the extra device is a third re-ID replica (the broker balances items over 3);
+- balance:     the extra device is a third re-ID replica (the broker balances items over 3);
+- replication: the same 3 replicas, and the detector's agent sends an item again when no replica
+               served it after --resend-ms (at most twice; `resend` in the workflow), so a copy
+               goes round to another replica and the first output wins;
 - backup:      the extra device runs a cheap backup model on every item (`redundancy: {parity: 1}`,
                the shipped width-0.5 network distilled from reid-w100), which stands in for a late output;
 - parm:        the extra device is the parity worker (k = 2, the shipped parity model).
@@ -12,7 +15,7 @@ worker stalled by SIGSTOP for 200 ms about once a second, and with it killed out
 the way in (the controller takes over its session and re-plans). Printed per run: p50, p99,
 p99.9 and max re-ID latency per frame (the tracker's agent receiving a frame's re-ID output,
 less the detector sending it), IDF1 (the challenge's multi-camera one, and per camera), the share
-of re-ID outputs rebuilt from parity, frames lost and doubled. Then replication's p99.9 over
+of re-ID outputs rebuilt from parity or served from a re-sent copy, frames lost and doubled. Then replication's p99.9 over
 ParM's (the target: >= 1.5x) and each IDF1 against its no-fault run (the target: within 1 point). A frame dropped or not delivered
 counts as infinitely late. A silent agent's work is re-planned after 3 s (the controller's outage
 budget; the default 60 s suits links that come back).
@@ -52,13 +55,13 @@ from jellybean.replay.tracking_metrics import evaluate_mtmc
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "aicity-parm"
-CONFIGS = ("none", "replication", "backup", "parm")
+CONFIGS = ("none", "balance", "replication", "backup", "parm")
 FAULTS = ("no fault", "stall", "kill")
 STALL_S, STALL_EVERY_S = 0.2, 1.0
 OUTAGE_S = 3.0
 
 
-def inputs_for(config: str, root: Path):
+def inputs_for(config: str, root: Path, resend_ms: float = 60.0):
     """examples/aicity-parm as `config` runs it; every config keeps re-ID at reid-w100."""
     root.mkdir(parents=True, exist_ok=True)
     wf = yaml.safe_load((EXAMPLE / "workflow.yaml").read_text())
@@ -66,7 +69,8 @@ def inputs_for(config: str, root: Path):
         if config == "backup" and "redundancy" in op:
             op["redundancy"]["parity"] = 1
         elif config not in ("parm", "backup"):
-            op.pop("redundancy", None)
+            if op.pop("redundancy", None) is not None and config == "replication":
+                op["resend"] = {"after_ms": resend_ms, "times": 2}
     zoo_path = (EXAMPLE / "zoo.yaml").resolve()
     zoo = yaml.safe_load(zoo_path.read_text())
     for op in zoo["operators"]:
@@ -89,7 +93,7 @@ def inputs_for(config: str, root: Path):
     inputs = load_inputs(root / "workflow.yaml", root / "zoo.yaml", root / "infrastructure.yaml")
     check_references(inputs)
     plan = make_plan(build_problem(inputs), "optimal", time_limit=20, inputs=inputs.paths)
-    if config == "replication":
+    if config in ("balance", "replication"):
         # The third mini-PC, which ParM gives the parity model, serves as a third re-ID replica.
         workers = tuple(w.model_copy(update={"count": 3, "capacity": w.capacity * 3 / w.count})
                         if w.operator == "reid" else w for w in plan.workers)
@@ -107,6 +111,7 @@ class Run:
     dropped: int = 0
     latencies_ms: list[float] | None = None
     rebuilt: int = 0
+    resent: int = 0
     idf1: float = 0.0
     idf1_camera: float = 0.0
     wall_s: float = 0.0
@@ -134,8 +139,8 @@ def per_camera_idf1(scenario, data) -> float:
     return sum(c.idf1 * c.gt_boxes for c in m.per_camera.values()) / boxes if boxes else 0.0
 
 
-def run_once(config: str, fault: str, scenario, work: Path, seconds: float, seed: int) -> Run:
-    dep = inputs_for(config, work / "inputs")
+def run_once(config: str, fault: str, scenario, work: Path, seconds: float, seed: int, resend_ms: float) -> Run:
+    dep = inputs_for(config, work / "inputs", resend_ms)
     names = agent_names(dep, per_worker=True)
     sites: dict[str, list[str]] = {}
     for name, site in names.items():
@@ -189,6 +194,7 @@ def run_once(config: str, fault: str, scenario, work: Path, seconds: float, seed
            for d in delivered.values()] + [math.inf] * t.lost
     return Run(config, fault, frames=len(delivered), lost=t.lost, doubled=t.duplicates, dropped=t.dropped,
                latencies_ms=lat, rebuilt=sum("reid" in d.reconstructed for d in delivered.values()),
+               resent=sum("reid" in d.resent for d in delivered.values()),
                idf1=result.tracking.idf1 if result.tracking else 0.0, idf1_camera=per_camera_idf1(scenario, data),
                wall_s=time.perf_counter() - started,
                segments="; ".join(f"{g.name} p50 {g.ms.p50:.1f} p99 {g.ms.p99:.1f}" for g in result.segments),
@@ -206,6 +212,8 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--faults", default=",".join(FAULTS))
     parser.add_argument("--repeat", type=int, default=1, help="runs of each config and fault; medians printed")
+    parser.add_argument("--resend-ms", type=float, default=60.0,
+                        help="replication: send an item again when no replica served it after this")
     parser.add_argument("--segments", action="store_true", help="print where each run's latency goes, per stage and hop, and the slowest frames' traces")
     args = parser.parse_args()
     if find_mosquitto() is None:
@@ -219,12 +227,14 @@ def main() -> None:
     for rep in range(args.repeat):
         for k, fault in enumerate(faults):
             for config in configs:
-                r = run_once(config, fault, scenario, work / f"{config}-{k}-{rep}", args.seconds, seed=k)
+                r = run_once(config, fault, scenario, work / f"{config}-{k}-{rep}", args.seconds, seed=k,
+                             resend_ms=args.resend_ms)
                 runs.append(r)
                 print(f"{config:<12} {fault:<9} frames {r.frames:>5} lost {r.lost} doubled {r.doubled} dropped {r.dropped:>3}  "
                       f"re-ID latency p50 {r.pct(50):7.1f} p99 {r.pct(99):7.1f} p99.9 {r.pct(99.9):7.1f} "
                       f"max {r.pct(100):7.1f} ms  IDF1 {r.idf1:.4f} (per camera "
-                      f"{r.idf1_camera:.4f})  rebuilt {r.rebuilt / max(1, r.frames):.1%}  ({r.wall_s:.0f} s)", flush=True)
+                      f"{r.idf1_camera:.4f})  rebuilt {r.rebuilt / max(1, r.frames):.1%} re-sent "
+                      f"{r.resent / max(1, r.frames):.1%}  ({r.wall_s:.0f} s)", flush=True)
                 if args.segments:
                     print(f"    segments (ms): {r.segments}", flush=True)
                     for line in r.slowest or []:
@@ -245,13 +255,14 @@ def main() -> None:
             print(f"{config:<12} {fault:<9} p50 {med(config, fault, 50):7.1f} p99 {med(config, fault, 99):7.1f} "
                   f"p99.9 {med(config, fault, 99.9):7.1f} max {med(config, fault, 100):7.1f} ms  IDF1 "
                   f"{idf1(config, fault):.4f}  rebuilt {statistics.median(r.rebuilt / max(1, r.frames) for r in rs):.1%}  "
+                  f"re-sent {statistics.median(r.resent / max(1, r.frames) for r in rs):.1%}  "
                   f"lost {sum(r.lost for r in rs)} doubled {sum(r.doubled for r in rs)}")
     print("\nratios (the targets: replication / ParM p99.9 >= 1.5; IDF1 within 1 point of the run without a fault)")
     for fault in ("stall", "kill"):
         if ("parm", fault) not in by:
             continue
         parm = med("parm", fault, 99.9)
-        for other in ("replication", "backup"):
+        for other in ("replication", "balance", "backup"):
             if (other, fault) in by:
                 base = med(other, fault, 99.9)
                 print(f"  {fault}: p99.9 {other} {base:.1f} ms / ParM {parm:.1f} ms = {base / parm:.2f}x; p99.9 - p50: "

@@ -40,6 +40,7 @@ from jellybean.agents.messages import (
     parse_message,
 )
 from jellybean.agents.operators.base import OperatorConfig, create
+from jellybean.agents.resend import Resender, acknowledgement, served
 from jellybean.agents.routing import Router, WeightedChoice
 from jellybean.agents.tasks import TaskRunner
 from jellybean.agents.telemetry import AgentTelemetry
@@ -141,6 +142,7 @@ class Agent:
         self._starting: set[str] = set()       # operators with a task of an assignment being applied
         self._held: list[_Held] = []           # guarded by _tasks_lock
         self.coding = Coding(self.name, self.site)
+        self.resender = Resender(wake=self.coding.wake)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "Agent":
@@ -150,7 +152,7 @@ class Agent:
         self.link.subscribe(topics.assignment(self.name), self._on_assignment)
         self.link.subscribe(f"{topics.ROOT}/models/{self.name}/+", self._on_chunk)
         self._data_subs: set[str] = set()
-        self._subscribe_data(shared=False, operators=[])
+        self._subscribe_data(shared=False, operators=[], acked=[])
         self.link.start()
         for target, name in ((self._apply_loop, "assign"), (self._heartbeat_loop, "heartbeat"),
                              (self._coding_loop, "coding")):
@@ -247,19 +249,23 @@ class Agent:
             except Exception:  # noqa: BLE001 - a bad assignment must not kill the agent
                 log.exception("could not apply assignment version %d", message.version)
 
-    def _subscribe_data(self, shared: bool, operators: list[str]) -> None:
+    def _subscribe_data(self, shared: bool, operators: list[str], acked: list[str]) -> None:
         """Alone at its site, the agent takes every item for the site (and re-homes what it does not
         run); with peers, each operator's items through a shared subscription, so the broker hands
-        each item to one of the agents that run it."""
+        each item to one of the agents that run it. Either way every acknowledgement for the
+        operators it runs that feed one with re-sends (`acked`): only their sender knows the item."""
         if shared:
             wanted = {f"$share/{self.site}/{topics.data(self.site, op)}" for op in operators}
         else:
             wanted = {topics.data(self.site, "+")}
-        for topic in self._data_subs - wanted:
+        acks = {topics.ack(self.site, op) for op in acked}
+        for topic in self._data_subs - wanted - acks:
             self.link.unsubscribe(topic)
         for topic in wanted - self._data_subs:
             self.link.subscribe(topic, self._on_data, manual=True)
-        self._data_subs = wanted
+        for topic in acks - self._data_subs:
+            self.link.subscribe(topic, self._on_ack, qos=0)
+        self._data_subs = wanted | acks
 
     def apply(self, a: Assignment) -> None:
         """Start what `a` adds beside what runs, then switch at once: routing, tasks, version."""
@@ -295,7 +301,9 @@ class Agent:
             self.errors = errors
             self.assignment = a
             held, self._held = self._held, []
-        self._subscribe_data(a.shared, sorted({op for op, _ in self.tasks}))
+        self.resender.update(a.resend)
+        here = sorted({op for op, _ in self.tasks})
+        self._subscribe_data(a.shared, here, [op for op in here if set(a.downstream.get(op, [])) & set(a.resend)])
         for edge, op, query in self.coding.update(a):
             self._send(op, query, edge=edge)
         for runner in stopped:
@@ -432,24 +440,34 @@ class Agent:
             return
         self._dispatch(operator, item, len(payload), ack)
 
+    def _on_ack(self, topic: str, payload: bytes) -> None:
+        try:
+            ack = decode_item(payload, topic)
+            self.resender.acknowledged(served(ack, topic), ack.key)
+        except MessageError as exc:
+            self.telemetry.reject()
+            log.warning("dropped: %s", exc)
+
     def _coding_loop(self) -> None:
         """Code the groups that waited long enough; hand on the outputs the decoders rebuilt."""
         said: dict[str, int] = {}
         next_log = 0.0
         while not self._stop.is_set():
             # Woken when a group fills or an output comes, else at the next decode or group deadline.
-            due = self.coding.next_due()
-            wait = CODING_TICK_S if due is None else min(CODING_TICK_S, max(0.0, due - time.monotonic()))
+            dues = [t for t in (self.coding.next_due(), self.resender.next_due()) if t is not None]
+            wait = min(CODING_TICK_S, max(0.0, min(dues) - time.monotonic())) if dues else CODING_TICK_S
             self.coding.wake.wait(wait)
             self.coding.wake.clear()
-            if not self.coding.active:
+            if not self.coding.active and not self.resender.active:
                 continue
             if time.monotonic() >= next_log:
-                counts = self.coding.counts()
+                counts = {**self.coding.counts(), **self.resender.counts()}
                 if counts != said and any(counts.values()):
-                    log.info("parity: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+                    log.info("redundancy: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
                     said, next_log = counts, time.monotonic() + CODING_LOG_S
             try:
+                for edge, op, copy in self.resender.due():
+                    self._send(op, copy, edge=edge)
                 queries, rebuilt = self.coding.tick()
                 for edge, op, query in queries:
                     self._send(op, query, edge=edge)
@@ -498,7 +516,11 @@ class Agent:
         a = self.assignment
         if a is not None:
             for item in items:
+                if operator in a.resend:
+                    self._acknowledge(operator, item)
                 for downstream in a.downstream.get(operator, []):
+                    if downstream in a.resend:
+                        self.resender.sent(f"{operator}->{downstream}", downstream, item)
                     self._send(downstream, item, edge=f"{operator}->{downstream}", on_done=countdown.hold())
                     if a.parity and item.dropped is None and downstream in a.parity:
                         self.coding.encode(operator, downstream, item)   # the coding thread sends the query
@@ -507,6 +529,13 @@ class Agent:
                     self.link.publish(a.sink_topic, payload, on_done=countdown.hold())
                     self.telemetry.sent("sink", len(payload), item.session)
         countdown()
+
+    def _acknowledge(self, operator: str, item: Item) -> None:
+        """Tell the agents of the operator that sent `item` here that it was served (re-sends)."""
+        found = acknowledgement(operator, item)
+        if found is not None:
+            site, producer, ack = found
+            self.link.publish(topics.ack(site, producer), encode_item(ack), qos=0)
 
     def _send(self, operator: str, item: Item, *, edge: str | None = None, rehome: bool = False,
               on_done: Done | None = None) -> None:

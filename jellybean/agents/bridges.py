@@ -11,6 +11,9 @@ turns the result into Mosquitto bridge sections.
   The next hops towards D form a tree rooted at D, so a message for D reaches D once and never
   comes back. (The planner may split one producer's items for D over two paths; the bridges carry
   them over this one.)
+- Re-send acknowledgements (``jb/v1/acks/P/#``, jellybean.agents.resend): like data, on a tree
+  rooted at each site P, but over all links either way and on the shortest path, since they go back
+  against the data's direction and are a few bytes each.
 - Control: a shortest-path tree over all links (either direction) rooted at the controller's site: agents'
   subtrees (announce, status, heartbeat, metrics, model requests) and the sink go up it, each
   agent's assignment and model chunks go down the path to its site, and the routes go down to every site.
@@ -155,6 +158,16 @@ def data_next_hops(infrastructure: Infrastructure) -> dict[str, dict[str, str]]:
     return {d: _tree(d, into, widest=True) for d in into}
 
 
+def ack_next_hops(infrastructure: Infrastructure) -> dict[str, dict[str, str]]:
+    """{producer site P: {site S: the next hop from S towards P}} over all links, either direction,
+    on the shortest path: re-send acknowledgements go back the way data came, and are a few bytes."""
+    into: dict[str, dict[str, tuple[float, float]]] = {s.name: {} for s in infrastructure.sites}
+    for link in infrastructure.links:
+        into[link.to][link.from_] = _arc(link)
+        into[link.from_][link.to] = _arc(link)
+    return {p: _tree(p, into, widest=False) for p in into}
+
+
 def control_next_hops(infrastructure: Infrastructure, controller: str) -> dict[str, str]:
     """{site: its next hop towards the controller's site} over all links, either direction, on
     the shortest path (fewest hops, then least latency)."""
@@ -181,6 +194,7 @@ def plan_bridges(infrastructure: Infrastructure, agent_sites: Mapping[str, str],
             raise JellyBeanError(f"agent '{agent}' serves site '{site}', which infrastructure "
                                  f"'{infrastructure.name}' does not define; give the infrastructure the plan was made from")
     data = data_next_hops(infrastructure)
+    acks = ack_next_hops(infrastructure)
     up = control_next_hops(infrastructure, controller)
     ends = []
     for link in infrastructure.links:
@@ -207,6 +221,8 @@ def plan_bridges(infrastructure: Infrastructure, agent_sites: Mapping[str, str],
         """Topics crossing from a to b (direction filled in by the caller)."""
         found = [BridgeTopic(topics.data(d, "#"), "out", f"data for {d}")
                  for d in sorted(data) if data[d].get(a) == b]
+        found += [BridgeTopic(topics.ack(p, "#"), "out", f"re-send acknowledgements for {p}")
+                  for p in sorted(acks) if acks[p].get(a) == b]
         if up.get(a) == b:  # a is below b in the control tree: its subtree's agents report up
             for s in below(a):
                 found += [BridgeTopic(topics.agent(n, "#"), "out", f"agent {n} at {s} to the controller")

@@ -135,6 +135,7 @@ class AgentGrant:
     site: str
     publish_sites: tuple[str, ...] = ()
     sink_topics: tuple[str, ...] = ()
+    ack_sites: tuple[str, ...] = ()   # where producers of what it serves may run: its re-send acknowledgements go there
 
     def __post_init__(self) -> None:
         # An agent always passes items between operators of its own site.
@@ -154,6 +155,8 @@ def agent_rules(name: str, grant: AgentGrant) -> tuple[Rule, ...]:
     for site in grant.publish_sites:
         access: Access = "readwrite" if site == grant.site else "write"
         rules.append(Rule(access, topics.data(site, "#")))
+    rules.append(Rule("readwrite", topics.ack(grant.site, "#")))
+    rules.extend(Rule("write", topics.ack(site, "#")) for site in grant.ack_sites if site != grant.site)
     rules.extend(Rule("write", topic) for topic in grant.sink_topics)
     return tuple(rules)
 
@@ -195,7 +198,7 @@ def _normalise_agents(agents: Mapping[str, AgentGrant] | Iterable[str]) -> dict[
         topics.check_name(name)
         if name in RESERVED_USERS:
             raise JellyBeanError(f"agent name '{name}' is reserved for the {name}'s broker user; rename the agent")
-        for site in grant.publish_sites:
+        for site in (*grant.publish_sites, *grant.ack_sites):
             topics.check_name(site, "site name")
         for topic in grant.sink_topics:
             if not topic.startswith(f"{topics.ROOT}/sink/"):
@@ -233,16 +236,21 @@ def grants_from_plan(plan: Plan, infrastructure: Infrastructure, *, workflow: Wo
             nexts[link.to].add(link.from_)
     sink_sites = _sink_sites(plan, infrastructure, workflow, zoo)
     sink = topics.sink(workflow.name if workflow is not None else plan.name)
-    grants: dict[str, AgentGrant] = {}
-    for site in sites:
+    def reach(site: str) -> set[str]:
         reached, frontier = {site}, [site]
         while frontier:
             for nxt in nexts[frontier.pop()]:
                 if nxt not in reached:
                     reached.add(nxt)
                     frontier.append(nxt)
-        grants[site] = AgentGrant(site=site, publish_sites=tuple(sorted(reached - {site})),
-                                  sink_topics=(sink,) if site in sink_sites else ())
+        return reached
+
+    reached = {site: reach(site) for site in sorted(known)}
+    grants: dict[str, AgentGrant] = {}
+    for site in sites:
+        grants[site] = AgentGrant(site=site, publish_sites=tuple(sorted(reached[site] - {site})),
+                                  sink_topics=(sink,) if site in sink_sites else (),
+                                  ack_sites=tuple(s for s in sorted(known) if s != site and site in reached[s]))
     return grants
 
 
@@ -633,8 +641,8 @@ acl_file {directory / 'acl'}
     _write(directory / "broker.yaml", yaml.safe_dump({
         "host": host, "port": port, "url": f"mqtts://{_netloc(host, port)}", "ca": "ca.crt",
         "client_certs": client_certs,
-        "agents": {n: {"site": g.site, "publish_sites": list(g.publish_sites), "sink_topics": list(g.sink_topics)}
-                   for n, g in grants.items()},
+        "agents": {n: {"site": g.site, "publish_sites": list(g.publish_sites), "sink_topics": list(g.sink_topics),
+                       "ack_sites": list(g.ack_sites)} for n, g in grants.items()},
         "users": {u: [f"{r.access} {r.topic}" for r in rs] for u, rs in rules.items()},
     }, sort_keys=False))
     return BrokerConfig(dir=directory, host=host, port=port, ca=directory / "ca.crt", credentials=credentials,
@@ -652,7 +660,7 @@ def load_broker_config(directory: Path) -> BrokerConfig:
                              "with `jellybean broker config DIR`") from exc
     rules = {u: tuple(Rule(*line.split(" ", 1)) for line in rs) for u, rs in meta.get("users", {}).items()}
     agents = {n: AgentGrant(site=g["site"], publish_sites=tuple(g["publish_sites"]),
-                            sink_topics=tuple(g.get("sink_topics", ())))
+                            sink_topics=tuple(g.get("sink_topics", ())), ack_sites=tuple(g.get("ack_sites", ())))
               for n, g in meta.get("agents", {}).items()}
     return BrokerConfig(dir=directory, host=meta["host"], port=int(meta["port"]), ca=directory / meta.get("ca", "ca.crt"),
                         credentials={str(k): str(v) for k, v in credentials.items()}, rules=rules, agents=agents,

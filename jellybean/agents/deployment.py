@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jellybean.agents import topics
-from jellybean.agents.messages import Announce, Assignment, ParityRun, Routes, Task
+from jellybean.agents.messages import Announce, Assignment, ParityRun, ResendRun, Routes, Task
 from jellybean.agents.operators.base import lookup, runtime_for
 from jellybean.errors import JellyBeanError, SpecError
 from jellybean.planner import parity
@@ -89,6 +89,22 @@ def parity_runs(plan: Plan, inputs: Inputs) -> dict[str, ParityRun]:
         if o.redundancy is not None and found is not None:
             runs[o.name] = ParityRun(operator=name, k=found[1].k, encoder=found[1].encoder,
                                      decode_wait_ms=o.redundancy.decode_wait_ms, group_wait_ms=o.redundancy.group_wait_ms)
+    return runs
+
+
+def resend_runs(inputs: Inputs, keyed: dict[str, str]) -> dict[str, ResendRun]:
+    """Operator -> how its producers re-send (the workflow's `resend`)."""
+    runs = {}
+    for i, o in enumerate(inputs.workflow.operators):
+        if o.resend is None:
+            continue
+        if keyed.get(o.name, "item") != "item":
+            # A copy served by another replica would split a stream's state (a tracker's tracks).
+            raise JellyBeanError(
+                f"{inputs.paths.get('workflow', 'workflow')}: operators[{i}].resend: '{o.name}' keeps state per "
+                f"stream ({keyed[o.name]}), so a re-sent copy cannot go to another replica; remove `resend` "
+                "from it, or protect a stateless operator (a detector, re-ID)")
+        runs[o.name] = ResendRun(after_ms=o.resend.after_ms, times=o.resend.times)
     return runs
 
 
@@ -290,7 +306,7 @@ def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], versio
                   downstream=down, keyed=keyed, sinks=sinks, sink_topic=topics.sink(dep.workflow),
                   drop_after_ms=drop_after_ms, deadline_ms=deadline_ms,
                   reserve_ms=reserves(plan, down) if deadline_ms is not None else {},
-                  parity=parity_runs(plan, inputs))
+                  parity=parity_runs(plan, inputs), resend=resend_runs(inputs, keyed))
     out = {}
     for site, agents in site_agents.items():
         for agent, agent_tasks in _site_tasks(tasks.get(site, []), agents).items():

@@ -36,8 +36,9 @@ _PREFIX = struct.Struct(">3sBI")
 # Meta keys that describe the frame rather than one stage's output; every stage carries them on:
 # "skipped" (a strided detector did not look), "t" (when the frame was taken, seconds on the
 # scenario's clock), "calibration" (the camera's world -> image homography, 3x3), "reconstructed"
-# (the operators whose output for this frame a parity decoder rebuilt; jellybean.parity.groups).
-STICKY_META = ("skipped", "t", "calibration", "reconstructed")
+# (the operators whose output for this frame a parity decoder rebuilt; jellybean.parity.groups),
+# "resent" (the operators this frame's item was re-sent to and served from; jellybean.agents.resend).
+STICKY_META = ("skipped", "t", "calibration", "reconstructed", "resent")
 _DTYPES = {"float32", "float16", "float64", "int64", "int32", "uint8", "int16", "uint16", "bool"}
 
 

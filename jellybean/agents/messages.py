@@ -94,6 +94,14 @@ class ParityRun(BaseModel):
     decode_wait_ms: float = Field(20.0, ge=0, description="the decoder waits this for the last output of a group")
 
 
+class ResendRun(BaseModel):
+    """Re-sent requests for one operator (equal-resource replication) as the agents run them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    after_ms: float = Field(gt=0, description="a producer sends an item again when no replica served it after this")
+    times: int = Field(1, ge=1, le=4, description="at most this many copies of one item")
+
+
 class Assignment(Message):
     """Everything one agent needs to run its part of a plan. Retained; a higher version replaces a lower.
 
@@ -116,6 +124,8 @@ class Assignment(Message):
     - `parity[operator]`: that operator is protected by parity workers (ParM): producers code every
       k items sent to it into a parity query for `parity[operator].operator`, whose outputs go where
       the operator's go; the agents of its consumers decode.
+    - `resend[operator]`: producers send an item for that operator again when none of its replicas
+      served it in time (jellybean.agents.resend); its agents acknowledge what they serve.
     """
 
     kind: Literal["assignment"] = "assignment"
@@ -141,6 +151,7 @@ class Assignment(Message):
         "it: each item goes to one of them by these weights (most accurate first, as the controller decided)")
 
     parity: dict[str, ParityRun] = Field(default_factory=dict)
+    resend: dict[str, ResendRun] = Field(default_factory=dict)
 
     def deadline_for(self, operator: str) -> float | None:
         """The deadline the operator's queue keeps: the end-to-end one less what comes after it."""

@@ -9,12 +9,16 @@
     jb/v1/models/{agent}/{sha256}     controller -> agent: checksummed chunks of a model file
     jb/v1/routes                      controller -> sources, retained: where each camera's frames go
     jb/v1/data/{site}/{operator}      items for `operator` at `site` (QoS 1)
+    jb/v1/acks/{site}/{operator}      a replica of an operator with re-sends -> that operator's producers
+                                      at `site`: this item was served (QoS 0, keys only); over any link,
+                                      either way, since acknowledgements go back the way data came
     jb/v1/sink/{workflow}             the last operator's output (QoS 1)
     jb/v1/links/{bridge}/state        a site broker's bridge, retained: "1" connected, "0" not (Mosquitto's
                                       bridge notifications; "0" at the far end is the bridge's last will)
 
-An agent may publish only under jb/v1/agents/{its name}/, on data topics and on the sink; it may
-read only its own assignment and models and the data topics of its site.
+An agent may publish only under jb/v1/agents/{its name}/, on data and acknowledgement topics and on
+the sink; it may read only its own assignment and models and the data and acknowledgement topics of
+its site.
 """
 
 from __future__ import annotations
@@ -69,6 +73,10 @@ def model_chunks(name: str, sha256: str) -> str:
 
 def data(site: str, operator: str) -> str:
     return f"{ROOT}/data/{site}/{operator}"
+
+
+def ack(site: str, operator: str) -> str:
+    return f"{ROOT}/acks/{site}/{operator}"
 
 
 def sink(workflow: str) -> str:

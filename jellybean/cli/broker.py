@@ -106,14 +106,15 @@ def config(
             raise JellyBeanError(f"--agent {spec}: the plan already has an agent named '{name}'")
         peer = by_site.get(site)
         grants[name] = AgentGrant(site=site, publish_sites=peer.publish_sites if peer else (),
-                                  sink_topics=peer.sink_topics if peer else ())
+                                  sink_topics=peer.sink_topics if peer else (), ack_sites=peer.ack_sites if peer else ())
     if not grants:
         raise JellyBeanError("no agents: give --agent NAME (repeatable) or --plan PLAN.yaml")
     for name in sinks or []:
         if name not in grants:
             raise JellyBeanError(f"--sink {name}: no such agent (agents: {', '.join(grants)}); add it with --agent")
         grants[name] = AgentGrant(site=grants[name].site, publish_sites=grants[name].publish_sites,
-                                  sink_topics=(*grants[name].sink_topics, topics.sink("#")))
+                                  sink_topics=(*grants[name].sink_topics, topics.sink("#")),
+                                  ack_sites=grants[name].ack_sites)
 
     if per_site:
         _write_per_site(directory, grants, plan_file, inputs if plan_file is not None else None, host=host, port=port,

@@ -21,10 +21,15 @@ class Delivered:
     ids: list[int]
     trace: list[list]
     reconstructed: tuple[str, ...] = ()   # operators whose output for this frame a parity decoder rebuilt
+    resent: tuple[str, ...] = ()          # operators whose output for this frame came from a re-sent copy
 
     @property
     def latency_ms(self) -> float:
         return (self.received_ts - self.capture_ts) * 1000.0
+
+
+def _names(value) -> tuple[str, ...]:  # noqa: ANN001 (a meta field from the wire)
+    return tuple(map(str, value)) if isinstance(value, list) else ()
 
 
 @dataclass
@@ -49,8 +54,7 @@ class SinkCollector:
                       received_ts=received_ts if received_ts is not None else time.time(), dropped=item.dropped,
                       boxes=[list(map(float, b[:4])) for b in item.meta.get("boxes", [])],
                       ids=[int(i) for i in item.meta.get("ids", [])], trace=item.trace,
-                      reconstructed=tuple(map(str, rebuilt)) if isinstance(rebuilt := item.meta.get("reconstructed"), list)
-                      else ())
+                      reconstructed=_names(item.meta.get("reconstructed")), resent=_names(item.meta.get("resent")))
         with self._lock:
             key = (item.stream, item.frame)
             old = self.items.get(key)

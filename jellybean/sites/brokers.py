@@ -87,7 +87,8 @@ class SiteBrokers:
             peer = by_site.get(site)
             if peer is None:
                 raise JellyBeanError(f"agent '{name}' serves site '{site}', where plan '{plan.name}' runs no workers")
-            grants[name] = AgentGrant(site=site, publish_sites=peer.publish_sites, sink_topics=peer.sink_topics)
+            grants[name] = AgentGrant(site=site, publish_sites=peer.publish_sites, sink_topics=peer.sink_topics,
+                                      ack_sites=peer.ack_sites)
         names = [s.name for s in infra.sites]
         if self.isolate:
             self.network = SiteNetwork(infra, subnet=self.subnet, lan=True).create()

@@ -46,6 +46,15 @@ class Redundancy(StrictModel):
                                  "after this, with blank slots")
 
 
+class Resend(StrictModel):
+    """Re-sent requests (equal-resource replication): with the operator on several replicas, a
+    producer sends an item again when no replica served it in time, and the first output wins."""
+
+    after_ms: float = Field(gt=0, le=MAX_MS, description="send an item again when no replica served it after this "
+                            "(above the operator's usual latency, or the copies only add load)")
+    times: int = Field(1, ge=1, le=4, description="at most this many copies of one item")
+
+
 class Operator(StrictModel):
     name: str = Field(min_length=1)
     inputs: tuple[str, ...] = Field(min_length=1, description="sources or operators feeding this one")
@@ -56,6 +65,8 @@ class Operator(StrictModel):
     )
     batching: Batching | None = None
     redundancy: Redundancy | None = Field(None, description="e.g. {parity: 2}: one parity query per 2 items")
+    resend: Resend | None = Field(None, description="e.g. {after_ms: 60}: send an item again to another replica "
+                                  "when none served it in 60 ms")
     description: str = ""
 
 

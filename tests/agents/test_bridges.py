@@ -119,13 +119,17 @@ def test_example_bridges_and_city_shape():
     assert set(bridges) == {"bridge-crossing-hub", "bridge-hub-cloud", "bridge-crossing-cloud"}
     # The crossing's data for the cloud takes the widest path, through the hub (50 Mbit/s) rather
     # than the direct 20 Mbit/s link, which carries the crossing's control.
-    assert bridges["bridge-crossing-hub"].patterns("out") == (topics.data("cloud", "#"), topics.data("hub", "#"))
-    assert bridges["bridge-crossing-cloud"].patterns("out") == (topics.agent("crossing", "#"), topics.sink("#"))
+    assert bridges["bridge-crossing-hub"].patterns("out") == (topics.data("cloud", "#"), topics.data("hub", "#"),
+                                                               topics.ack("hub", "#"))
+    # Re-send acknowledgements go back against the data: the crossing's from the hub, over this link.
+    assert bridges["bridge-crossing-hub"].patterns("in") == (topics.ack("crossing", "#"),)
+    assert bridges["bridge-crossing-cloud"].patterns("out") == (
+        topics.ack("cloud", "#"), topics.agent("crossing", "#"), topics.sink("#"))
     # A link's state goes up from its far end (the crossing-hub link's from the hub), never over itself.
     assert topics.link_state("bridge-crossing-hub") in bridges["bridge-hub-cloud"].patterns("out")
     assert not [b for b in bridges.values() if topics.link_state(b.name) in b.patterns("out")]
     assert bridges["bridge-crossing-cloud"].patterns("in") == (
-        topics.assignment("crossing"), topics.model_chunks("crossing", "#"), topics.ROUTES)
+        topics.ack("crossing", "#"), topics.assignment("crossing"), topics.model_chunks("crossing", "#"), topics.ROUTES)
     assert queue_bytes(20, 60) == 150_000_000 and queue_bytes(None, 60) is None
     assert topic_matches("jb/v1/data/cloud/#", "jb/v1/data/cloud") and not topic_matches("jb/v1/routes", "jb/v1/x")
 
@@ -315,7 +319,8 @@ def test_site_configs_files(tmp_path):
     # The bridge user lives at the remote (hub) only, with only its bridge's topics.
     assert "bridge-crossing-hub" in cfg.sites["hub"].rules and "bridge-crossing-hub" not in crossing.rules
     assert {r.topic for r in cfg.sites["hub"].rules["bridge-crossing-hub"]} == {
-        topics.data("hub", "#"), topics.data("cloud", "#"), topics.link_state("bridge-crossing-hub")}
+        topics.data("hub", "#"), topics.data("cloud", "#"), topics.link_state("bridge-crossing-hub"),
+        topics.ack("hub", "#"), topics.ack("crossing", "#")}
     assert f"notification_topic {topics.link_state('bridge-crossing-hub')}" in text
     assert "crossing" not in cfg.sites["hub"].rules  # agents only at their own site's broker
     # One CA signs every site's broker; only the top directory holds its key.

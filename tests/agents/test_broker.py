@@ -139,12 +139,13 @@ def test_acl_rules_from_grants(tmp_path):
     section = acl.split("user hub\n", 1)[1].split("\n\n", 1)[0].strip().splitlines()
     assert section == ["topic readwrite jb/v1/agents/hub/#", "topic read jb/v1/assign/hub",
                        "topic read jb/v1/models/hub/#", "topic read jb/v1/routes",
-                       "topic readwrite jb/v1/data/hub/#", "topic write jb/v1/data/cloud/#"]
+                       "topic readwrite jb/v1/data/hub/#", "topic write jb/v1/data/cloud/#",
+                       "topic readwrite jb/v1/acks/hub/#"]
     # Only an agent granted the sink may write it, and only its workflow's topic.
     assert acl.split("user cloud\n", 1)[1].strip().splitlines()[-1] == "topic write jb/v1/sink/aicity"
     assert "user controller\ntopic readwrite jb/v1/#\n" in acl
     assert "user replay\ntopic write jb/v1/data/#\ntopic read jb/v1/sink/#\ntopic read jb/v1/routes\n" in acl
-    assert cfg.rules["hub"][-1] == Rule("write", "jb/v1/data/cloud/#")
+    assert cfg.rules["hub"][-2] == Rule("write", "jb/v1/data/cloud/#")
     assert load_broker_config(tmp_path).agents == cfg.agents
 
 
@@ -429,9 +430,10 @@ def test_grants_from_plan(specs, tmp_path):
     grants = grants_from_plan(everywhere, infra)
     assert grants == {
         "cam-1": AgentGrant("cam-1", ("cam-1", "cam-2", "cloud", "hub")),  # cam-2 over hub, both ways
-        "cam-2": AgentGrant("cam-2", ("cam-2", "cloud", "hub")),
-        "hub": AgentGrant("hub", ("hub", "cam-2", "cloud")),
-        "cloud": AgentGrant("cloud", ("cloud",)),
+        "cam-2": AgentGrant("cam-2", ("cam-2", "cloud", "hub"), ack_sites=("cam-1", "hub")),
+        "hub": AgentGrant("hub", ("hub", "cam-2", "cloud"), ack_sites=("cam-1", "cam-2")),
+        # Acknowledgements go back to every site whose data can reach this one.
+        "cloud": AgentGrant("cloud", ("cloud",), ack_sites=("cam-1", "cam-2", "hub")),
     }
 
     # The sink: only sites that can run the last operator (track), under any re-plan: with the zoo,
