@@ -104,7 +104,7 @@ def resend_runs(inputs: Inputs, keyed: dict[str, str]) -> dict[str, ResendRun]:
                 f"{inputs.paths.get('workflow', 'workflow')}: operators[{i}].resend: '{o.name}' keeps state per "
                 f"stream ({keyed[o.name]}), so a re-sent copy cannot go to another replica; remove `resend` "
                 "from it, or protect a stateless operator (a detector, re-ID)")
-        runs[o.name] = ResendRun(after_ms=o.resend.after_ms, times=o.resend.times)
+        runs[o.name] = ResendRun(after_ms=o.resend.after_ms, times=o.resend.times, budget=o.resend.budget)
     return runs
 
 

@@ -100,6 +100,7 @@ class ResendRun(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     after_ms: float = Field(gt=0, description="a producer sends an item again when no replica served it after this")
     times: int = Field(1, ge=1, le=4, description="at most this many copies of one item")
+    budget: float = Field(0.2, gt=0, le=4, description="copies per item sent, on average: the rest are refused")
 
 
 class Assignment(Message):

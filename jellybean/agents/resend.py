@@ -9,6 +9,11 @@ ends once.
 
 The copies are bounded: past MAX_PENDING the oldest is forgotten (counted), and an item is
 forgotten after its last re-send, since nothing more would be done for it.
+
+Re-sends are budgeted, as gRPC and Envoy budget retries: every item sent earns `budget` of a copy
+(at most BURST copies saved), and a copy spends one. When every replica is slow because the site
+is overloaded, unbudgeted copies would only add to the load that made them late (a retry storm);
+with the budget, they add at most `budget` of it. A copy the budget refuses is counted (throttled).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from jellybean.agents.messages import ResendRun
 from jellybean.errors import JellyBeanError
 
 MAX_PENDING = 20000
+BURST = 20.0         # copies the budget may save up while nothing is late
 RESENT = "resent"    # meta on a re-sent copy (sticky): the operators it was re-sent to
 SERVED = "served"    # meta on an acknowledgement: the operator that served the item
 
@@ -77,6 +83,8 @@ class Resender:
         self.resent = 0      # copies sent again
         self.seen = 0        # acknowledgements that found an item waiting
         self.forgotten = 0   # copies dropped from a full table (those items can no longer be re-sent)
+        self.throttled = 0   # copies the budget refused
+        self._tokens: dict[str, float] = {}
 
     @property
     def active(self) -> bool:
@@ -85,6 +93,7 @@ class Resender:
     def update(self, runs: dict[str, ResendRun]) -> None:
         with self._lock:
             self.runs = dict(runs)
+            self._tokens = {op: self._tokens.get(op, BURST) for op in self.runs}
             for key in [k for k in self._pending if k[0] not in self.runs]:
                 del self._pending[key]
 
@@ -99,6 +108,7 @@ class Resender:
             key = (operator, item.key)
             if key in self._pending:
                 return
+            self._tokens[operator] = min(BURST, self._tokens.get(operator, 0.0) + run.budget)
             self._pending[key] = _Pending(edge, operator, item, now + run.after_ms / 1000.0, run.times,
                                           run.after_ms / 1000.0)
             while len(self._pending) > MAX_PENDING:
@@ -123,14 +133,18 @@ class Resender:
             for key, p in list(self._pending.items()):
                 if p.due > now:
                     continue
-                marked = sorted({*p.item.meta.get(RESENT, []), p.operator})
-                copy = replace(p.item, meta={**p.item.meta, RESENT: marked}, trace=[list(t) for t in p.item.trace])
-                out.append((p.edge, p.operator, copy))
                 p.left -= 1
                 if p.left <= 0:
                     del self._pending[key]
                 else:
                     p.due = now + p.every_s
+                if self._tokens.get(p.operator, 0.0) < 1.0:
+                    self.throttled += 1
+                    continue
+                self._tokens[p.operator] -= 1.0
+                marked = sorted({*p.item.meta.get(RESENT, []), p.operator})
+                copy = replace(p.item, meta={**p.item.meta, RESENT: marked}, trace=[list(t) for t in p.item.trace])
+                out.append((p.edge, p.operator, copy))
             self.resent += len(out)
         return out
 
@@ -141,4 +155,4 @@ class Resender:
     def counts(self) -> dict[str, int]:
         with self._lock:
             return {"resent": self.resent, "seen": self.seen, "waiting": len(self._pending),
-                    "forgotten": self.forgotten}
+                    "forgotten": self.forgotten, "throttled": self.throttled}

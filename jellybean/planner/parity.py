@@ -44,13 +44,14 @@ def base_of(name: str) -> str | None:
 
 
 def not_yet_run(wf: Workflow, what: str) -> None:
-    """Parity workers are planned and priced, but no agent runs them yet: refuse, saying so."""
-    asked = [o.name for o in wf.operators if o.redundancy is not None]
+    """Redundancy the simulator does not model (parity workers, re-sent copies): refuse, saying so."""
+    asked = [f"{o.name}: {field}" for o in wf.operators
+             for field, value in (("redundancy", o.redundancy), ("resend", o.resend)) if value is not None]
     if asked:
         raise JellyBeanError(
-            f"{what} with `redundancy` ({', '.join(asked)}) is not supported yet: the planner places and prices "
-            "parity workers (`jellybean plan`, `explain`), but the agents do not run the encoder, parity model and "
-            "decoder yet; remove `redundancy` from the workflow to run it")
+            f"{what} with redundancy ({', '.join(asked)}) is not supported yet: the simulator models neither parity "
+            "workers nor re-sent copies. Remove `redundancy` and `resend` from the workflow to simulate it without "
+            "them; `jellybean up` runs it with them")
 
 
 def check(wf: Workflow, zoo: Zoo, wpath: str, zpath: str) -> list[str]:

@@ -53,6 +53,8 @@ class Resend(StrictModel):
     after_ms: float = Field(gt=0, le=MAX_MS, description="send an item again when no replica served it after this "
                             "(above the operator's usual latency, or the copies only add load)")
     times: int = Field(1, ge=1, le=4, description="at most this many copies of one item")
+    budget: float = Field(0.2, gt=0, le=4, description="copies per item sent, on average (a retry budget): when "
+                          "every replica is slow, copies would only add to the load that made them late")
 
 
 class Operator(StrictModel):

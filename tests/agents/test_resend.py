@@ -9,7 +9,7 @@ import pytest
 from jellybean.agents import topics
 from jellybean.agents.items import Item, MessageError, decode_item, encode_item
 from jellybean.agents.messages import ResendRun
-from jellybean.agents.resend import MAX_PENDING, RESENT, Resender, acknowledgement, served
+from jellybean.agents.resend import BURST, MAX_PENDING, RESENT, Resender, acknowledgement, served
 
 
 def _item(frame: int, *, dropped: str | None = None) -> Item:
@@ -18,9 +18,9 @@ def _item(frame: int, *, dropped: str | None = None) -> Item:
                 blobs=[b"jpeg"], dropped=dropped, trace=[["edge", "detect", 1.0, 1.1]])
 
 
-def _resender(after_ms: float = 50.0, times: int = 1) -> Resender:
+def _resender(after_ms: float = 50.0, times: int = 1, budget: float = 0.2) -> Resender:
     r = Resender()
-    r.update({"reid": ResendRun(after_ms=after_ms, times=times)})
+    r.update({"reid": ResendRun(after_ms=after_ms, times=times, budget=budget)})
     return r
 
 
@@ -35,7 +35,8 @@ def test_an_item_not_acknowledged_in_time_is_sent_again_marked_and_whole():
     assert np.array_equal(copy.arrays["e"], original.arrays["e"]) and copy.trace == original.trace
     assert copy.meta[RESENT] == ["reid"] and copy.meta["boxes"] == original.meta["boxes"]
     # times = 1: nothing more for it, and it is no longer kept
-    assert r.due(now=99.0) == [] and r.counts() == {"resent": 1, "seen": 0, "waiting": 0, "forgotten": 0}
+    assert r.due(now=99.0) == [] and r.counts() == {"resent": 1, "seen": 0, "waiting": 0, "forgotten": 0,
+                                               "throttled": 0}
 
 
 def test_an_acknowledged_item_is_not_sent_again():
@@ -55,6 +56,26 @@ def test_times_bounds_the_copies_and_spaces_them_by_after_ms():
     assert len(sent_at) == 3
     assert np.allclose(np.diff([0.0, *sent_at]), 0.1, atol=0.011)
     assert r.next_due() is None
+
+
+def test_the_budget_bounds_the_copies_when_everything_is_late():
+    # Every replica slow (nothing acknowledged): after the saved-up burst, copies follow the budget.
+    r = _resender(after_ms=10, budget=0.25)
+    n = 400
+    for f in range(n):
+        r.sent("e", "reid", _item(f + 1), now=0.0)
+    copies = len(r.due(now=1.0))
+    assert copies == int(BURST)   # the saved copies; what the items earned was capped at BURST
+    # The refused copies are counted.
+    assert r.counts()["throttled"] == n - copies
+    steady = _resender(after_ms=10, budget=0.25)
+    sent = 0
+    for f in range(n):   # one late item in every two; the budget pays for a quarter of all items
+        steady.sent("e", "reid", _item(f + 1), now=float(f))
+        if f % 2:
+            steady.acknowledged("reid", _item(f + 1).key)
+        sent += len(steady.due(now=f + 0.5))
+    assert abs(sent - (BURST + 0.25 * n)) <= 1.0, sent
 
 
 def test_tombstones_and_operators_without_resend_are_not_kept():

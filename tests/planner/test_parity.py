@@ -157,5 +157,15 @@ def test_the_assignments_run_the_parity_workers_and_tell_producers_and_consumers
 def test_simulating_redundancy_is_refused_with_a_clear_message(tmp_path):
     from jellybean.adapt.simulate import prepare
 
-    with pytest.raises(JellyBeanError, match="redundancy.*not supported yet.*remove `redundancy`"):
+    with pytest.raises(JellyBeanError, match="reid: redundancy.*not supported yet.*Remove `redundancy` and `resend`"):
         prepare(_inputs(_example(tmp_path)))
+    (tmp_path / "resend").mkdir()
+    resend = _example(tmp_path / "resend")
+    wf = yaml.safe_load(resend["workflow"].read_text())
+    for op in wf["operators"]:
+        op.pop("redundancy", None)
+        if op["name"] == "reid":
+            op["resend"] = {"after_ms": 60}
+    resend["workflow"].write_text(yaml.safe_dump(wf))
+    with pytest.raises(JellyBeanError, match=r"redundancy \(reid: resend\) is not supported yet"):
+        prepare(_inputs(resend))
