@@ -147,11 +147,13 @@ needs_mosquitto = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto
 
 
 @pytest.fixture
-def sites(tmp_path):
-    """The AI City example's three site brokers, running, bridged on loopback ports."""
+def sites(tmp_path, request):
+    """The AI City example's three site brokers, running, bridged on loopback ports (the agents'
+    grants: `request.param`, else only their own site's)."""
     infra = _infra(EXAMPLE)
     names = [s.name for s in infra.sites]
-    cfg = write_site_configs(tmp_path / "brokers", infra, agents={n: AgentGrant(site=n) for n in names},
+    grants = getattr(request, "param", None) or {n: AgentGrant(site=n) for n in names}
+    cfg = write_site_configs(tmp_path / "brokers", infra, agents=grants,
                              ports={n: free_port() for n in names}, outage_budget_s=5,
                              extra_users={"observer": (Rule("readwrite", f"{topics.ROOT}/#"),)})
     brokers: dict[str, MosquittoBroker] = {}
@@ -270,6 +272,32 @@ def test_data_control_and_nothing_else_cross_real_bridges(sites, probes):
     while (got := _next(at_cloud, 30)) is not None and got[0] != topics.heartbeat("crossing"):
         pass  # the cloud's observer also sees what the controller published at the cloud
     assert got is not None and got[1] == b"hb-crossing"
+
+
+@needs_mosquitto
+@pytest.mark.parametrize("sites", [{"crossing": AgentGrant("crossing", ("hub",)),
+                                    "hub": AgentGrant("hub", ("cloud",), ack_sites=("crossing",)),
+                                    "cloud": AgentGrant("cloud", ack_sites=("crossing", "hub"))}], indirect=True)
+def test_a_replicas_acknowledgement_goes_back_against_the_data_to_its_producer(sites, probes):
+    """Re-send acknowledgements (jellybean.agents.resend): the hub's re-ID replica tells the
+    crossing's detector what it served, over the crossing-hub link that carries no data down."""
+    cfg, _, _ = sites
+    producer = probes(cfg, "crossing", "crossing")
+    producer.subscribe_granted(topics.ack("crossing", "detect"))
+    replica = probes(cfg, "hub", "hub")
+    _until_through(replica, producer, topics.ack("crossing", "detect"))
+    replica.publish(topics.ack("crossing", "detect"), b"seen-1")
+    assert [(t, p) for t, p, _ in _settle(replica, producer, topics.ack("crossing", "detect"))] == [
+        (topics.ack("crossing", "detect"), b"seen-1")]
+    # The ACL keeps acknowledgements to the sites whose data can reach the replica: the hub may not
+    # acknowledge to the cloud, and the crossing (which no site's data reaches) to no one.
+    watcher = probes(cfg, "cloud", "observer")
+    watcher.subscribe_granted(f"{topics.ROOT}/acks/#")
+    cloud = probes(cfg, "cloud", "cloud")
+    _until_through(cloud, watcher, topics.ack("cloud", "warm-up"))
+    replica.publish(topics.ack("cloud", "track"), b"not-granted")
+    producer.publish(topics.ack("cloud", "track"), b"not-granted")
+    assert _settle(cloud, watcher, topics.ack("cloud", "warm-up")) == []
 
 
 @needs_mosquitto
