@@ -147,9 +147,10 @@ def drops_over_time(data: RunData, t0: float) -> dict[str, list[tuple[float, int
     return {reason: sorted((float(s), n) for s, n in per.items()) for reason, per in sorted(bins.items())}
 
 
-def reconstructed_over_time(data: RunData, t0: float) -> dict[str, list[tuple[float, int, int]]]:
-    """Per protected operator and per second (when the sink heard of them): the frames whose
-    output of that operator was rebuilt from parity, beside all frames delivered that second."""
+def marked_over_time(data: RunData, t0: float, mark: str) -> dict[str, list[tuple[float, int, int]]]:
+    """Per operator and per second (when the sink heard of them): the frames whose output of that
+    operator carries `mark` (`reconstructed`: rebuilt from parity; `resent`: served from a re-sent
+    copy), beside all frames delivered that second."""
     delivered: dict[int, int] = defaultdict(int)
     rebuilt: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for d in data.sink.snapshot().values():
@@ -157,7 +158,7 @@ def reconstructed_over_time(data: RunData, t0: float) -> dict[str, list[tuple[fl
             continue
         second = int(math.floor(d.received_ts - t0))
         delivered[second] += 1
-        for op in d.reconstructed:
+        for op in getattr(d, mark):
             rebuilt[op][second] += 1
     return {op: [(float(s), per.get(s, 0), delivered[s]) for s in sorted(delivered)] for op, per in sorted(rebuilt.items())}
 
@@ -354,7 +355,8 @@ def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evalua
     if planned_frames and (data.media_seconds or data.seconds) > 0:
         result.load = result.totals().frames_in / (data.media_seconds or data.seconds) / planned_frames
     result.drops = drops_over_time(data, t0)
-    result.reconstructed = reconstructed_over_time(data, t0)
+    result.reconstructed = marked_over_time(data, t0, "reconstructed")
+    result.resent = marked_over_time(data, t0, "resent")
     result.replans = replans(data, t0)
     result.plans = plans_in_effect(data, t0)
     result.link_timeline = link_timeline(data)

@@ -17,6 +17,7 @@ and refers to them by relative path, so the directory can be moved or archived w
     throughput.png      items/s at the sink over the run, re-plans marked
     drops.png           items dropped per second by reason, re-plans marked
     reconstructed.png   share of frames with an output rebuilt from parity, per second (with redundancy)
+    resent.png          share of frames with an output served from a re-sent copy, per second (with resend)
     plan.png            the plan across tiers: workers per location, labelled operator/variant
 
 A plot without data is left out and the page says so. Problems (bad data, a partial run) are shown
@@ -237,18 +238,29 @@ def _drops_section(result: ReplayResult) -> Section | None:
 
 
 def _reconstructed_section(result: ReplayResult) -> Section | None:
-    if not result.reconstructed:
+    return _marked_section(result.reconstructed, "Outputs rebuilt from parity (redundancy)", "frames rebuilt",
+                           "a frame counts when its output of the operator was rebuilt by the decoder beside the "
+                           "operator's consumer, because that output was late or lost")
+
+
+def _resent_section(result: ReplayResult) -> Section | None:
+    return _marked_section(result.resent, "Outputs served from re-sent copies (resend)", "frames re-sent",
+                           "a frame counts when its output of the operator came from a copy its producer sent again "
+                           "because no replica had served the item in time, and the copy's output came first")
+
+
+def _marked_section(marked: dict[str, list[tuple[float, int, int]]], title: str, column: str,
+                    note: str) -> Section | None:
+    if not marked:
         return None
     rows = []
-    for op, series in result.reconstructed.items():
+    for op, series in marked.items():
         rebuilt, delivered = sum(r for _, r, _ in series), sum(n for _, _, n in series)
         busiest = max(series, key=lambda x: x[1] / x[2] if x[2] else 0.0)
         rows.append([op, rebuilt, delivered, _f(100.0 * rebuilt / delivered if delivered else 0.0, ".2f"),
                      _f(100.0 * busiest[1] / busiest[2] if busiest[2] else 0.0, ".1f"), _f(busiest[0], ".0f")])
-    return Section("Outputs rebuilt from parity (redundancy)", ["operator", "frames rebuilt", "frames delivered",
-                   "share %", "most in 1 s %", "at s"], rows,
-                   notes=["a frame counts when its output of the operator was rebuilt by the decoder beside the "
-                          "operator's consumer, because that output was late or lost"])
+    return Section(title, ["operator", column, "frames delivered", "share %", "most in 1 s %", "at s"], rows,
+                   notes=[note])
 
 
 def _replans_section(result: ReplayResult) -> Section | None:
@@ -318,7 +330,8 @@ def sections(result: ReplayResult, plan: Plan | None = None) -> list[Section]:
     """Every table of the report after the summary, in order (the terminal and the page share them)."""
     found = [_cameras_section(result), _rates_section(result), _latency_section(result),
              _segments_section(result), _links_section(result, plan), _outages_section(result), _drops_section(result),
-             _reconstructed_section(result), _replans_section(result), *_tracking_sections(result)]
+             _reconstructed_section(result), _resent_section(result), _replans_section(result),
+             *_tracking_sections(result)]
     return [s for s in found if s is not None]
 
 
@@ -412,6 +425,7 @@ def write_html_report(result: ReplayResult, directory: Path | str, plan: Plan | 
         "throughput.png": report_plots.plot_throughput(result, directory / "throughput.png"),
         "drops.png": report_plots.plot_drops(result, directory / "drops.png"),
         "reconstructed.png": report_plots.plot_reconstructed(result, directory / "reconstructed.png"),
+        "resent.png": report_plots.plot_resent(result, directory / "resent.png"),
         "plan.png": report_plots.plot_plan(plan, directory / "plan.png"),
     }
     for name, ok in plots.items():
@@ -467,6 +481,11 @@ def write_html_report(result: ReplayResult, directory: Path | str, plan: Plan | 
         parts.append(_section_html(rebuilt, heading=True))
         parts.append(_img("reconstructed.png", plots["reconstructed.png"], "share of frames with a rebuilt output, "
                           "per second", ""))
+    resent = _resent_section(result)
+    if resent:
+        parts.append(_section_html(resent, heading=True))
+        parts.append(_img("resent.png", plots["resent.png"], "share of frames served from a re-sent copy, per second",
+                          ""))
     replans = _replans_section(result)
     parts.append(_section_html(replans, heading=True) if replans else
                  '<p class="note">No re-plan during the run (one plan version on the routes topic).</p>')

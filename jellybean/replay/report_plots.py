@@ -268,16 +268,26 @@ def plot_drops(result: ReplayResult, path: Path) -> bool:
 
 def plot_reconstructed(result: ReplayResult, path: Path) -> bool:
     """Per protected operator, the share of each second's delivered frames whose output was rebuilt."""
-    if not result.reconstructed:
+    return _plot_marked(result, result.reconstructed, path, "rebuilt from parity (%)")
+
+
+def plot_resent(result: ReplayResult, path: Path) -> bool:
+    """Per operator with re-sends, the share of each second's delivered frames served from a copy."""
+    return _plot_marked(result, result.resent, path, "from re-sent copies (%)")
+
+
+def _plot_marked(result: ReplayResult, marked: dict[str, list[tuple[float, int, int]]], path: Path,
+                 ylabel: str) -> bool:
+    if not marked:
         return False
     fig = _figure(6.4, 2.6)
     ax = fig.add_subplot()
-    for op, series in result.reconstructed.items():
+    for op, series in marked.items():
         ax.step([t for t, _, _ in series], [100.0 * r / n if n else 0.0 for _, r, n in series], where="post",
                 label=f"{op}: {sum(r for _, r, _ in series)} frames")
     _mark_replans(ax, result)
     ax.set_xlabel("time since start (s)")
-    ax.set_ylabel("rebuilt from parity (%)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)

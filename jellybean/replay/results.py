@@ -206,6 +206,9 @@ class ReplayResult(_Model):
     reconstructed: dict[str, list[tuple[float, int, int]]] = Field(
         default_factory=dict, description="operator -> (second since start, frames whose output of that operator a "
         "parity decoder rebuilt, frames delivered in that second): redundancy (ParM) at work")
+    resent: dict[str, list[tuple[float, int, int]]] = Field(
+        default_factory=dict, description="operator -> (second since start, frames whose output of that operator came "
+        "from a re-sent copy, frames delivered in that second): re-sent requests (`resend`) at work")
     trace: str | None = Field(None, description="the load trace (replay --trace) that shaped the offered load")
     plans: list[Replan] = Field(default_factory=list, description="every plan version in effect during the run, "
                                 "the first at t = 0")

@@ -151,3 +151,21 @@ def test_outputs_rebuilt_from_parity_are_counted_per_operator_and_second_and_dra
     assert report_plots.plot_reconstructed(result, tmp_path / "r.png") and (tmp_path / "r.png").stat().st_size > 1000
     plain = build_result(run_data(), Scenario("train", "S01", ()), plan(), evaluate=False)
     assert plain.reconstructed == {} and not report_plots.plot_reconstructed(plain, tmp_path / "none.png")
+    assert result.resent == {} and not [s for s in sections(result) if s.title.startswith("Outputs served")]
+
+
+def test_outputs_served_from_re_sent_copies_are_counted_per_operator_and_second_and_drawn(tmp_path):
+    from jellybean.replay import report_plots
+    from jellybean.replay.report import sections
+
+    data = run_data()
+    for frame in (5, 15, 16):         # these frames' re-ID outputs came from copies sent again
+        it = item("S01/c001", frame)
+        it.meta["resent"] = ["reid"]
+        data.sink.items.pop(("S01/c001", frame))
+        data.sink.add(it, it.capture_ts + 0.060)
+    result = build_result(data, Scenario("train", "S01", ()), plan(), evaluate=False)
+    assert result.resent == {"reid": [(0.0, 1, 10 + 10), (1.0, 2, 10 + 7)]} and result.reconstructed == {}
+    (section,) = [s for s in sections(result) if s.title.startswith("Outputs served from re-sent")]
+    assert section.rows[0][:3] == ["reid", 3, 37]
+    assert report_plots.plot_resent(result, tmp_path / "s.png") and (tmp_path / "s.png").stat().st_size > 1000
