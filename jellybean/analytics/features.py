@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jellybean.analytics.errors import AnalyticsError
-from jellybean.analytics.store import TABLE, hz_of, scalar
+from jellybean.analytics.store import TABLE, hz_of
 
 NAMES = ("vehicles_1h", "speed_1h", "stopped_1h", "vehicles_15m", "speed_15m", "tod_sin", "tod_cos")
 WINDOW_S = 3600.0
@@ -58,28 +58,30 @@ def time_of_day(t: float | np.ndarray) -> tuple:
 
 
 def check_target(con, where: Where, path: str = "the store") -> None:
-    """The approach exists and has at least MIN_ROWS observations in the hour before ``where.t``;
-    an AnalyticsError naming what exists otherwise."""
+    """The approach exists and has observations from an hour before ``where.t``; an AnalyticsError
+    naming what exists otherwise. Reads the store's catalog, not the observations."""
+    from jellybean.analytics.store import approaches
+
     if not math.isfinite(where.t):
         raise AnalyticsError(f"--at {where.t!r}: give a finite time in seconds on the store's clock")
-    found = con.execute(f"SELECT DISTINCT intersection, approach FROM {TABLE} ORDER BY ALL").fetchall()
-    inters = sorted({i for i, _ in found})
+    found = approaches(con)
+    inters = sorted({a.intersection for a in found})
     if where.intersection not in inters:
         raise AnalyticsError(f"{path}: no intersection {where.intersection!r}; it has {', '.join(inters) or 'none'}")
-    approaches = [a for i, a in found if i == where.intersection]
-    if where.approach not in approaches:
+    mine = {a.approach: a for a in found if a.intersection == where.intersection}
+    if where.approach not in mine:
         raise AnalyticsError(f"{path}: intersection {where.intersection} has no approach {where.approach!r}; "
-                             f"it has {', '.join(approaches)}")
-    n, t_min, t_max = con.execute(f"SELECT count(*), min(t), max(t) FROM {TABLE} WHERE intersection = ? AND "
-                                  "approach = ?", [where.intersection, where.approach]).fetchall()[0]
-    if not (where.start >= t_min - 60 and where.t <= t_max + 60):
+                             f"it has {', '.join(sorted(mine))}")
+    span = mine[where.approach]
+    if not (where.start >= span.t_min - 60 and where.t <= span.t_max + 60):
         raise AnalyticsError(f"--at {where.t:g}: {where.intersection}/{where.approach} has observations from "
-                             f"t = {t_min:.0f} to {t_max:.0f} s; give a time at least an hour after the first")
-    inside = scalar(con, f"SELECT count(*) FROM {TABLE} WHERE intersection = ? AND approach = ? AND t >= ? "
-                         "AND t < ?", [where.intersection, where.approach, where.recent, where.t])
-    if inside < MIN_ROWS:
-        raise AnalyticsError(f"--at {where.t:g}: {where.intersection}/{where.approach} has {inside} observations "
-                             "in the 15 minutes before; pick a time with traffic")
+                             f"t = {span.t_min:.0f} to {span.t_max:.0f} s; give a time at least an hour after the "
+                             "first and at most a minute after the last")
+
+
+def no_traffic(where: Where, rows: int) -> AnalyticsError:
+    return AnalyticsError(f"{where.intersection}/{where.approach} at t = {where.t:g}: {rows} observation(s) in the "
+                          f"last 15 minutes, too few for a mean speed; pick a time with traffic")
 
 
 def exact(con, where: Where) -> np.ndarray:
@@ -94,8 +96,7 @@ def exact(con, where: Where) -> np.ndarray:
          "t": where.t}).fetchall()[0]
     n_1h, speed_1h, stopped_1h, n_15m, speed_15m = row
     if n_15m < MIN_ROWS:
-        raise AnalyticsError(f"{where.intersection}/{where.approach} at t = {where.t:g}: {n_15m} observations in "
-                             "the last 15 minutes; pick a time with traffic")
+        raise no_traffic(where, n_15m)
     s, c = time_of_day(where.t)
     return np.array([n_1h / (WINDOW_S * hz), speed_1h, stopped_1h, n_15m / (RECENT_S * hz), speed_15m, s, c])
 
@@ -114,7 +115,7 @@ def grid(con, every_s: float = 300.0) -> dict[str, np.ndarray]:
                    sum(CAST(speed < {STOP_SPEED} AS BIGINT)) AS s
             FROM {TABLE} GROUP BY ALL),
         span AS (SELECT intersection, approach, min(m) AS m0, max(m) AS m1 FROM per_minute GROUP BY ALL),
-        times AS (SELECT intersection, approach, unnest(range(m0 + 60, m1 - 4, {step})) AS m FROM span)
+        times AS (SELECT intersection, approach, unnest(range((m0 + 60 + {step - 1}) // {step} * {step}, m1 - 4, {step})) AS m FROM span)
         SELECT q.intersection, q.approach, q.m * 60.0 AS t,
                sum(p.n) FILTER (WHERE p.m < q.m) AS n1, sum(p.v) FILTER (WHERE p.m < q.m) AS v1,
                sum(p.s) FILTER (WHERE p.m < q.m) AS s1,

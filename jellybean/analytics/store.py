@@ -2,6 +2,7 @@
 
     observations(intersection VARCHAR, approach VARCHAR, track_id BIGINT, t DOUBLE, speed FLOAT, dwell FLOAT)
     store_info(key VARCHAR, value VARCHAR)      schema version and the observation rate `hz`
+    approaches(intersection, approach, rows, t_min, t_max)   the catalog, rebuilt by every write
 
 An observation is one vehicle seen once: in a CityFlow-layout scene one gt box (the scenario is the
 intersection, the camera the approach, `hz` the camera's frame rate); from the history generator one
@@ -77,7 +78,14 @@ def create(path: Path | str, hz: float, *, overwrite: bool = False):
     con.execute(f"CREATE TABLE {TABLE} ({columns})")
     con.execute("CREATE TABLE store_info (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
     con.execute("INSERT INTO store_info VALUES ('schema', ?), ('hz', ?)", [SCHEMA_VERSION, repr(float(hz))])
+    _catalog(con)
     return con
+
+
+def _catalog(con) -> None:
+    # what exists and when, for checking a query's target without scanning the observations
+    con.execute(f"CREATE OR REPLACE TABLE approaches AS SELECT intersection, approach, count(*) AS rows, "
+                f"min(t) AS t_min, max(t) AS t_max FROM {TABLE} GROUP BY ALL ORDER BY ALL")
 
 
 def connect(path: Path | str, *, read_only: bool = True):
@@ -97,9 +105,11 @@ def connect(path: Path | str, *, read_only: bool = True):
         found = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
                                  "WHERE table_name = ?", [TABLE]).fetchall())
         info = dict(con.execute("SELECT key, value FROM store_info").fetchall())
+        con.execute("SELECT intersection, approach, rows, t_min, t_max FROM approaches LIMIT 0").fetchall()
     except duckdb.Error:
         con.close()
-        raise AnalyticsError(f"{path}: a DuckDB file, but not a track store (no {TABLE} / store_info tables); "
+        raise AnalyticsError(f"{path}: a DuckDB file, but not a track store (no {TABLE} / store_info / approaches "
+                             "tables); "
                              "rebuild it with `jellybean analytics generate` or `load`") from None
     missing = [f"{n} {k}" for n, k in COLUMNS.items() if found.get(n) != k]
     if missing or info.get("schema") != SCHEMA_VERSION:
@@ -129,11 +139,14 @@ def info(path: Path | str) -> StoreInfo:
     con = connect(path)
     try:
         rows = scalar(con, f"SELECT count(*) FROM {TABLE}")
-        approaches = tuple(Approach(*r) for r in con.execute(
-            f"SELECT intersection, approach, count(*), min(t), max(t) FROM {TABLE} GROUP BY ALL ORDER BY ALL").fetchall())
-        return StoreInfo(Path(path), int(rows), hz_of(con), approaches)
+        return StoreInfo(Path(path), int(rows), hz_of(con), approaches(con))
     finally:
         con.close()
+
+
+def approaches(con) -> tuple[Approach, ...]:
+    """The catalog: every approach with its rows and time range."""
+    return tuple(Approach(*r) for r in con.execute("SELECT * FROM approaches ORDER BY ALL").fetchall())
 
 
 def check_hz(hz: float) -> None:
@@ -183,4 +196,5 @@ def insert(con, columns: dict[str, np.ndarray], *, shuffled: bool = False, seed:
     if not (shuffled and before == 0):
         # ordering by a hash of the row number is a pseudo-random permutation that the seed repeats
         con.execute(f"CREATE OR REPLACE TABLE {TABLE} AS SELECT * FROM {TABLE} ORDER BY hash(rowid + ?)", [int(seed)])
+    _catalog(con)
     return len(frame)
