@@ -139,8 +139,8 @@ def _clock(t: float) -> str:
 @analytics_app.command()
 def query(
     path: Store,
-    intersection: Annotated[str, typer.Option("--intersection", "-i", help="I01, ... (or a scenario name).")],
-    approach: Annotated[str, typer.Option("--approach", "-a", help="N, E, S, W (or a camera name).")],
+    intersection: Annotated[str, typer.Option("--intersection", help="I01, ... (or a scenario name).")],
+    approach: Annotated[str, typer.Option("--approach", help="N, E, S, W (or a camera name).")],
     at: Annotated[str, typer.Option("--at", help="When: seconds on the store's clock, HH:MM, or Nd HH:MM.")],
     tau: Annotated[float, typer.Option("--tau", help="Confidence that the answer is the exact one's, in (0, 1).")] = 0.95,
     delta: Annotated[Optional[float], typer.Option(
