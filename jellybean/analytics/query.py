@@ -164,8 +164,10 @@ def approximate(con, model: CongestionModel, where: Where, options: Options = Op
     if not checked:
         check_target(con, where)
     started = time.perf_counter()
-    rows, hz = con.execute(f"SELECT (SELECT count(*) FROM {TABLE}), (SELECT CAST(value AS DOUBLE) FROM store_info "
+    # the table's size from the store's catalog (exact: rebuilt by every write), not a count over it
+    rows, hz = con.execute("SELECT (SELECT sum(rows) FROM approaches), (SELECT CAST(value AS DOUBLE) FROM store_info "
                            "WHERE key = 'hz')").fetchall()[0]
+    rows = int(rows)
     first = min(1.0, max(options.initial, MIN_VECTORS * VECTOR / rows))
     fraction = {g: first for g in GROUPS}
     samples: dict[str, tuple[int, np.ndarray]] = {}

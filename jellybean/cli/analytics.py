@@ -81,7 +81,8 @@ def generate(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    err_console.print(f"{written} observations ({cfg.intersections} intersections × 4 approaches, {cfg.days:g} days, "
+    err_console.print(f"{written} observations ({cfg.intersections} intersections × 4 approaches, {cfg.days:g} "
+                      f"day{'' if cfg.days == 1 else 's'}, "
                       f"{rate:.6g} per vehicle per second) written to {path} in {seconds:.1f} s", highlight=False)
 
 
@@ -184,10 +185,9 @@ def query(
                             "speedup": exact_result.seconds / result.seconds}
         typer.echo(json.dumps(out, indent=2))
         return
-    what = "P(congested)" if delta is not None else "congested in the next 5 min"
-    rule = f"τ = {tau:g}" + (f", δ = {delta:g}" if delta is not None else ", the class unchanged")
-    table = Table(title=f"{intersection}/{approach} at {_clock(where.t)} (t = {where.t:g} s): {what}; {rule}",
-                  title_justify="left")
+    what = "P(congested in the next 5 min)" if delta is not None else "congested in the next 5 min?"
+    rule = f"τ = {tau:g}" + (f", δ = {delta:g}" if delta is not None else "")
+    table = Table(title=f"{intersection}/{approach} at {_clock(where.t)}: {what} {rule}", title_justify="left")
     table.add_column("")
     table.add_column("approximate", justify="right")
     if exact_result is not None:
