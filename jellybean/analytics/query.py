@@ -118,11 +118,16 @@ def _sample(con, where: Where, starts: list[float], fraction: float, seed: int) 
     filtered in the scan; cheaper together than one pass that counts and filters every row."""
     clause = "" if fraction >= 1 else f"TABLESAMPLE SYSTEM ({100 * fraction:.6f} PERCENT) REPEATABLE ({seed})"
     n = scalar(con, f"SELECT count(*) FROM {TABLE} {clause}")
-    rows = con.execute(f"SELECT t, speed FROM {TABLE} {clause} WHERE intersection = $i AND approach = $a "
-                       "AND t >= $start AND t < $t",
-                       {"i": where.intersection, "a": where.approach, "start": min(starts), "t": where.t}).fetchnumpy()
+    # literals, quoted, rather than parameters: binding costs DuckDB ~0.5 ms a query, a quarter of this one
+    rows = con.execute(f"SELECT t, speed FROM {TABLE} {clause} WHERE intersection = {_quoted(where.intersection)} "
+                       f"AND approach = {_quoted(where.approach)} AND t >= {float(min(starts))!r} "
+                       f"AND t < {float(where.t)!r}").fetchnumpy()
     t, speed = np.asarray(rows["t"], dtype=float), np.asarray(rows["speed"], dtype=float)
     return int(n), [speed[t >= start] for start in starts]
+
+
+def _quoted(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _group_estimates(group: str, n: int, speeds: np.ndarray, rows: int, hz: float) -> list[Estimate]:

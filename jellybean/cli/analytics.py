@@ -83,7 +83,8 @@ def generate(
         return
     err_console.print(f"{written} observations ({cfg.intersections} intersections × 4 approaches, {cfg.days:g} "
                       f"day{'' if cfg.days == 1 else 's'}, "
-                      f"{rate:.6g} per vehicle per second) written to {path} in {seconds:.1f} s", highlight=False)
+                      f"{rate:.6g} per vehicle per second) written to {path} in {seconds:.1f} s", highlight=False,
+                      soft_wrap=True)
 
 
 @analytics_app.command()
@@ -107,7 +108,7 @@ def load(
                                "approaches": [f"{i}/{a}" for i, a in cameras]}, indent=2))
         return
     err_console.print(f"{written} observations from {len(cameras)} cameras ({hz:g} fps) written to {path}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
 
 
 _CLOCK = re.compile(r"^(?:(\d+)d\s*)?(\d{1,2}):(\d{2})(?::(\d{2}))?$")
@@ -210,4 +211,4 @@ def query(
         console.print(f"speedup {exact_result.seconds / result.seconds:.1f}×; the approximate answer is "
                       f"{'within δ of ' if delta is not None else ''}{'the exact one' if same else 'NOT the exact one'}"
                       + ("" if delta is None else f" (|difference| {abs(result.prediction - exact_result.prediction):.4f})"),
-                      highlight=False)
+                      highlight=False, soft_wrap=True)

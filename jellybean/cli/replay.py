@@ -142,7 +142,7 @@ def store_tracks(path: Path, data, scenario) -> int:
 
     columns, hz = from_delivered(data.sink.snapshot(), scenario)
     written = write(path, columns, hz)
-    err.print(f"{written} observations of the delivered tracks written to {path}", highlight=False)
+    err.print(f"{written} observations of the delivered tracks written to {path}", highlight=False, soft_wrap=True)
     return written
 
 
