@@ -111,10 +111,16 @@ def from_delivered(delivered: dict, scenario) -> tuple[dict[str, np.ndarray], fl
             continue
         for box, ident in zip(item.boxes, item.ids):
             by_camera.setdefault(item.stream, []).append((item.frame, ident, box[:4]))
-    cameras = [scenario.camera(name) for name in sorted(by_camera)]
+    # replay names a stream by the camera's key (train/S01/c001)
+    known = {c.key: c for c in scenario.cameras}
+    unknown = sorted(set(by_camera) - set(known))
+    if unknown:
+        raise AnalyticsError(f"delivered tracks from {', '.join(unknown)}, not a camera of {scenario.split}/"
+                             f"{scenario.name} ({', '.join(known)}); store the tracks of the scenario replayed")
+    cameras = [known[key] for key in sorted(by_camera)]
     parts = []
     for cam in cameras:
-        rows = by_camera[cam.name]
+        rows = by_camera[cam.key]
         parts.append(observations(scenario.name, cam.name, [r[0] for r in rows], [r[1] for r in rows],
                                   [r[2] for r in rows], cam.homography(), cam.fps, cam.offset_s))
     return concat(parts), (_rate(cameras) if cameras else float(scenario.cameras[0].fps or 10.0))

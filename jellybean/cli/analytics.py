@@ -58,10 +58,11 @@ def generate(
 
     _finite("--days", days)
     _finite("--hz", hz)
-    cfg = gen.config(intersections=intersections, days=days, hz=hz, rows=rows if hz is None else None, seed=seed) \
-        if rows is None or hz is None else gen.config(intersections=intersections, days=days, hz=hz, rows=rows, seed=seed)
-    if path.exists() and not overwrite:
-        store.create(path, 1.0)  # raises the "already exists; pass --overwrite" error
+    from jellybean.analytics.errors import AnalyticsError
+
+    cfg = gen.config(intersections=intersections, days=days, hz=hz, rows=rows, seed=seed)
+    if path.exists() and not overwrite:  # before minutes of work, not after
+        raise AnalyticsError(f"{path}: already exists; pass --overwrite to replace it, or choose another path")
     started = time.perf_counter()
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("approaches"), TimeElapsedColumn(), console=err_console, transient=True,

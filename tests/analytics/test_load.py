@@ -79,10 +79,11 @@ def test_the_sinks_delivered_tracks_load_as_the_gt_does(scene, tmp_path):
         for r in cam.gt():
             by_frame.setdefault(r.frame, []).append(r)
         for frame, rows in by_frame.items():
-            delivered[(cam.name, frame)] = Delivered(
-                stream=cam.name, frame=frame, capture_ts=0.0, received_ts=0.0, dropped=None,
+            delivered[(cam.key, frame)] = Delivered(
+                stream=cam.key, frame=frame, capture_ts=0.0, received_ts=0.0, dropped=None,
                 boxes=[[r.left, r.top, r.width, r.height] for r in rows], ids=[r.id for r in rows], trace=[])
-    delivered[("c001", 999)] = Delivered("c001", 999, 0.0, 0.0, "deadline", [[1, 2, 3, 4]], [5], [])  # a drop
+    delivered[("train/S01/c001", 999)] = Delivered("train/S01/c001", 999, 0.0, 0.0, "deadline", [[1, 2, 3, 4]], [5],
+                                                   [])  # a drop: not an observation
     from_sink, hz = load.from_delivered(delivered, scenario)
     from_gt, _ = load.from_dataset(scene)
     order = lambda c: np.lexsort((c["t"], c["track_id"], c["approach"].astype(str)))  # noqa: E731
@@ -97,6 +98,11 @@ def test_the_sinks_delivered_tracks_load_as_the_gt_does(scene, tmp_path):
     assert store_tracks(path, Run, scenario) == from_gt["t"].size
     assert store_tracks(path, Run, scenario) == from_gt["t"].size     # a second run appends
     assert store.info(path).rows == 2 * from_gt["t"].size
+    from jellybean.analytics.errors import AnalyticsError
+
+    stray = {("train/S09/c001", 1): Delivered("train/S09/c001", 1, 0.0, 0.0, None, [[1, 2, 3, 4]], [5], [])}
+    with pytest.raises(AnalyticsError, match="train/S09/c001, not a camera of train/S01"):
+        load.from_delivered(stray, scenario)
 
 
 def test_replay_has_the_track_store_option():
