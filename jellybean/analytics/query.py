@@ -42,6 +42,7 @@ from jellybean.approx.stopping import StopRule
 VECTOR = 2048               # rows DuckDB's SYSTEM sample keeps or skips together
 MIN_VECTORS = 16            # the first sample holds at least this many vectors in expectation
 GROUPS = {"hour": (0, 1, 2), "recent": (3, 4)}     # window -> the features (columns of NAMES) it gives
+GROUP_OF = {k: g for g, ks in GROUPS.items() for k in ks}
 SPAN = {"hour": WINDOW_S, "recent": RECENT_S}
 
 
@@ -212,8 +213,7 @@ def approximate(con, model: CongestionModel, where: Where, options: Options = Op
                               rounds, time.perf_counter() - started,
                               {name: (e.value, e.stderr) for name, e in zip(NAMES, estimates)}, decision.reason)
             # the cost of a feature's next step: its window's next sample, in rows
-            costs = [next(fraction[g] for g in GROUPS if k in GROUPS[g]) * options.growth if k < 5 else 1.0
-                     for k in range(len(NAMES))]
+            costs = [fraction[GROUP_OF[k]] * options.growth if k in GROUP_OF else 1.0 for k in range(len(NAMES))]
             ranked = prioritize(model_fn, estimates, costs, base=options.base, seed=options.seed)
             score = {g: sum(p.priority for p in ranked if p.feature in GROUPS[g]) for g in open_}
             best = max(open_, key=lambda g: score[g])
@@ -226,12 +226,13 @@ def approximate(con, model: CongestionModel, where: Where, options: Options = Op
 
 
 def _spent(rule: StopRule, k: int) -> StopRule:
-    """The rule for the k-th check (k = 1, 2, ...): τ_k = 1 - (1 - τ)/2^k. Each check looks at a fresh
-    sample, and a check that stops on the wrong answer does so with chance at most 1 - τ_k; over all
-    checks that adds up to at most (1 - τ)(1/2 + 1/4 + ...) < 1 - τ (a union bound). Checking every
-    round at τ itself would let the chances add up to more than 1 - τ for an answer near the model's
-    boundary, which is checked many times (measured: 0.825 at τ = 0.9 for the hardest targets)."""
-    return StopRule(1 - (1 - rule.tau) / 2 ** k, rule.delta, rule.kind)
+    """The rule for the k-th check (k = 1, 2, ...): τ_k = 1 - (1 - τ)/2^k. A check stops on a wrong
+    answer with chance at most about 1 - τ_k, so over all checks the chance of a wrong stop is at
+    most (1 - τ)(1/2 + 1/4 + ...) < 1 - τ (a union bound: it holds however the checks' samples
+    overlap). Checking every round at τ itself lets those chances add up past 1 - τ for an answer
+    near the model's boundary, which is checked many times (measured: 0.825 at τ = 0.9 for the
+    hardest targets). k is capped at 40, where τ_k is still below 1 in floating point."""
+    return StopRule(1 - (1 - rule.tau) / 2 ** min(k, 40), rule.delta, rule.kind)
 
 
 def _predict(model: CongestionModel, options: Options, x: np.ndarray) -> np.ndarray:

@@ -11,6 +11,12 @@ from jellybean.analytics.errors import AnalyticsError
 from jellybean.analytics.features import Where
 
 
+@pytest.fixture()
+def con(analytics_con):
+    """The shared small store (tests/conftest.py), by a short name."""
+    return analytics_con
+
+
 def _numpy_features(rows: dict, hz: float, where: Where) -> np.ndarray:
     mine = (rows["intersection"] == where.intersection) & (rows["approach"] == where.approach)
     hour = mine & (rows["t"] >= where.t - 3600) & (rows["t"] < where.t)

@@ -16,6 +16,12 @@ from jellybean.analytics.model import CongestionModel
 from jellybean.analytics.store import hz_of, scalar
 
 
+@pytest.fixture()
+def con(analytics_con):
+    """The shared small store (tests/conftest.py), by a short name."""
+    return analytics_con
+
+
 @pytest.fixture(scope="module")
 def model():
     return CongestionModel()
@@ -114,3 +120,14 @@ def test_a_seed_repeats_the_answer_and_the_samples(con, model):
 def test_bad_options_are_named(con, model, options, words):
     with pytest.raises(AnalyticsError, match=words.replace("(", r"\(")):
         query.approximate(con, model, Where("I01", "N", 40000.0), options)
+
+
+def test_the_rule_gets_stricter_each_check_and_its_errors_add_up_to_less_than_one_minus_tau():
+    from jellybean.approx.stopping import StopRule
+
+    rule = StopRule(0.9, 0.0, "classifier")
+    taus = [query._spent(rule, k).tau for k in range(1, 41)]   # a query doubles a sample per check: < 40
+    assert taus[0] == pytest.approx(0.95) and all(a < b < 1 for a, b in zip(taus, taus[1:]))
+    assert sum(1 - t for t in taus) < 1 - 0.9
+    assert query._spent(rule, 500).tau < 1                     # capped: a StopRule needs τ < 1
+    assert query._spent(StopRule(0.9, 0.05), 3).delta == 0.05
