@@ -84,6 +84,38 @@ def sorted_copy(path: Path) -> Path:
     return copy
 
 
+def hard(args) -> int:
+    """Coverage where it is hardest: the queries whose exact P(congested) is nearest 0.5 (or, with
+    --delta, nearest where the model is steepest: the same), each run with several seeds."""
+    path = build(args)
+    model = CongestionModel()
+    con = store.connect(path)
+    started = time.perf_counter()
+    grid = features.grid(con)
+    p = model.probability(grid["features"])
+    picks = np.argsort(np.abs(p - 0.5))[:args.hard]
+    print(f"{grid['t'].size} grid points (features in {time.perf_counter() - started:.1f} s); the {args.hard} "
+          f"nearest the boundary have exact P(congested) {p[picks].min():.3f} .. {p[picks].max():.3f}")
+    agree, reads, times, exact_times = [], [], [], []
+    for k in picks:
+        where = features.Where(str(grid["intersection"][k]), str(grid["approach"][k]), float(grid["t"][k]))
+        truth = exact(con, model, where, Options(tau=args.tau, delta=args.delta), checked=True)
+        exact_times.append(truth.seconds)
+        for seed in range(args.repeats):
+            a = approximate(con, model, where, Options(tau=args.tau, delta=args.delta, seed=seed), checked=True)
+            ok = a.prediction == truth.prediction if args.delta is None else abs(a.prediction - truth.prediction) <= args.delta
+            agree.append(ok)
+            reads.append(a.read)
+            times.append(a.seconds)
+    con.close()
+    runs = len(agree)
+    bar = args.tau - 3 * np.sqrt(args.tau * (1 - args.tau) / runs)
+    print(f"coverage {np.mean(agree):.4f} ({sum(agree)}/{runs} runs; τ={args.tau:g}, τ less 3 binomial SE {bar:.4f})")
+    print(f"rows read median {np.median(reads):.2%} of the table (range {min(reads):.2%} .. {max(reads):.2%}); "
+          f"approximate median {np.median(times) * 1000:.1f} ms, exact median {np.median(exact_times) * 1000:.1f} ms")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -94,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tau", type=float, default=0.95)
     parser.add_argument("--delta", type=float, default=None, help="predict P(congested) within delta")
     parser.add_argument("--sorted", action="store_true", help="also time the exact query on a time-sorted copy")
+    parser.add_argument("--hard", type=int, default=0, metavar="K",
+                        help="instead: the K queries nearest the model's boundary, each with --repeats seeds")
+    parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
+    if args.hard:
+        return hard(args)
 
     path = build(args)
     model = CongestionModel()
