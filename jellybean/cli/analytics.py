@@ -148,6 +148,9 @@ def query(
     tau: Annotated[float, typer.Option("--tau", help="Confidence that the answer is the exact one's, in (0, 1).")] = 0.95,
     delta: Annotated[Optional[float], typer.Option(
         "--delta", help="Answer P(congested) within this bound instead of the class.")] = None,
+    approx: Annotated[bool, typer.Option(
+        "--approx/--no-approx", help="Run the approximate query (the default); --no-approx --exact runs only the "
+                                     "exact one.")] = True,
     exact_too: Annotated[bool, typer.Option("--exact", help="Also run the exact query and show both.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the samples and the QMC draws.")] = 0,
     model_path: Annotated[Optional[Path], typer.Option(
@@ -166,47 +169,54 @@ def query(
     options = Options(tau=tau, delta=delta, seed=seed)
     options.check()
     where = Where(intersection, approach, parse_at(at))
+    if not (approx or exact_too):
+        from jellybean.analytics.errors import AnalyticsError
+
+        raise AnalyticsError("--no-approx leaves nothing to run; add --exact, or drop --no-approx")
     model = CongestionModel(model_path or DEFAULT)
     con = store.connect(path)
     try:
         check_target(con, where, str(path))
-        result = approximate(con, model, where, options, checked=True)
+        result = approximate(con, model, where, options, checked=True) if approx else None
         exact_result = exact(con, model, where, options, checked=True) if exact_too else None
     finally:
         con.close()
     answer = (lambda v: "congested" if v >= 0.5 else "not congested") if delta is None else (lambda v: f"{v:.4f}")
     if as_json:
-        out = {"intersection": intersection, "approach": approach, "t": where.t, "tau": tau, "delta": delta,
-               "prediction": result.prediction, "answer": answer(result.prediction),
-               "confidence": result.confidence, "fractions": result.fractions, "read": result.read,
-               "rounds": result.rounds, "exact_read": result.exact, "seconds": result.seconds,
-               "features": {k: {"value": v, "stderr": e} for k, (v, e) in result.estimates.items()}}
+        out = {"intersection": intersection, "approach": approach, "t": where.t, "tau": tau, "delta": delta}
+        if result is not None:
+            out.update({"prediction": result.prediction, "answer": answer(result.prediction),
+                        "confidence": result.confidence, "fractions": result.fractions, "read": result.read,
+                        "rounds": result.rounds, "exact_read": result.exact, "seconds": result.seconds,
+                        "features": {k: {"value": v, "stderr": e} for k, (v, e) in result.estimates.items()}})
         if exact_result is not None:
             out["exact"] = {"prediction": exact_result.prediction, "answer": answer(exact_result.prediction),
-                            "seconds": exact_result.seconds, "features": dict(zip(NAMES, exact_result.features)),
-                            "speedup": exact_result.seconds / result.seconds}
+                            "seconds": exact_result.seconds, "features": dict(zip(NAMES, exact_result.features))}
+            if result is not None:
+                out["exact"]["speedup"] = exact_result.seconds / result.seconds
         typer.echo(json.dumps(out, indent=2))
         return
     what = "P(congested in the next 5 min)" if delta is not None else "congested in the next 5 min?"
     rule = f"τ = {tau:g}" + (f", δ = {delta:g}" if delta is not None else "")
     table = Table(title=f"{intersection}/{approach} at {_clock(where.t)}: {what} {rule}", title_justify="left")
+    labels = ["answer", "confidence", "sample of the table, last hour", "sample of the table, last 15 min",
+              "rows read / table", "time", *NAMES[:5]]
     table.add_column("")
-    table.add_column("approximate", justify="right")
+    columns = [labels]
+    if result is not None:
+        table.add_column("approximate", justify="right")
+        columns.append([answer(result.prediction), f"{result.confidence:.4f}", f"{result.fractions['hour']:.2%}",
+                        f"{result.fractions['recent']:.2%}", f"{result.read:.2%} ({result.rounds} rounds)",
+                        f"{result.seconds * 1000:.1f} ms",
+                        *(f"{v:.4g} ± {e:.2g}" for v, e in (result.estimates[n] for n in NAMES[:5]))])
     if exact_result is not None:
         table.add_column("exact", justify="right")
-    rows = [("answer", answer(result.prediction), answer(exact_result.prediction) if exact_result else ""),
-            ("confidence", f"{result.confidence:.4f}", "1"),
-            ("sample of the table, last hour", f"{result.fractions['hour']:.2%}", "100.00%"),
-            ("sample of the table, last 15 min", f"{result.fractions['recent']:.2%}", "100.00%"),
-            ("rows read / table", f"{result.read:.2%} ({result.rounds} rounds)", "100.00%"),
-            ("time", f"{result.seconds * 1000:.1f} ms", f"{exact_result.seconds * 1000:.1f} ms" if exact_result else "")]
-    for k, name in enumerate(NAMES[:5]):
-        value, stderr = result.estimates[name]
-        rows.append((name, f"{value:.4g} ± {stderr:.2g}", f"{exact_result.features[k]:.4g}" if exact_result else ""))
-    for row in rows:
-        table.add_row(*(row if exact_result is not None else row[:2]))
+        columns.append([answer(exact_result.prediction), "1", "100.00%", "100.00%", "100.00%",
+                        f"{exact_result.seconds * 1000:.1f} ms", *(f"{v:.4g}" for v in exact_result.features[:5])])
+    for row in zip(*columns):
+        table.add_row(*row)
     console.print(fit(table))
-    if exact_result is not None:
+    if result is not None and exact_result is not None:
         same = result.prediction == exact_result.prediction if delta is None else \
             abs(result.prediction - exact_result.prediction) <= delta
         console.print(f"speedup {exact_result.seconds / result.seconds:.1f}×; the approximate answer is "

@@ -46,6 +46,10 @@ def test_query_answers_with_confidence_fraction_and_time_and_the_exact_one_besid
     delta = _run("query", str(generated), "--intersection", "I01", "--approach", "N", "--at", "29700", "--delta",
                  "0.1", "--json")
     assert delta.exit_code == 0 and 0 <= json.loads(delta.stdout)["prediction"] <= 1
+    only = _run("query", str(generated), "--intersection", "I01", "--approach", "N", "--at", "08:15", "--no-approx",
+                "--exact", "--json")
+    assert only.exit_code == 0, only.output
+    assert "confidence" not in json.loads(only.stdout) and json.loads(only.stdout)["exact"]["answer"] == out["answer"]
 
 
 def test_load_fills_a_store_from_a_scenes_gt(tmp_path):
@@ -70,6 +74,7 @@ def test_bad_input_is_one_clear_message(generated, tmp_path):
     _error(_run(*q, "--at", "08:15", "--delta", "inf"), "--delta inf", "finite")
     _error(_run(*q, "--at", "noon"), "--at 'noon'", "HH:MM")
     _error(_run(*q, "--at", "00:10"), "at least an hour after the first")
+    _error(_run(*q, "--at", "08:15", "--no-approx"), "--no-approx leaves nothing to run")
     _error(_run("query", str(generated), "--intersection", "I09", "--approach", "N", "--at", "08:15"),
            "no intersection 'I09'", "I01")
     _error(_run("query", str(generated), "--intersection", "I01", "--approach", "X", "--at", "08:15"),
