@@ -99,6 +99,9 @@ def connect(path: Path | str, *, read_only: bool = True):
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "lock" in first.lower():  # a writer elsewhere: the file is fine, it is busy
+            raise AnalyticsError(f"{path}: in use by another process that writes to it ({first}); wait for it "
+                                 "to finish") from None
         raise AnalyticsError(f"{path}: not a readable DuckDB track store ({first}); rebuild it with "
                              "`jellybean analytics generate` or `load`") from None
     try:
@@ -109,8 +112,7 @@ def connect(path: Path | str, *, read_only: bool = True):
     except duckdb.Error:
         con.close()
         raise AnalyticsError(f"{path}: a DuckDB file, but not a track store (no {TABLE} / store_info / approaches "
-                             "tables); "
-                             "rebuild it with `jellybean analytics generate` or `load`") from None
+                             "tables); rebuild it with `jellybean analytics generate` or `load`") from None
     missing = [f"{n} {k}" for n, k in COLUMNS.items() if found.get(n) != k]
     if missing or info.get("schema") != SCHEMA_VERSION:
         con.close()

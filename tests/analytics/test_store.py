@@ -85,3 +85,20 @@ def test_missing_garbled_and_foreign_files_are_named_with_the_fix(tmp_path):
         store.create(tmp_path / "other.duckdb", 1.0)
     with pytest.raises(AnalyticsError, match="hz"):
         store.create(tmp_path / "new.duckdb", float("nan"))
+
+
+def test_a_store_another_process_writes_to_is_busy_not_broken(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "busy.duckdb"
+    con = store.create(path, 1.0)      # this process holds DuckDB's write lock until it closes
+    try:
+        probe = ("from jellybean.analytics import store\ntry:\n    store.connect(r'%s')\n"
+                 "except Exception as e:\n    print(e)" % path)
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    finally:
+        con.close()
+    assert "in use by another process" in out.stdout and "rebuild" not in out.stdout, out.stdout + out.stderr
