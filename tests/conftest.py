@@ -187,3 +187,32 @@ def free_run(n: int) -> int:
         except OSError:
             continue
     raise AssertionError("no run of free ports")
+
+
+# --- analytics: a small generated track store (tests/analytics; one conftest per suite, since the
+# test folders are not packages and a second conftest.py would shadow this one's names)
+
+ANALYTICS_STORE = dict(intersections=4, days=1.0, rows=500_000, seed=7)
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory):
+    """Four intersections, one day, 5·10^5 observations, in random physical order."""
+    from jellybean.analytics import generate, store
+
+    path = tmp_path_factory.mktemp("analytics") / "small.duckdb"
+    columns, hz = generate.generate(generate.config(**ANALYTICS_STORE))
+    con = store.create(path, hz)
+    store.insert(con, columns, shuffled=True)
+    con.close()
+    return path
+
+
+@pytest.fixture()
+def analytics_con(small_store):
+    """A read-only connection to the small store."""
+    from jellybean.analytics import store
+
+    connection = store.connect(small_store)
+    yield connection
+    connection.close()

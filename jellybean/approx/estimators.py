@@ -89,20 +89,41 @@ def total(sample: ArrayLike, population: int) -> Estimate:
     return Estimate(population * per_record.value, population * per_record.stderr, per_record.n, population)
 
 
-def count(sample: ArrayLike, population: int, where: Callable[[np.ndarray], ArrayLike] | None = None) -> Estimate:
-    """The number of records in the population that match, estimated from the sample's share of matches.
+WILSON_Z = 1.96  # the normal quantile of the Wilson bound a sample with no (or only) matches gets
+
+
+def share(sample: ArrayLike, population: int | None = None,
+          where: Callable[[np.ndarray], ArrayLike] | None = None) -> Estimate:
+    """The share of the population's records that match, estimated by the sample's share p.
 
     ``sample`` is a boolean array (True: the record matches), or any records with ``where`` the
-    predicate that maps them to such an array. The count is the total of the 0/1 indicator, so its
-    stderr is N · sqrt(p(1-p)/(n-1)) · fpc with p the sample's share; it is 0 when the sample has
-    all or no matches (the plug-in estimate cannot see a share it never sampled).
+    predicate that maps them to such an array. The stderr is sqrt(p(1-p)/(n-1)) · fpc, the mean's.
+    When the sample has no matches (or only matches) and is not the whole population, that plug-in
+    stderr would be 0 although the share may well be positive; then the stderr is the distance from
+    p to the far end of the 95 % Wilson score interval over z: z/(n + z²) · fpc, which is > 0
+    and shrinks as 1/n (Wilson, JASA 1927; Brown, Cai & DasGupta, Stat. Sci. 2001).
     """
     matches = np.asarray(sample if where is None else where(np.asarray(sample)))
     if matches.dtype != np.bool_:
         hint = "the predicate must return" if where is not None else "give"
-        raise ApproxError(f"count: sample has dtype {matches.dtype}; {hint} a boolean array "
+        raise ApproxError(f"share/count: sample has dtype {matches.dtype}; {hint} a boolean array "
                           "(True where the record matches), or pass where=predicate")
-    return total(matches.astype(float), population)
+    estimate = mean(matches.astype(float), population)
+    hits = int(np.count_nonzero(matches))
+    if estimate.exact or 0 < hits < matches.size:
+        return estimate
+    stderr = WILSON_Z / (matches.size + WILSON_Z ** 2) * fpc(matches.size, population)
+    return Estimate(estimate.value, stderr, estimate.n, population)
+
+
+def count(sample: ArrayLike, population: int, where: Callable[[np.ndarray], ArrayLike] | None = None) -> Estimate:
+    """The number of records in the population that match: N times their ``share`` in the sample (its
+    stderr times N, so a sample with no or only matches gets the Wilson bound's stderr, not 0)."""
+    if population is None:
+        raise ApproxError("count: population is None; a count scales with the population size, so give "
+                          "population=N (the number of records sampled from)")
+    proportion = share(sample, population, where)
+    return Estimate(population * proportion.value, population * proportion.stderr, proportion.n, population)
 
 
 def bootstrap(sample: ArrayLike, statistic: Statistic, population: int | None = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,7 +65,11 @@ def sobol_indices(model: Model, estimates: Sequence[Estimate], base: int = 256, 
     if np.ptp(outputs) <= CONSTANT_SPREAD * max(1.0, float(np.max(np.abs(outputs)))):
         return indices
     # only the point estimates are used, so few resamples for SALib's (unused) confidence intervals
-    analysis = sobol_analyze.analyze(problem, outputs, calc_second_order=False, num_resamples=10, seed=seed)
+    with warnings.catch_warnings():
+        # a classifier's outputs are constant on some of SALib's subsets; its "Constant values" warning
+        # is expected then (the index is 0 there), and would reach the terminal of every query
+        warnings.filterwarnings("ignore", message="Constant values encountered", category=UserWarning)
+        analysis = sobol_analyze.analyze(problem, outputs, calc_second_order=False, num_resamples=10, seed=seed)
     indices[uncertain] = np.clip(np.nan_to_num(analysis["S1"], nan=0.0), 0.0, 1.0)
     return indices
 

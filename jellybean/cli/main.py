@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from jellybean.cli.app import app, hoist_debug, internal_error_line
 # Each import registers that module's commands on `app`.
-from jellybean.cli import broker, plan, replay, run, scene, schema, simulate, status, validate, zoo  # noqa: F401
+from jellybean.cli import analytics, broker, plan, replay, run, scene, schema, simulate, status, validate, zoo  # noqa: F401
 
 __all__ = ["app", "hoist_debug", "internal_error_line"]

@@ -82,6 +82,9 @@ def replay(
     submission: Annotated[Optional[Path], typer.Option("--submission", help="Write an AI City track-1 submission file.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    track_store: Annotated[Optional[Path], typer.Option(
+        "--track-store", help="After the run, add the delivered tracks to this DuckDB track store (made if missing) "
+                              "for `jellybean analytics query`.")] = None,
 ) -> None:
     """Publish every camera's frames at its recorded rate and offset; report throughput, latency, bytes, IDF1."""
     from jellybean.errors import JellyBeanError
@@ -129,6 +132,18 @@ def replay(
                                 preload=preload, site_urls=site_urls, trace=load_trace).run(scen)
     plan_used = dep.plan if dep else running_plan(data)
     finish_replay(data, scen, plan_used, report=report, json_out=json_out, submission=submission)
+    if track_store is not None:
+        store_tracks(track_store, data, scen)
+
+
+def store_tracks(path: Path, data, scenario) -> int:
+    """The sink's delivered boxes, as observations, added to the track store at ``path``."""
+    from jellybean.analytics.load import from_delivered, write
+
+    columns, hz = from_delivered(data.sink.snapshot(), scenario)
+    written = write(path, columns, hz)
+    err.print(f"{written} observations of the delivered tracks written to {path}", highlight=False, soft_wrap=True)
+    return written
 
 
 def running_plan(data):

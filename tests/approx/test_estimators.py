@@ -122,6 +122,7 @@ def test_the_bootstrap_takes_any_statistic_even_one_without_an_axis_argument():
     (lambda: mean([1.0], population=10), ["at least 2"]),
     (lambda: total([1.0, 2.0], population=None), ["population is None", "population=N"]),
     (lambda: count([1.0, 0.0], population=5), ["boolean", "where=predicate"]),
+    (lambda: count([True, False], population=None), ["population is None"]),
     (lambda: count([1.0, 0.0], population=5, where=lambda v: v * 2), ["predicate must return"]),
     (lambda: bootstrap([1.0, 2.0, 3.0], np.mean, resamples=3), ["resamples 3"]),
     (lambda: bootstrap([1.0, 2.0, 3.0], lambda v: math.nan), ["statistic", "finite"]),
@@ -156,3 +157,23 @@ def test_the_corrected_stderr_never_exceeds_the_uncorrected_and_ignores_a_shift(
         assert corrected.stderr > 0
     shifted = mean(values + shift, big_n)
     assert shifted.stderr == pytest.approx(corrected.stderr, rel=1e-6, abs=1e-6)
+
+
+def test_a_sample_with_no_or_only_matches_gets_the_wilson_stderr_not_zero():
+    from jellybean.approx.estimators import WILSON_Z, share
+
+    for matches in (np.zeros(40, bool), np.ones(40, bool)):
+        estimate = share(matches, 1000)
+        assert estimate.value == float(matches[0])
+        assert estimate.stderr == pytest.approx(WILSON_Z / (40 + WILSON_Z ** 2) * math.sqrt(960 / 1000), rel=1e-12)
+        assert count(matches, 1000).stderr == pytest.approx(1000 * estimate.stderr, rel=1e-12)
+    assert share(np.zeros(40, bool), 40).stderr == 0  # the whole population: exact
+    # coverage: a share of 1 % sampled 50 at a time has no match in 60 % of samples; the Wilson stderr
+    # keeps the truth within 2 stderrs in those samples, where the plug-in stderr 0 never does
+    rng = np.random.default_rng(9)
+    population = rng.random(20_000) < 0.01
+    truth = population.mean()
+    samples = [population[rng.choice(population.size, 50, replace=False)] for _ in range(400)]
+    empty = [s for s in samples if not s.any()]
+    assert len(empty) > 100
+    assert all(abs(share(s, population.size).value - truth) <= 2 * share(s, population.size).stderr for s in empty)

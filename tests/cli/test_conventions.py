@@ -16,7 +16,8 @@ runner = CliRunner()
 
 COMMANDS = [[], ["plan"], ["explain"], ["validate"], ["agent"], ["deploy"], ["up"], ["replay"], ["scene"],
             ["schema"], ["status"], ["down"], ["broker"], ["broker", "config"], ["broker", "run"], ["zoo"], ["zoo", "build"],
-            ["zoo", "profile"], ["zoo", "eval"]]
+            ["zoo", "profile"], ["zoo", "eval"], ["analytics"], ["analytics", "generate"], ["analytics", "load"],
+            ["analytics", "query"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "jellybean")
@@ -77,7 +78,8 @@ def test_zoo_means_the_zoo_manifest_and_models_a_model_folder():
 
 def test_every_command_that_prints_results_has_json():
     for command in (["plan"], ["explain"], ["validate"], ["status"], ["replay"], ["scene"], ["broker", "config"],
-                    ["zoo", "build"], ["zoo", "profile"], ["zoo", "eval"]):
+                    ["zoo", "build"], ["zoo", "profile"], ["zoo", "eval"], ["analytics", "generate"],
+                    ["analytics", "load"], ["analytics", "query"]):
         helped = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
         assert "--json" in helped, command
 

@@ -38,8 +38,9 @@ def _replay(*args: str):
 def test_local_replay_reports_counts_latency_links_and_idf1(tmp_path, plan):
     scene = _scene(tmp_path / "scene")
     report, sub = tmp_path / "report", tmp_path / "sub.txt"
+    tracks = tmp_path / "tracks.duckdb"
     result = _replay(str(scene), "--local", "--plan", str(plan), "--speed", "0", "--json", "--report", str(report),
-                     "--submission", str(sub))
+                     "--submission", str(sub), "--track-store", str(tracks))
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["partial"] is False and len(data["cameras"]) == 4
@@ -50,6 +51,12 @@ def test_local_replay_reports_counts_latency_links_and_idf1(tmp_path, plan):
     assert (report / "index.html").is_file() and (report / "latency_cdf.png").is_file()
     lines = sub.read_text().splitlines()
     assert lines and all(len(line.split()) == 9 for line in lines)
+    # --track-store: the delivered tracks' boxes, one observation each (tracks seen once have no speed)
+    from jellybean.analytics.store import info
+
+    stored = info(tracks)
+    assert stored.hz == 10.0 and {a.intersection for a in stored.approaches} == {"S01"}
+    assert 0.5 * len(lines) < stored.rows <= len(lines)
 
 
 def test_bad_data_is_named_and_the_rest_of_the_replay_goes_on(tmp_path, plan):
