@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from jellybean.agents.broker import MosquittoBroker, find_mosquitto
-from jellybean.agents.deployment import Deployment, build_assignments
-from jellybean.agents.processes import stop_processes
-from jellybean.cli.run import agent_names, spawn_agents, start_controller
+from jellybean.agents.broker import find_mosquitto
+from jellybean.agents.deployment import Deployment
 from jellybean.planner.build import build_problem, check_references, load_inputs
 from jellybean.planner.strategies import make_plan
 from jellybean.replay.cityflow import open_dataset
-from jellybean.replay.driver import BrokerReplay
-from jellybean.replay.outcome import build_result
 from jellybean.replay.scene import SceneConfig, write_scene
+from reid_faults import run_with_reid_fault
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "aicity-parm"
@@ -46,23 +42,8 @@ def test_a_stalled_then_killed_reid_worker_is_covered_by_parity_and_nothing_is_l
     dep = Deployment(plan=plan, inputs=inputs, zoo_dir=(EXAMPLE / "zoo.yaml").resolve().parent)
     where = {w.operator: (w.location, w.count) for w in plan.workers}
     assert where["reid"] == ("hub", 2) and where["reid.parity"] == ("hub", 1), where
-    names = agent_names(dep, per_worker=True)
-    sites: dict[str, list[str]] = {}
-    for name, site in names.items():
-        sites.setdefault(site, []).append(name)
-    tasks = {a: [t.operator for t in asg.tasks] for a, asg in build_assignments(dep, sites, 1).items()}
-    reid_agents = [a for a, ops in tasks.items() if ops == ["reid"]]
-    assert len(reid_agents) == 2, tasks
 
-    broker = MosquittoBroker(None, None, workdir=tmp_path / "broker", executable=find_mosquitto()).start()
-    broker.wait_ready()
-    procs = spawn_agents(dep, broker.url, tmp_path, per_worker=True)
-    controller = start_controller(dep, broker.url, None, 60.0, 5000.0, quiet=True, expect=tuple(names))
-    watch = threading.Thread(target=controller.run, daemon=True)
-    watch.start()
-    stalled = procs[reid_agents[0]]
-
-    def stall_then_kill() -> None:
+    def stall_then_kill(stalled) -> None:
         time.sleep(1.5)   # the faults' schedule: mid-replay, not a wait for a condition
         os.kill(stalled.pid, signal.SIGSTOP)
         time.sleep(1.2)
@@ -70,23 +51,8 @@ def test_a_stalled_then_killed_reid_worker_is_covered_by_parity_and_nothing_is_l
         time.sleep(1.0)
         os.kill(stalled.pid, signal.SIGKILL)
 
-    try:
-        fault = threading.Thread(target=stall_then_kill, daemon=True)
-        fault.start()
-        data = BrokerReplay(broker.url, speed=1.0, drain_s=40).run(scene)
-        fault.join(timeout=30)
-        result = build_result(data, scene, dep.plan, evaluate=False)
-    finally:
-        if stalled.poll() is None:
-            os.kill(stalled.pid, signal.SIGCONT)
-        events = [e.what for e in controller.events]
-        controller.stop()
-        stop_processes(procs.values())
-        broker.stop()
-        for log in tmp_path.glob("agent-*.log"):
-            text = log.read_text(errors="replace")
-            if "Traceback" in text:
-                print(f"--- {log.name}\n{text[-3000:]}")
+    run = run_with_reid_fault(dep, scene, tmp_path, stall_then_kill)
+    data, result, reid_agents, events = run.data, run.result, run.reid_agents, run.events
     published = {(s, f) for s, fs in data.published.items() for f in fs}
     delivered = data.sink.snapshot()
     t = result.totals()

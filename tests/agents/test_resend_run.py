@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,17 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jellybean.agents.broker import MosquittoBroker, find_mosquitto
+from jellybean.agents.broker import find_mosquitto
 from jellybean.agents.deployment import Deployment, build_assignments
-from jellybean.agents.processes import stop_processes
-from jellybean.cli.run import agent_names, spawn_agents, start_controller
 from jellybean.errors import JellyBeanError
 from jellybean.planner.build import build_problem, check_references, load_inputs
 from jellybean.planner.strategies import make_plan
 from jellybean.replay.cityflow import open_dataset
-from jellybean.replay.driver import BrokerReplay
-from jellybean.replay.outcome import build_result
 from jellybean.replay.scene import SceneConfig, write_scene
+from reid_faults import run_with_reid_fault
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "aicity-parm"
@@ -82,43 +78,15 @@ def test_the_assignment_carries_resend_and_a_stateful_operator_refuses_it(tmp_pa
 
 def test_a_stalled_reid_replica_is_covered_by_re_sent_items_and_nothing_is_lost_or_doubled(tmp_path, scene):
     dep = _deployment(tmp_path, {"after_ms": 150, "times": 2})
-    names = agent_names(dep, per_worker=True)
-    sites: dict[str, list[str]] = {}
-    for name, site in names.items():
-        sites.setdefault(site, []).append(name)
-    tasks = {a: [t.operator for t in asg.tasks] for a, asg in build_assignments(dep, sites, 1).items()}
-    reid_agents = [a for a, ops in tasks.items() if ops == ["reid"]]
-    assert len(reid_agents) == 2, tasks
 
-    broker = MosquittoBroker(None, None, workdir=tmp_path / "broker", executable=find_mosquitto()).start()
-    broker.wait_ready()
-    procs = spawn_agents(dep, broker.url, tmp_path, per_worker=True)
-    controller = start_controller(dep, broker.url, None, 60.0, 5000.0, quiet=True, expect=tuple(names))
-    threading.Thread(target=controller.run, daemon=True).start()
-    stalled = procs[reid_agents[0]]
-
-    def stall() -> None:
+    def stall(stalled) -> None:
         time.sleep(1.5)   # the fault's schedule: mid-replay, not a wait for a condition
         os.kill(stalled.pid, signal.SIGSTOP)
         time.sleep(1.5)
         os.kill(stalled.pid, signal.SIGCONT)
 
-    try:
-        fault = threading.Thread(target=stall, daemon=True)
-        fault.start()
-        data = BrokerReplay(broker.url, speed=1.0, drain_s=40).run(scene)
-        fault.join(timeout=30)
-        result = build_result(data, scene, dep.plan, evaluate=False)
-    finally:
-        if stalled.poll() is None:
-            os.kill(stalled.pid, signal.SIGCONT)
-        controller.stop()
-        stop_processes(procs.values())
-        broker.stop()
-        logs = {p.name: p.read_text(errors="replace") for p in tmp_path.glob("agent-*.log")}
-        for name, text in logs.items():
-            if "Traceback" in text:
-                print(f"--- {name}\n{text[-3000:]}")
+    run = run_with_reid_fault(dep, scene, tmp_path, stall)
+    data, result = run.data, run.result
     published = {(s, f) for s, fs in data.published.items() for f in fs}
     delivered = data.sink.snapshot()
     t = result.totals()
