@@ -22,7 +22,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ortools.linear_solver import pywraplp
@@ -65,10 +65,35 @@ class RuntimeProblem:
     accuracy: Mapping[tuple[str, ...], float]
     rank: Mapping[tuple[str, str], float]  # (op, variant) -> its accuracy, for most-accurate-first
     capacity: Mapping[tuple[str, str, str], float]  # (slot, op, variant) -> items/s per worker
-    base_rate: Mapping[str, float]  # items/s per operator at the planned load
+    base_rate: Mapping[str, float]  # items/s per operator at the planned load, at output scale 1
     slots: tuple[Slot, ...]
     target: float | None
     floor: float | None
+    # (op, variant) -> its output scale where not 1 (a strided detector: 1/stride), and per operator
+    # the operators upstream of it: the items reaching an operator on path p are its demand times
+    # the product of p's scales upstream, linear in the shares c[p].
+    scale: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    upstream: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def reach(self, op: str, path: tuple[str, ...]) -> float:
+        """The share of ``op``'s demand that reaches it along ``path``."""
+        value = 1.0
+        if self.scale:
+            for up in self.upstream.get(op, ()):
+                value *= self.scale.get((up, path[self.operators.index(up)]), 1.0)
+        return value
+
+    def reach_of_shares(self, op: str, shares: Mapping[str, Mapping[str, float]]) -> float:
+        """The same with each upstream operator splitting its items by ``shares`` on its own (as the
+        agents route them)."""
+        value = 1.0
+        if self.scale:
+            for up in self.upstream.get(op, ()):
+                split = shares.get(up, {})
+                total = sum(split.values())
+                if total > 0:
+                    value *= sum(q * self.scale.get((up, v), 1.0) for v, q in split.items()) / total
+        return value
 
     @classmethod
     def from_problem(cls, problem: Problem, placement: Mapping[str, set[str]] | None = None,
@@ -119,7 +144,8 @@ class RuntimeProblem:
                 capacity[name, op, var] = cap
         target = problem.accuracy.target if problem.accuracy.defined else None
         return cls(ops, variants, tuple(accuracy), accuracy, rank, capacity,
-                   {o.name: o.rate for o in problem.operators}, tuple(slots), target, floor)
+                   {o.name: o.rate for o in problem.operators}, tuple(slots), target, floor,
+                   dict(problem.output_scale), {op: problem.ancestors(op) for op in ops})
 
     def slot(self, name: str) -> Slot:
         return next(s for s in self.slots if s.name == name)
@@ -162,7 +188,7 @@ def solve(rp: RuntimeProblem, demand: Mapping[str, float], objective: Objective,
     # Capacity: each variant's share of an operator's items fits its workers.
     for j, op in enumerate(rp.operators):
         for var in rp.variants[op]:
-            share = sum((c[p] for p in paths if p[j] == var), start=0.0)
+            share = sum((rp.reach(op, p) * c[p] for p in paths if p[j] == var), start=0.0)
             supply = sum((utilisation * rp.capacity[key] * x for key, x in w.items() if key[1:] == (op, var)), start=0.0)
             s.Add(demand.get(op, 0.0) * share <= supply, f"capacity[{op},{var}]")
     for slot in rp.slots:

@@ -201,12 +201,14 @@ def most_accurate_first(rp: RuntimeProblem, workers: Mapping[tuple[str, str, str
                         demand: Mapping[str, float], utilisation: float
                         ) -> tuple[dict[tuple[str, str, str], float], dict[str, dict[str, float]], float]:
     """Loki's routing: each operator's items fill its most accurate variant's workers to capacity,
-    then spill to the next. Returns loads per (slot, op, variant), shares, and the served fraction."""
+    then spill to the next. Returns loads per (slot, op, variant), shares, and the served fraction.
+    An operator's items are its demand scaled by the variants upstream as they split theirs (a
+    strided detector passes on half the crops)."""
     loads: dict[tuple[str, str, str], float] = {}
     shares: dict[str, dict[str, float]] = {}
     served = 1.0
     for op in rp.operators:
-        need = demand.get(op, 0.0)
+        need = demand.get(op, 0.0) * rp.reach_of_shares(op, shares)
         left = need
         by_variant: dict[str, list[tuple[tuple[str, str, str], float]]] = defaultdict(list)
         for key, n in workers.items():

@@ -5,7 +5,9 @@ A fluid, fixed-step model of what the agents do with the plan's hardware:
 - **Items** are fractions of frames: an operator's queue holds *cohorts*, each ``n`` frames' worth
   of items that arrive at it spread evenly over ``[a0, a1]`` and were captured over ``[c0, c1]``
   (in the same order). An operator's items per frame are its planned rate over its source's
-  (edge ratios, e.g. 5.9 crops per frame), so queues count frames and fan-out is implicit.
+  (edge ratios, e.g. 5.9 crops per frame), so queues count frames and fan-out is implicit. After
+  a strided variant (output scale 1/stride) only that share of its frames carry items on; the
+  others are done when it passes them on.
 - **Queues** are kept per (slot, operator, variant): the policy splits a slot's workers and load
   over its pools in proportion (`policy._split`), so each pool's queue is the same as the slot's,
   scaled; one queue per slot is exact in a fluid model and keeps a 250-site city fast.
@@ -357,6 +359,9 @@ class _Run:
                     out = self._serve(q, t1, sink)
                     if out is not None:
                         served_by[op][q.var] += out[0]
+                        scale = self.rp.scale.get((op, q.var), 1.0)
+                        if scale < 1.0 and not sink:
+                            out = self._pass_empty(op, out, scale)
                         outputs.append(out)
             if outputs and not sink:
                 merged = _merge(outputs)
@@ -485,6 +490,15 @@ class _Run:
         if sink:
             return [out_n]
         return [out_n, h_lo + s, h_hi + s, c_lo, c_hi]
+
+    def _pass_empty(self, op: str, out: list[float], scale: float) -> list[float]:
+        """A strided variant's output: ``scale`` of the frames carry items on; the rest carry
+        nothing and are done when it passes them on (the agents queue them behind real items
+        downstream, briefly; the fluid model does not)."""
+        n, h0, h1, c0, c1 = out
+        self._w = self.weight[op]
+        self._done(n * (1.0 - scale), h0 - c0, (h1 - c1) - (h0 - c0), self.D)
+        return [n * scale, h0, h1, c0, c1]
 
     def _done(self, n: float, lat0: float, slope: float, deadline: float) -> None:
         """``n`` frames' items finished at a sink; latency runs linearly from lat0 to lat0 + slope."""

@@ -232,6 +232,7 @@ def build_problem(inputs: Inputs) -> Problem:
     used_hw = {p.hardware for p in pools}
     capabilities: dict[tuple[str, str, str], Capability] = {}
     operators: list[Operator] = []
+    scales: dict[tuple[str, str], float] = {}
     problems: list[str] = []
     for op in wf.topological_operators():
         zop = zoo.operator(op.name)
@@ -250,6 +251,7 @@ def build_problem(inputs: Inputs) -> Problem:
                 "profile it there with `jellybean zoo profile --hardware NAME`"
             )
         operators.append(Operator(op.name, tuple(v.name for v in variants), node_rate[op.name], op.join))
+        scales.update({(op.name, v.name): v.output_scale for v in variants if v.output_scale != 1.0})
 
     edges: list[Edge] = []
     for op in wf.topological_operators():
@@ -324,4 +326,5 @@ def build_problem(inputs: Inputs) -> Problem:
         accuracy=accuracy,
         latency_bound_ms=wf.slo.latency_ms,
         transit=True,
+        output_scale=scales,
     )

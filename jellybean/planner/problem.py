@@ -146,6 +146,9 @@ class Problem:
     # straight from the producing location to the consuming one (the prototype's worker pairs).
     transit: bool = True
     source_tier: dict[str, int] = field(default_factory=dict)  # informational
+    # (operator, variant) -> outputs that carry work per input, where not 1: a strided detector's
+    # 1/stride. Operator rates above are at scale 1; what runs after a scaled variant gets less.
+    output_scale: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
     # -- lookups -------------------------------------------------------------------------------
     def location(self, name: str) -> Location:
@@ -180,6 +183,26 @@ class Problem:
 
     def outputs(self, node: str) -> tuple[Edge, ...]:
         return tuple(e for e in self.edges if e.src == node)
+
+    def ancestors(self, op: str) -> tuple[str, ...]:
+        """The operators whose outputs reach ``op``, in topological order."""
+        seen: set[str] = set()
+        todo = [e.src for e in self.inputs(op)]
+        while todo:
+            node = todo.pop()
+            if node not in seen and node not in self.source_names:
+                seen.add(node)
+                todo.extend(e.src for e in self.inputs(node))
+        return tuple(o.name for o in self.operators if o.name in seen)
+
+    def load_scale(self, op: str, choice: Mapping[str, str]) -> float:
+        """How much of ``op``'s rate reaches it when each operator runs ``choice[operator]``: the
+        product of its ancestors' output scales (exact for chains and merges of one scaled branch)."""
+        value = 1.0
+        if self.output_scale:
+            for up in self.ancestors(op):
+                value *= self.output_scale.get((up, choice.get(up, "")), 1.0)
+        return value
 
     def capability(self, op: str, variant: str, hardware: str) -> Capability | None:
         return self.capabilities.get((op, variant, hardware))

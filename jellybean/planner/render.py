@@ -110,6 +110,25 @@ def mixing_panel(plan: Plan) -> Panel | None:
     return Panel(Group(*lines), title=title, expand=False)
 
 
+def scale_panel(plan: Plan) -> Panel | None:
+    """Which variants pass on less than they take, and what the plan sized for it."""
+    lines = []
+    edges = {tuple(r.edge.split("->", 1)) for r in plan.routes}
+    for op, scale in plan.output_scale.items():
+        after, todo = [], [op]
+        while todo:
+            node = todo.pop(0)
+            for src, dst in sorted(edges):
+                if src == node and dst not in after:
+                    after.append(dst)
+                    todo.append(dst)
+        lines.append(Text(
+            f"• {op} runs {plan.variants.get(op, '?')}, which passes on {scale:.4g} of its items' work (a stride "
+            f"of {1 / scale:.4g} frames): the operators after it ({', '.join(after) or 'none'}) and "
+            "the links between them are planned for that share of the items."))
+    return Panel(Group(*lines), title="Strided variants", expand=False) if lines else None
+
+
 def redundancy_panel(plan: Plan) -> Panel | None:
     """Which operators parity workers protect, on what, at what share of the plan's $/h."""
     lines = []
@@ -192,7 +211,7 @@ def render_explain(plan: Plan, console: Console) -> None:
         flows.add_row(edge, f"{local:.1f}", f"{crossing:.1f}", f"{kb:.1f}")
     if per_edge:
         console.print(fit(flows))
-    for panel in (mixing_panel(plan), redundancy_panel(plan)):
+    for panel in (mixing_panel(plan), scale_panel(plan), redundancy_panel(plan)):
         if panel is not None:
             console.print(panel)
     binding = plan.binding or ("none: every constraint has slack",)

@@ -136,6 +136,9 @@ class Plan(StrictModel):
     # Mixed plans only: operator -> {variant: share of its items}, for the operators that run several.
     mix: dict[str, dict[str, float]] = Field(default_factory=dict)
     mixing: Mixing | None = None  # present when mixing was considered
+    # Operators whose variants pass on less than they take (a strided detector: 0.5), where the
+    # planner sized what follows for that share of the items.
+    output_scale: dict[str, float] = Field(default_factory=dict)
     tiers: dict[str, int] = Field(default_factory=dict, description="location -> tier rank")
     streams: tuple[StreamRate, ...] = ()
     workers: tuple[WorkerGroup, ...] = ()

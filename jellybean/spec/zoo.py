@@ -98,6 +98,22 @@ class Variant(StrictModel):
     def parity_for(self, k: int) -> ParityModel | None:
         return next((m for m in self.parity if m.k == k), None)
 
+    @field_validator("params")
+    @classmethod
+    def _stride(cls, params: dict[str, float | int | str | bool]) -> dict[str, float | int | str | bool]:
+        stride = params.get("stride", 1)
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise spec_error("params.stride", f"is {stride!r}; give a whole number of frames >= 1 (1: every frame)")
+        return params
+
+    @property
+    def output_scale(self) -> float:
+        """Outputs that carry work downstream per input: a strided variant (`params.stride: s`) looks
+        at every s-th frame of a stream, and the others pass on with nothing in them, so what comes
+        after it gets 1/s of the crops. The planner, `--adapt` and `simulate` scale the load of
+        everything downstream by it."""
+        return 1.0 / int(self.params.get("stride", 1))
+
 
 class ZooOperator(StrictModel):
     name: str = Field(min_length=1)
