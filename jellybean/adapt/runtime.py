@@ -50,14 +50,30 @@ class AdaptOptions:
         return Ewma(self.tau_s, self.rise_tau_s)
 
 
+class Cadence:
+    """When the controller decides, shared with the simulator: on a fresh report once half a period
+    has passed since the last decision (a burst is met a period earlier than on a fixed beat), and
+    once a period on the estimate when no report comes."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self._next = 0.0
+
+    def due(self, now: float, fresh: bool) -> bool:
+        if now < self._next - (self.period_s / 2 if fresh else 0.0):
+            return False
+        self._next = now + self.period_s
+        return True
+
+
 class Adapter:
-    """Decides every `period_s` from the measured demand; hands back a deployment when it changes."""
+    """Decides on the measured demand as `Cadence` says; hands back a deployment when it changes."""
 
     def __init__(self, deployment: Deployment, options: AdaptOptions = AdaptOptions()) -> None:
         self.options = options
         self.demand = options.ewma()
         self.decisions: list[tuple[float, Decision]] = []
-        self._next = 0.0
+        self.cadence = Cadence(options.period_s)
         self._seen: float | None = None  # the newest measurement folded into the demand
         self.history: list[tuple[float, float, float]] = []  # (when, measured multiplier, smoothed)
         self.rebase(deployment)
@@ -111,11 +127,8 @@ class Adapter:
         controller may decide more often)."""
         now = time.monotonic() if now is None else now
         fresh = measured_at is None or measured_at != self._seen
-        # Decide as soon as a measurement comes in (a burst is met a period earlier than on a
-        # fixed beat), at most twice a period; without one, once a period on the estimate.
-        if now < self._next - (self.options.period_s / 2 if fresh else 0.0):
+        if not self.cadence.due(now, fresh):
             return None
-        self._next = now + self.options.period_s
         if not fresh:
             m = self.demand.values.get("load")
         else:

@@ -22,7 +22,8 @@ A fluid, fixed-step model of what the agents do with the plan's hardware:
   away, its items move to the operator's other queues (the broker redelivers them).
 - **Demand** is measured as the runtime does (`runtime.Adapter.multiplier`): the items arriving
   at the operators the sources feed, over the planned rate, smoothed by the same `Ewma`, so the
-  policy decides on lagging figures; it decides every ``period_s`` of simulated time with the
+  policy decides on lagging figures; the agents report every REPORT_S and the controller's
+  `runtime.Cadence` says when a report is decided on, with the
   very `Policy` the controller runs (elastic start-up delay in its `Fleet`, on simulated time).
 
 Every frame offered ends once: served on time, late, or dropped (checked at the end of each run:
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field
 
 from jellybean.adapt.model import RuntimeProblem
 from jellybean.adapt.policy import Decision, Policy, most_accurate_first, routed_accuracy
-from jellybean.adapt.runtime import IDLE_FRACTION, AdaptOptions
+from jellybean.adapt.runtime import IDLE_FRACTION, AdaptOptions, Cadence
 from jellybean.agents.deployment import HOP_MS
 from jellybean.errors import JellyBeanError
 from jellybean.planner import parity
@@ -53,6 +54,9 @@ from jellybean.replay.trace import LoadTrace
 # Without --deadlines an agent tombstones items older than this since capture (reason `late`):
 # the default `drop_after_ms` of jellybean.agents.tasks.
 DROP_AFTER_S = 5.0
+# How often agents report what arrived (jellybean.agents.agent.AgentOptions.metrics_s): the
+# controller folds the newest report into the demand when it decides.
+REPORT_S = 1.0
 # After the trace ends no frames are offered; the queues drain for at most this long (with
 # deadlines they are empty within slo.latency_ms); what is left then is dropped as `unfinished`.
 DRAIN_LIMIT_S = 600.0
@@ -66,7 +70,7 @@ class SimSettings:
     stretch: float = 1.0  # simulated seconds per second of the trace
     duration_s: float | None = None  # None: the trace's length (its last row held as long as the one before)
     relative_cameras: bool = False  # a `cameras` trace as a share of its largest value, not a count
-    quantum: float = 0.01  # demand multipliers rounded to this before a decision (see `_Run.decide`)
+    quantum: float = 0.01  # demand multipliers rounded to this before a decision (see `_Run.report`)
     deadlines: bool = True
     # The agents keep, of an item's deadline, the time the operators after its operator need
     # (their service time and a hop each: jellybean.agents.deployment.reserves), so what an early
@@ -255,12 +259,13 @@ class _Run:
         self.policy = Policy(rp, options.policy, startup_s=options.startup_s, elastic=options.elastic,
                              utilisation=options.utilisation, running=scenario.running)
         self.demand = options.ewma()
+        self.cadence = Cadence(options.period_s)
         self.queues: dict[tuple[str, str, str], _Queue] = {}
         self.route: dict[str, list[tuple[_Queue, float]]] = {}
         self.result = SimRun(options.policy, settings.step_s)
         self.dropped_by: dict[str, float] = defaultdict(float)
-        self.arrived = {op: 0.0 for op in self.fed_ops}  # frames since the last decision
-        self.last_decision_t = 0.0
+        self.arrived = {op: 0.0 for op in self.fed_ops}  # frames since the last report
+        self.last_report_t = 0.0
         self.last_q: float | None = None
         self.cost = self.policy.base.cost
         self.phase = "plan"
@@ -517,19 +522,22 @@ class _Run:
         self.step_served += mass * (1.0 - late)
 
     # -- decisions -----------------------------------------------------------------------------
-    def decide(self, now: float) -> None:
-        """As `runtime.Adapter.step`: the multiplier from the arrivals at the source-fed operators,
-        smoothed; no decision while idle.
+    def report(self, now: float) -> None:
+        """As `runtime.Adapter.step` on an agents' report: the multiplier from the arrivals at the
+        source-fed operators since the last report, smoothed; a decision when the `Cadence` says
+        so; none while idle.
 
         Decisions are cached: the multiplier is rounded to ``quantum`` (1 % of the planned load by
         default), and when it is the one of the last decision and no elastic worker is booting,
         the policy would decide the same again (same demand, same usable workers), so the last
-        decision stands without a solve. A day at a 5 s period is 17 280 decisions; most of
+        decision stands without a solve. A day at a 5 s period is some 28 800 decisions; most of
         them are such repeats."""
-        rp, period = self.rp, max(now - self.last_decision_t, EPS)
-        measured = {op: self.arrived[op] * self.ipf[op] / period for op in self.fed_ops}
+        rp, window = self.rp, max(now - self.last_report_t, EPS)
+        measured = {op: self.arrived[op] * self.ipf[op] / window for op in self.fed_ops}
         self.arrived = {op: 0.0 for op in self.fed_ops}
-        self.last_decision_t = now
+        self.last_report_t = now
+        if not self.cadence.due(now, True):
+            return
         ratios = [measured.get(op, 0.0) / rp.base_rate[op] for op in self.fed_ops if rp.base_rate[op] > 0]
         if not ratios or sum(ratios) / len(ratios) < IDLE_FRACTION:
             return
@@ -585,14 +593,14 @@ def simulate(scenario: Scenario, trace: LoadTrace, options: AdaptOptions = Adapt
     run = _Run(scenario, trace, options, settings)
     dt, duration = settings.step_s, trace_duration(trace, settings)
     steps = max(1, math.ceil(duration / dt - 1e-9))
-    next_decision = options.period_s
+    next_report = REPORT_S  # the agents report what arrived every REPORT_S
     report_every = max(1, steps // 200)
     for k in range(steps):
         t0, t1 = k * dt, min((k + 1) * dt, duration)
         run.step(t0, t1, True)
-        if t1 >= next_decision - 1e-9:
-            run.decide(t1)
-            next_decision += options.period_s
+        if t1 >= next_report - 1e-9:
+            next_report += REPORT_S
+            run.report(t1)
         if progress is not None and (k % report_every == 0 or k == steps - 1):
             progress(t1, duration)
     run.result.offering_steps = steps

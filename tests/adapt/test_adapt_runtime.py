@@ -127,3 +127,15 @@ def test_each_operator_keeps_the_time_what_follows_it_needs(deployment):
     assert a.deadline_for(sinks[0]) == pytest.approx(2000.0)
     none = build_assignments(deployment, {s: [s] for s in {w.location for w in plan.workers}}, 1)
     assert next(iter(none.values())).deadline_for(first) is None
+
+
+def test_the_controller_and_the_simulator_decide_on_the_same_beat():
+    from jellybean.adapt.runtime import Cadence
+
+    # Reports every second, a 5 s period: a fresh report is decided on once half a period has
+    # passed since the last decision; without reports, once a period.
+    cadence = Cadence(5.0)
+    fresh = [t for t in range(1, 15) if cadence.due(float(t), True)]
+    assert fresh == [1, 4, 7, 10, 13]
+    stale = Cadence(5.0)
+    assert [t for t in range(0, 16) if stale.due(float(t), False)] == [0, 5, 10, 15]
