@@ -17,8 +17,9 @@ A variant is measured as an agent runs it, because that is what the planner's ca
    ``cpu_ms`` the agent process's CPU time per item at batch 1, all threads (what the operator
    costs a machine whose cores several operators share);
 4. beside it, the bare model (``InferenceSession.run`` on seeded random tensors, batch 1, in a fresh
-   process): ``model_ms``, for comparison only. A variant that no registered operator runs (a plain
-   classifier) is profiled as its bare model at every batch size and says so (``basis: model``);
+   process, timed for at most ``BARE_S`` of ``min_seconds``): ``model_ms``, for comparison only. A
+   variant that no registered operator runs (a plain classifier) is profiled as its bare model at
+   every batch size and says so (``basis: model``);
 5. peak memory: how much the agent's peak resident set size (Linux ``VmHWM``) grew from when it
    came up (``onnxruntime`` imported, the peak reset through ``/proc/PID/clear_refs``) to the end of
    its last run; for a bare model, the same in its own process. GPU memory is not included.
@@ -61,6 +62,9 @@ log = logging.getLogger("jellybean.zoo")
 
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 2, 4, 8)
 DEFAULT_HARDWARE = "local-cpu"
+# The bare model beside an operator's profile is timed for at most this long (at least, when
+# `min_seconds` asks for more): its figure is for comparison, and a bare model call is steady.
+BARE_S = 1.0
 # How long a batching worker may wait to fill a batch; a saturated agent never waits.
 BATCH_WINDOW_MS = 1000.0
 _HARDWARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -363,7 +367,9 @@ def profile_zoo(
                                            name=f"profile-{k}")
                         numbers = _as_agent(bench, _task(op, variant, path, threads), feed, sizes, on_batch, timing)
                         if path is not None:
-                            model = _bare({**bare, "batch_sizes": (1,)}, lambda _b: None, isolate, timeout)
+                            # For comparison only, and steady (no broker, no agent): a second does.
+                            quick = dict(min_seconds=min(min_seconds, BARE_S), max_seconds=min(max_seconds, 2 * BARE_S))
+                            model = _bare({**bare, "batch_sizes": (1,), **quick}, lambda _b: None, isolate, timeout)
                             numbers.update(model_ms=model["latency_ms"], execution_provider=model["execution_provider"])
                 except JellyBeanError as exc:
                     skipped.append((op.name, variant.name, str(exc)))

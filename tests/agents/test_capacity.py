@@ -25,6 +25,7 @@ from jellybean.cli.run import spawn_agents
 from jellybean.planner.build import build_problem, load_inputs
 from jellybean.planner.strategies import make_plan
 from jellybean.zoo.profile import profile_zoo
+from jellybean.zoo.saturate import WARM_S
 from jellybean.zoo.workload import synthetic_frames
 from mqtt_probe import Probe
 
@@ -32,7 +33,13 @@ REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "model_zoo" / "aicity" / "detector_w050.onnx"
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs Mosquitto (make test installs it)")
 HARDWARE = "local-cpu"
-ROUNDS = 3
+# On this shared 2-core VM the same agent delivers 205-298 items/s over 2 s windows one after
+# another, and a fresh profile of the same variant reads 206-280 over 5 s windows with the
+# deployed agent at 216-221 before and after it: about one round in six falls outside the band
+# however the two sides are timed, so the median is over five rounds.
+ROUNDS = 5
+PROFILE_S = (3.0, 5.0)  # the seconds the profile times: min and max
+AGENT_S = 3.0  # the seconds the test times the agent, after WARM_S
 PROFILE_FRAMES = 60
 
 
@@ -43,7 +50,10 @@ def write_specs(root: Path, cameras: int) -> dict[str, Path]:
     (zoo / "manifest.yaml").write_text(yaml.safe_dump({
         "kind": "model-zoo", "name": "capacity", "operators": [{
             "name": "detect", "task": "detection",
-            "variants": [{"name": "det-w050", "model": MODEL.name, "accuracy": 0.9}]}]}))
+            # A placeholder profile, so that the agent can be planned and started before the
+            # first round: every round's profile replaces it.
+            "variants": [{"name": "det-w050", "model": MODEL.name, "accuracy": 0.9,
+                          "profiles": {HARDWARE: {"latency_ms": 4.0}}}]}]}))
     (root / "hardware.yaml").write_text(yaml.safe_dump({"kind": "hardware", "hardware": [
         {"name": HARDWARE, "tier": "edge", "price_per_hour": 0.01, "memory_mb": 4000}]}))
     (root / "workflow.yaml").write_text(yaml.safe_dump({
@@ -99,7 +109,9 @@ class Saturator:
         self.window.release()
 
     def rate(self, frames: list, count: int, warmup: int, session: str) -> float:
-        """Items/s the agent returns once its queue is never empty: outputs warmup..count."""
+        """Items/s the agent returns once its queue is never empty and it is warm, timed as the profile
+        times it (`jellybean.zoo.saturate`): the outputs of the first WARM_S seconds and the first
+        `warmup` ones untimed (a model just loaded runs slower), then to the last of `count`."""
         payloads = [encode_item(replace(frames[k % len(frames)], stream="cam", session=session, frame=k + 1,
                                         capture_ts=time.time()))
                     for k in range(count)]
@@ -117,11 +129,19 @@ class Saturator:
         collector.join(timeout=120)
         assert len(times) == count, f"{len(times)} of {count} frames came back"
         assert not self.errors, self.errors[:5]
-        return (count - 1 - warmup) / (times[-1] - times[warmup])
+        first = next(k for k, t in enumerate(times) if k >= warmup and t - times[0] >= WARM_S)
+        assert count - 1 - first >= 100, f"only {count - 1 - first} outputs timed"
+        return (count - 1 - first) / (times[-1] - times[first])
 
     def close(self) -> None:
         self.probe.client.loop_stop()
         self.probe.client.disconnect()
+
+
+def group_capacity(plan) -> float:
+    """Items/s the plan assigns one worker of its one group."""
+    (group,) = plan.workers
+    return group.capacity / group.count
 
 
 def test_a_saturated_agent_delivers_the_capacity_the_plan_assigns(tmp_path):
@@ -132,23 +152,24 @@ def test_a_saturated_agent_delivers_the_capacity_the_plan_assigns(tmp_path):
     procs = {}
     saturator = None
     try:
+        # The agent runs (idle) through every round's profile, so that each round's two
+        # measurements share the machine alike.
+        inputs = load_inputs(paths["workflow"], paths["zoo"], paths["infrastructure"])
+        dep = Deployment(plan=make_plan(build_problem(inputs), "optimal", time_limit=20, inputs=inputs.paths),
+                         inputs=inputs, zoo_dir=paths["zoo"].parent)
+        procs = spawn_agents(dep, broker.url, tmp_path)
+        assignment = build_assignments(dep, {"box": ["box"]}, 1, drop_after_ms=1e9)["box"]
+        saturator = Saturator(broker.url, dep.workflow, window=8)
+        saturator.probe.client.publish(topics.assignment("box"), assignment.to_bytes(), qos=1, retain=True)
+        saturator.wait_running("box", "detect")
         ratios = []
         for round_ in range(ROUNDS):
             # Profiled as `up` runs its agents: one ORT thread per worker.
             profile_zoo(paths["zoo"].parent, HARDWARE, batch_sizes=[1], intra_op_threads=1, frames=PROFILE_FRAMES, warmup=20,
-                        runs=200, min_seconds=2.5, max_seconds=5.0)
+                        runs=200, min_seconds=PROFILE_S[0], max_seconds=PROFILE_S[1])
             inputs = load_inputs(paths["workflow"], paths["zoo"], paths["infrastructure"])
-            plan = make_plan(build_problem(inputs), "optimal", time_limit=20, inputs=inputs.paths)
-            (group,) = plan.workers
-            capacity = group.capacity / group.count
-            if not procs:
-                dep = Deployment(plan=plan, inputs=inputs, zoo_dir=paths["zoo"].parent)
-                procs = spawn_agents(dep, broker.url, tmp_path)
-                assignment = build_assignments(dep, {"box": ["box"]}, 1, drop_after_ms=1e9)["box"]
-                saturator = Saturator(broker.url, dep.workflow, window=8)
-                saturator.probe.client.publish(topics.assignment("box"), assignment.to_bytes(), qos=1, retain=True)
-                saturator.wait_running("box", "detect")
-            measured = saturator.rate(frames, count=int(capacity * 3), warmup=20, session=f"r{round_}")
+            capacity = group_capacity(make_plan(build_problem(inputs), "optimal", time_limit=20, inputs=inputs.paths))
+            measured = saturator.rate(frames, count=int(capacity * (AGENT_S + WARM_S)), warmup=20, session=f"r{round_}")
             ratios.append(measured / capacity)
             print(f"round {round_}: plan capacity {capacity:.1f} items/s, agent {measured:.1f} items/s, "
                   f"ratio {measured / capacity:.3f}")
