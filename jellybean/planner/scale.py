@@ -25,9 +25,6 @@ class Part:
     scales: dict[str, float]  # operator -> the output scale of the variants it may run here
     problem: Problem
 
-    def describe(self) -> str:
-        return ", ".join(f"{op} at output scale {s:g}" for op, s in self.scales.items())
-
 
 def scale_parts(problem: Problem) -> list[Part]:
     """The parts to solve: [the problem itself] when no variant scales its outputs."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from jellybean.errors import InfeasibleError, JellyBeanError
+from jellybean.errors import InfeasibleError, JellyBeanError, SolverError
 from jellybean.planner.baselines import greedy_restriction, tier_restriction
 from jellybean.planner.extract import extract_plan
 from jellybean.planner.highs import ProgressFn
@@ -55,8 +55,16 @@ def make_plan(
         left = None if time_limit is None else max((time_limit - (time.monotonic() - started)) / (len(parts) - i), 1.0)
         try:
             plan = _plan_part(part.problem, strategy, left, backend, inputs, on_progress, mix)
-        except InfeasibleError as exc:
+        except (InfeasibleError, SolverError) as exc:
+            # No plan in this part: proven (infeasible), or not found in its time (its bound unknown).
             failed = failed or exc
+            if isinstance(exc, SolverError):
+                bounds.append(None)
+            continue
+        except JellyBeanError as exc:
+            if strategy == "optimal":
+                raise
+            failed = failed or exc  # a baseline that cannot place this part's variants
             continue
         plan = plan.model_copy(update={"output_scale": {op: v for op, v in part.scales.items() if v != 1.0}})
         solver = plan.solver
