@@ -195,14 +195,5 @@ class Problem:
                 todo.extend(e.src for e in self.inputs(node))
         return tuple(o.name for o in self.operators if o.name in seen)
 
-    def load_scale(self, op: str, choice: Mapping[str, str]) -> float:
-        """How much of ``op``'s rate reaches it when each operator runs ``choice[operator]``: the
-        product of its ancestors' output scales (exact for chains and merges of one scaled branch)."""
-        value = 1.0
-        if self.output_scale:
-            for up in self.ancestors(op):
-                value *= self.output_scale.get((up, choice.get(up, "")), 1.0)
-        return value
-
     def capability(self, op: str, variant: str, hardware: str) -> Capability | None:
         return self.capabilities.get((op, variant, hardware))

@@ -48,13 +48,13 @@ class Solution:
     @property
     def gap(self) -> float | None:
         if self.status == "OPTIMAL":
-            return 0.0 if self.best_bound is None else max(0.0, _gap(self.objective, self.best_bound))
+            return 0.0 if self.best_bound is None else max(0.0, relative_gap(self.objective, self.best_bound))
         if self.best_bound is None:
             return None
-        return _gap(self.objective, self.best_bound)
+        return relative_gap(self.objective, self.best_bound)
 
 
-def _gap(objective: float, bound: float) -> float:
+def relative_gap(objective: float, bound: float) -> float:
     return abs(objective - bound) / max(abs(objective), 1e-9)
 
 

@@ -12,6 +12,7 @@ from jellybean.planner.highs import ProgressFn
 from jellybean.planner.model import Restriction
 from jellybean.planner.problem import Problem
 from jellybean.planner.scale import scale_parts
+from jellybean.planner.solution import relative_gap
 from jellybean.planner.solve import solve
 from jellybean.spec.plan import Plan
 
@@ -80,7 +81,7 @@ def make_plan(
         if bound is not None and bound >= best.cost.total - 1e-9 * max(1.0, abs(best.cost.total)):
             solver = solver.model_copy(update={"status": "OPTIMAL", "gap": 0.0, "best_bound": best.cost.total})
         else:
-            gap = None if bound is None else (best.cost.total - bound) / max(abs(best.cost.total), 1e-9)
+            gap = None if bound is None else relative_gap(best.cost.total, bound)
             solver = solver.model_copy(update={"status": "FEASIBLE", "gap": gap, "best_bound": bound})
     return best.model_copy(update={"solver": solver})
 
