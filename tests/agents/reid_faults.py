@@ -18,6 +18,7 @@ from jellybean.agents.processes import stop_processes
 from jellybean.cli.run import agent_names, spawn_agents, start_controller
 from jellybean.replay.driver import BrokerReplay
 from jellybean.replay.outcome import build_result
+from agent_logs import print_agent_tracebacks
 
 
 @dataclass
@@ -58,8 +59,5 @@ def run_with_reid_fault(dep: Deployment, scene, tmp_path: Path,
         controller.stop()
         stop_processes(procs.values())
         broker.stop()
-        for log in tmp_path.glob("agent-*.log"):
-            text = log.read_text(errors="replace")
-            if "Traceback" in text:
-                print(f"--- {log.name}\n{text[-3000:]}")
+        print_agent_tracebacks(tmp_path)
     return FaultRun(data, result, reid_agents, events)

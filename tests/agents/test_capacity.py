@@ -27,6 +27,7 @@ from jellybean.planner.strategies import make_plan
 from jellybean.zoo.profile import profile_zoo
 from jellybean.zoo.saturate import WARM_S
 from jellybean.zoo.workload import synthetic_frames
+from agent_logs import print_agent_tracebacks
 from mqtt_probe import Probe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -180,7 +181,4 @@ def test_a_saturated_agent_delivers_the_capacity_the_plan_assigns(tmp_path):
             saturator.close()
         stop_processes(procs.values())
         broker.stop()
-        for log in tmp_path.glob("agent-*.log"):
-            text = log.read_text(errors="replace")
-            if "Traceback" in text:
-                print(f"--- {log.name}\n{text[-3000:]}")
+        print_agent_tracebacks(tmp_path)

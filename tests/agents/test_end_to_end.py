@@ -23,6 +23,7 @@ from jellybean.replay.cityflow import open_dataset
 from jellybean.replay.driver import BrokerReplay
 from jellybean.replay.outcome import build_result
 from jellybean.replay.scene import SceneConfig, write_scene
+from agent_logs import print_agent_tracebacks
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "aicity"
@@ -55,10 +56,7 @@ def running(tmp_path):
             controller.stop()
         stop_processes(procs.values())
         broker.stop()
-        for log in tmp_path.glob("agent-*.log"):
-            text = log.read_text()
-            if "Traceback" in text:
-                print(f"--- {log.name}\n{text[-3000:]}")
+        print_agent_tracebacks(tmp_path)
 
 
 def test_plan_up_frames_in_tracked_output_out(running, scene):

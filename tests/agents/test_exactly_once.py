@@ -25,6 +25,7 @@ from jellybean.replay.cityflow import open_dataset
 from jellybean.replay.driver import BrokerReplay
 from jellybean.replay.outcome import build_result
 from jellybean.replay.scene import SceneConfig, write_scene
+from agent_logs import print_agent_tracebacks
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "aicity"
@@ -76,10 +77,7 @@ class Deployed:
         self.controller.stop()
         stop_processes(self.procs.values())
         self.broker.stop()
-        for log in self.tmp.glob("agent-*.log"):
-            text = log.read_text(errors="replace")
-            if "Traceback" in text:
-                print(f"--- {log.name}\n{text[-3000:]}")
+        print_agent_tracebacks(self.tmp)
 
 
 @pytest.fixture

@@ -16,8 +16,10 @@ from jellybean.planner.strategies import make_plan
 
 try:
     from .brute_force import brute_force
+    from .example_specs import aicity_specs, write_specs
 except ImportError:  # run as a script
     from brute_force import brute_force
+    from example_specs import aicity_specs, write_specs
 
 REPO = Path(__file__).resolve().parents[2]
 AICITY = REPO / "examples" / "aicity"
@@ -27,26 +29,17 @@ def _example(tmp_path: Path, *, k: int = 2, parity: dict[str, list[int]] | None 
              redundancy: dict | None = None, model: str | None = None) -> dict[str, Path]:
     """examples/aicity with `redundancy` on reid and parity models listed for some reid variants."""
     parity = {"reid-w100": [2]} if parity is None else parity
-    wf = yaml.safe_load((AICITY / "workflow.yaml").read_text())
+    wf, zoo, infra = aicity_specs()
     for op in wf["operators"]:
         if op["name"] == "reid":
             op["redundancy"] = redundancy if redundancy is not None else {"parity": k}
-    zoo = yaml.safe_load((AICITY / "zoo.yaml").read_text())
     for op in zoo["operators"]:
         for v in op["variants"]:
-            if v.get("model"):
-                v["model"] = str((AICITY / v["model"]).resolve())
             v.pop("parity", None)         # the example zoo's own; the test lists its own below
             if op["name"] == "reid" and v["name"] in parity:
                 v["parity"] = [{"k": n, "encoder": "concat", "model": model or f"{v['name']}_parity_k{n}.onnx"}
                                for n in parity[v["name"]]]
-    infra = yaml.safe_load((AICITY / "infrastructure.yaml").read_text())
-    infra["hardware_catalog"] = [str((AICITY / c).resolve()) for c in infra["hardware_catalog"]]
-    paths = {}
-    for name, doc in (("workflow", wf), ("zoo", zoo), ("infrastructure", infra)):
-        paths[name] = tmp_path / f"{name}.yaml"
-        paths[name].write_text(yaml.safe_dump(doc, sort_keys=False))
-    return paths
+    return write_specs(tmp_path, wf, zoo, infra)
 
 
 def _inputs(paths):

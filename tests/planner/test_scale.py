@@ -6,44 +6,36 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from jellybean.errors import SpecError
 from jellybean.planner.build import build_problem, check_references, load_inputs
 from jellybean.planner.scale import scale_parts
 from jellybean.planner.strategies import make_plan
 
-REPO = Path(__file__).resolve().parents[2]
-AICITY = REPO / "examples" / "aicity"
+try:
+    from .example_specs import AICITY, aicity_specs, write_specs
+except ImportError:  # run as a script
+    from example_specs import AICITY, aicity_specs, write_specs
+
 
 
 def _example(tmp_path: Path, *, detectors: tuple[str, ...], stride: object = None, ratio_scale: float = 1.0,
              target: float | None = None) -> dict[str, Path]:
     """examples/aicity with only ``detectors``, their stride set to ``stride`` (None: as shipped), and
     the detect -> reid ratio times ``ratio_scale``."""
-    wf = yaml.safe_load((AICITY / "workflow.yaml").read_text())
+    wf, zoo, infra = aicity_specs()
     for edge in wf["edges"]:
         if edge["from"] == "detect":
             edge["ratio"] = edge.get("ratio", 1.0) * ratio_scale
     if target is not None:
         wf["slo"]["accuracy"] = target
-    zoo = yaml.safe_load((AICITY / "zoo.yaml").read_text())
     for op in zoo["operators"]:
         if op["name"] == "detect":
             op["variants"] = [v for v in op["variants"] if v["name"] in detectors]
-        for v in op["variants"]:
-            if v.get("model"):
-                v["model"] = str((AICITY / v["model"]).resolve())
-            if op["name"] == "detect" and stride is not None:
-                v["params"] = {**v.get("params", {}), "stride": stride}
-    infra = yaml.safe_load((AICITY / "infrastructure.yaml").read_text())
-    infra["hardware_catalog"] = [str((AICITY / c).resolve()) for c in infra["hardware_catalog"]]
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, doc in (("workflow", wf), ("zoo", zoo), ("infrastructure", infra)):
-        paths[name] = tmp_path / f"{name}.yaml"
-        paths[name].write_text(yaml.safe_dump(doc, sort_keys=False))
-    return paths
+            if stride is not None:
+                for v in op["variants"]:
+                    v["params"] = {**v.get("params", {}), "stride": stride}
+    return write_specs(tmp_path, wf, zoo, infra)
 
 
 def _plan(paths):
