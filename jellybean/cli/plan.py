@@ -118,6 +118,7 @@ def plan(
     mix: MixOption = None,
 ) -> None:
     """Choose variants, worker counts and routes at the least $/h that meets the SLOs."""
+    from jellybean.planner.approximation import compare_exact
     from jellybean.planner.strategies import make_plan
     from jellybean.planner.render import plan_json, render_summary, write_plan
 
@@ -149,6 +150,9 @@ def plan(
     with _solving(f"solving ({strategy})", time_limit, quiet=as_json or prototype_json) as on_progress:
         result = make_plan(problem, strategy, time_limit=time_limit, backend=backend.upper(), inputs=inputs,
                            on_progress=on_progress, mix=mixing)
+        # With approximate variants in the plan, the same inputs without them: what approximation saves.
+        result = compare_exact(problem, result, lambda p: make_plan(p, strategy, time_limit=time_limit,
+                                                                    backend=backend.upper(), inputs=inputs, mix=mixing))
     if output is not None:
         write_plan(result, output)
     index = write_report(result, report, compare and Strategy(compare).value,

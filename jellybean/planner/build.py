@@ -233,6 +233,7 @@ def build_problem(inputs: Inputs) -> Problem:
     capabilities: dict[tuple[str, str, str], Capability] = {}
     operators: list[Operator] = []
     scales: dict[tuple[str, str], float] = {}
+    approximates: dict[tuple[str, str], str] = {}
     problems: list[str] = []
     for op in wf.topological_operators():
         zop = zoo.operator(op.name)
@@ -252,6 +253,7 @@ def build_problem(inputs: Inputs) -> Problem:
             )
         operators.append(Operator(op.name, tuple(v.name for v in variants), node_rate[op.name], op.join))
         scales.update({(op.name, v.name): v.output_scale for v in variants if v.output_scale != 1.0})
+        approximates.update({(op.name, v.name): v.approximates for v in variants if v.approximates})
 
     edges: list[Edge] = []
     for op in wf.topological_operators():
@@ -327,4 +329,5 @@ def build_problem(inputs: Inputs) -> Problem:
         latency_bound_ms=wf.slo.latency_ms,
         transit=True,
         output_scale=scales,
+        approximates=approximates,
     )

@@ -149,6 +149,8 @@ class Problem:
     # (operator, variant) -> outputs that carry work per input, where not 1: a strided detector's
     # 1/stride. Operator rates above are at scale 1; what runs after a scaled variant gets less.
     output_scale: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    # (operator, variant) -> the exact variant it approximates (a sampled re-ID), where it does.
+    approximates: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     # -- lookups -------------------------------------------------------------------------------
     def location(self, name: str) -> Location:

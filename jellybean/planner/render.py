@@ -129,6 +129,27 @@ def scale_panel(plan: Plan) -> Panel | None:
     return Panel(Group(*lines), title="Strided variants", expand=False) if lines else None
 
 
+def approximation_panel(plan: Plan) -> Panel | None:
+    """What the plan's approximate variants save against the best plan without them."""
+    a = plan.approximation
+    if a is None:
+        return None
+    runs = ", ".join(f"{op} runs {v}" for op, v in a.variants.items())
+    lines = [Text(f"• {runs}: approximate (a sample of the work, stopped once the result is settled).")]
+    if a.exact_cost is None:
+        lines.append(Text(f"• {a.reason}"))
+    else:
+        saved = a.exact_cost - plan.cost.total
+        share = saved / a.exact_cost if a.exact_cost > 0 else 0.0
+        exact = ", ".join(f"{o}={v}" for o, v in a.exact_variants.items())
+        acc = f", accuracy {a.exact_accuracy:.4g}" if a.exact_accuracy is not None else ""
+        lines.append(Text(f"• without approximation: {a.exact_cost:.4f} $/h ({exact}{acc}); this plan: "
+                          f"{plan.cost.total:.4f} $/h; approximation saves {saved:.4f} $/h ({share:.1%})"))
+        if a.reason:
+            lines.append(Text(f"• {a.reason}"))
+    return Panel(Group(*lines), title="Approximation", expand=False)
+
+
 def redundancy_panel(plan: Plan) -> Panel | None:
     """Which operators parity workers protect, on what, at what share of the plan's $/h."""
     lines = []
@@ -211,7 +232,7 @@ def render_explain(plan: Plan, console: Console) -> None:
         flows.add_row(edge, f"{local:.1f}", f"{crossing:.1f}", f"{kb:.1f}")
     if per_edge:
         console.print(fit(flows))
-    for panel in (mixing_panel(plan), scale_panel(plan), redundancy_panel(plan)):
+    for panel in (mixing_panel(plan), scale_panel(plan), approximation_panel(plan), redundancy_panel(plan)):
         if panel is not None:
             console.print(panel)
     binding = plan.binding or ("none: every constraint has slack",)

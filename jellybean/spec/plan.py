@@ -124,6 +124,17 @@ class Mixing(StrictModel):
     reason: str = ""
 
 
+class Approximation(StrictModel):
+    """What the plan's approximate variants (a sampled re-ID) save against the best plan without them."""
+
+    variants: dict[str, str] = Field(description="operator -> the approximate variant the plan runs")
+    exact_cost: float | None = Field(None, description="$/h of the best plan without approximate variants; None: "
+                                                       "there is none (see reason)")
+    exact_variants: dict[str, str] = Field(default_factory=dict)
+    exact_accuracy: float | None = None
+    reason: str = ""
+
+
 class Plan(StrictModel):
     kind: Literal["plan"] = "plan"
     version: int = PLAN_VERSION
@@ -139,6 +150,8 @@ class Plan(StrictModel):
     # Operators whose variants pass on less than they take (a strided detector: 0.5), where the
     # planner sized what follows for that share of the items.
     output_scale: dict[str, float] = Field(default_factory=dict)
+    # Present when the plan runs approximate variants: the same inputs planned without them.
+    approximation: Approximation | None = None
     tiers: dict[str, int] = Field(default_factory=dict, description="location -> tier rank")
     streams: tuple[StreamRate, ...] = ()
     workers: tuple[WorkerGroup, ...] = ()

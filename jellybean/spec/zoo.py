@@ -93,6 +93,10 @@ class Variant(StrictModel):
         default_factory=dict, description="options for the implementation (thresholds, sizes)"
     )
     parity: tuple[ParityModel, ...] = Field((), description="parity models for `redundancy: {parity: k}`")
+    approximates: str | None = Field(
+        None, min_length=1, description="the exact variant of this operator that this one approximates (a sampled "
+                                        "re-ID embeds a sample of the crops the exact one embeds): `plan` also "
+                                        "plans without approximation, and `explain` says what it saves")
     description: str = ""
 
     def parity_for(self, k: int) -> ParityModel | None:
@@ -123,7 +127,14 @@ class ZooOperator(StrictModel):
     @field_validator("variants")
     @classmethod
     def _unique(cls, items: tuple[Variant, ...]) -> tuple[Variant, ...]:
-        return require_unique_names(items, "variant", verb="listed")
+        items = require_unique_names(items, "variant", verb="listed")
+        exact = {v.name for v in items if v.approximates is None}
+        for i, v in enumerate(items):
+            if v.approximates is not None and v.approximates not in exact:
+                raise spec_error(f"[{i}].approximates",
+                                 f"is {v.approximates!r}; name an exact variant of this operator (one without "
+                                 f"`approximates`): {', '.join(sorted(exact)) or 'there is none'}")
+        return items
 
     def variant(self, name: str) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)

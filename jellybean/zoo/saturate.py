@@ -6,7 +6,7 @@ an agent running that variant delivers: the broker hop, the agent's network thre
 
 A feeder publishes the workload's items to the agent's data topic with a bounded number in
 flight (so the agent's queue never runs dry and never grows without bound) and times the outputs
-on a sink topic. Each pass over the workload comes later in time than the last (frame numbers and
+on a sink topic. Each pass over the workload comes later in time than the last (frame numbers, track ids and
 scene time shifted, a fresh session per run), so that a tracker sees its cameras go on.
 """
 
@@ -36,6 +36,7 @@ START_TIMEOUT_S = 120.0
 # Outputs of the first second are not timed: an agent that has just loaded its model runs slower.
 WARM_S = 1.0
 MIN_CPU_WINDOW_S = 0.5
+TRACK_ID_STEP = 1_000_000   # track ids of pass k are the workload's plus k times this
 
 
 @dataclass
@@ -198,7 +199,7 @@ class AgentBench:
                         if stop.is_set():
                             return
                     shifted = replace(item, frame=item.frame + passes * last, capture_ts=time.time(),
-                                      session=session, meta=_later(item.meta, passes * span))
+                                      session=session, meta=_later(item.meta, passes * span, passes))
                     units_of[shifted.key] = shifted.units
                     self.link.publish(topic, encode_item(shifted))
                 passes += 1
@@ -262,8 +263,18 @@ class AgentBench:
             self._log.close()
 
 
-def _later(meta: dict, seconds: float) -> dict:
-    return {**meta, "t": float(meta["t"]) + seconds} if "t" in meta and seconds else meta
+def _later(meta: dict, seconds: float, passes: int) -> dict:
+    """The meta of an item `passes` passes over the workload later: its scene time on by `seconds`,
+    and its tracks (if any) new ones, so that what keeps state per track (the associator, a sampled
+    re-ID) meets new vehicles on every pass, as it would on a live stream, not the same ones again."""
+    if not passes:
+        return meta
+    out = dict(meta)
+    if "t" in meta:
+        out["t"] = float(meta["t"]) + seconds
+    if isinstance(meta.get("ids"), list):
+        out["ids"] = [int(i) + passes * TRACK_ID_STEP for i in meta["ids"]]
+    return out
 
 
 def _enough(outputs: list[tuple[float, Item]], warmup: int, runs: int, min_seconds: float,

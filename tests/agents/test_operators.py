@@ -202,11 +202,11 @@ def gt_features(frames: list[Item], gt: dict[int, list[GtBox]], embedder, rng: n
 
 def test_registry_creates_builtins_and_rejects_unknown_names():
     assert {"yolov8-detector", "reid-embedder", "sort-tracker", "bytetrack-tracker",
-            "mtmc-associator"} <= set(known_runtimes())
+            "mtmc-associator", "sampled-reid"} <= set(known_runtimes())
     assert set(DEFAULT_RUNTIME.values()) <= set(known_runtimes())
     with create("sort-tracker", OperatorConfig(operator="track", variant="sort", params={"max_age": 3})) as op:
         assert (op.name, op.kind, op.keyed, op.accepts, op.produces) == \
-            ("sort-tracker", "builtin", "stream", ("features",), "tracks")
+            ("sort-tracker", "builtin", "stream", ("features", "detections"), "tracks")
         assert op.max_age == 3
     with create("mtmc-associator", OperatorConfig(operator="associate", variant="mtmc")) as op:
         assert (op.keyed, op.accepts, op.produces) == ("global", ("tracks",), "identities")

@@ -102,3 +102,13 @@ def test_a_builtin_operator_without_inputs_is_skipped_with_the_reason(tmp_path):
 def test_a_scene_that_is_not_one_is_a_clear_error(pipeline_zoo, tmp_path):
     with pytest.raises(JellyBeanError, match="--scene: .*expected the CityFlow layout"):
         profile_zoo(pipeline_zoo, "box", scene=tmp_path, **FAST)
+
+
+def test_each_pass_over_the_workload_has_new_tracks_later_in_time():
+    from jellybean.zoo.saturate import TRACK_ID_STEP, _later
+
+    meta = {"t": 1.5, "ids": [3, 4], "boxes": [[0, 0, 1, 1], [2, 2, 1, 1]]}
+    assert _later(meta, 0.0, 0) is meta
+    later = _later(meta, 4.0, 2)   # two passes of a 2 s workload
+    assert later["t"] == 5.5 and later["ids"] == [3 + 2 * TRACK_ID_STEP, 4 + 2 * TRACK_ID_STEP]
+    assert later["boxes"] == meta["boxes"] and meta["ids"] == [3, 4]   # the workload's own item unchanged

@@ -21,7 +21,8 @@ DEFAULT_RUNTIME = {
 }
 # Modules that register the built-in implementations; imported on first lookup.
 _BUILTIN_MODULES = ("jellybean.agents.operators.models", "jellybean.agents.operators.tracking",
-                    "jellybean.agents.operators.association", "jellybean.agents.operators.parity")
+                    "jellybean.agents.operators.association", "jellybean.agents.operators.parity",
+                    "jellybean.agents.operators.sampled_reid")
 
 _REGISTRY: dict[str, type["Operator"]] = {}
 

@@ -228,7 +228,7 @@ class KalmanTracker(Operator):
 
     kind = "builtin"
     keyed = "stream"
-    accepts = ("features",)
+    accepts = ("features", "detections")
     produces = "tracks"
 
     def __init__(self, config: OperatorConfig) -> None:
@@ -319,7 +319,10 @@ class KalmanTracker(Operator):
                 emb[k] = track.embedding
         meta: dict[str, Any] = {"boxes": [det.raw[di] for _, di in reported],
                                 "ids": [t.id for t, _ in reported], "size": item.meta.get("size")}
-        return item.derive("tracks", meta=meta, arrays={"embeddings": emb})
+        # Detections (not features) come with one crop per box: passed on with the tracks, for a
+        # re-ID after the tracker that embeds only some of each track's crops (`sampled-reid`).
+        crops = [item.blobs[di] for _, di in reported] if len(item.blobs) == len(det) else []
+        return item.derive("tracks", meta=meta, arrays={"embeddings": emb}, blobs=crops)
 
     # What the two algorithms do differently.
 
