@@ -167,7 +167,7 @@ def test_a_saturated_agent_delivers_the_capacity_the_plan_assigns(tmp_path):
         saturator.wait_running("box", "detect")
         # `zoo profile` as a user runs it: the plan's capacity is the items/s it recorded.
         profile_zoo(paths["zoo"].parent, HARDWARE, batch_sizes=[1], intra_op_threads=1, frames=PROFILE_FRAMES,
-                    warmup=20, runs=200, min_seconds=PROFILE_S[0], max_seconds=PROFILE_S[1])
+                    warmup=20, runs=200, min_seconds=PROFILE_S[0], max_seconds=PROFILE_S[1], isolate=False)
         inputs = load_inputs(paths["workflow"], paths["zoo"], paths["infrastructure"])
         capacity = group_capacity(make_plan(build_problem(inputs), "optimal", time_limit=20, inputs=inputs.paths))
         recorded = inputs.zoo.operators[0].variants[0].profiles[HARDWARE].throughput[1]

@@ -230,7 +230,9 @@ def test_traffic_between_non_adjacent_sites_crosses_the_middle_links(build):
 def test_a_shaped_link_delivers_its_bandwidth(build):
     net = build(infrastructure(CHAIN))
     link = net.link(("int-01", "hub-downtown"))  # 20 Mbit/s
-    nbytes = 3_000_000  # 1.2 s at 20 Mbit/s
+    # 3.2 s at 20 Mbit/s: long enough that one TCP retransmission timeout (200 ms or more, when
+    # tbf's 50 ms queue overflows) does not pass for a slow link; over 1.2 s it read 15.7 Mbit/s once.
+    nbytes = 8_000_000
     before = net.link_counters(link)
     sink = start(net, "hub-downtown", "sink", net.address("hub-downtown"), str(PORT))
     try:
