@@ -136,6 +136,7 @@ class Agent:
         self._pending: queue.Queue[Assignment | None] = queue.Queue()
         self._downloads: dict[str, _Download] = {}
         self._stop = threading.Event()
+        self._beat_now = threading.Event()
         self._threads: list[threading.Thread] = []
         self._models = self._scan_models()
         self._seq = 0
@@ -164,6 +165,7 @@ class Agent:
     def stop(self, *, graceful: bool = True) -> None:
         """Stop. `graceful=False` stands for a crash: no offline status, the broker sends the will."""
         self._stop.set()
+        self._beat_now.set()
         self._pending.put(None)
         with self._tasks_lock:
             for runner in self.tasks.values():
@@ -193,10 +195,18 @@ class Agent:
             memory_mb=total_memory_mb(), cpus=os.cpu_count() or 1,
             models={sha: p.name for sha, p in self._models.items()}, metrics_url=self.telemetry.url,
             pid=os.getpid(), host=socket.gethostname()).to_bytes(), retain=True)
+        self._beat_now.set()
 
     def _heartbeat_loop(self) -> None:
         next_metrics = time.monotonic() + self.opts.metrics_s
-        while not self._stop.wait(self.opts.heartbeat_s):
+        while True:
+            # A beat every heartbeat_s, and one at once when the agent (re)connects or its tasks
+            # change: whoever waits for an agent to be up or to run an assignment (the controller,
+            # `zoo profile`) learns it then, not up to a period later.
+            self._beat_now.wait(self.opts.heartbeat_s)
+            self._beat_now.clear()
+            if self._stop.is_set():
+                return
             self._release_held()
             if not self.link.connected:
                 continue
@@ -313,6 +323,7 @@ class Agent:
                 self._dispatch(runner.task.operator, item, 0, ack)
         for h in held:
             self._dispatch(h.operator, h.item, h.nbytes, h.ack, since=h.since)
+        self._beat_now.set()   # after the data subscriptions: a sender told "running" is heard
 
     @property
     def operators(self) -> set[str]:
