@@ -11,7 +11,7 @@ import pytest
 
 from jellybean.agents.items import Item
 from jellybean.agents.operators import OperatorConfig, create
-from jellybean.agents.operators.tracking import clear_of_edges
+from jellybean.agents.operators.tracking import ltwh_clear_of_edges
 from jellybean.errors import JellyBeanError
 from jellybean.replay.cityflow import open_dataset
 from jellybean.replay.driver import encode_frame
@@ -45,7 +45,7 @@ def tracks(tmp_path_factory) -> list[Item]:
 
 def whole_views(item: Item) -> np.ndarray:
     ltwh = np.array([b[:4] for b in item.meta["boxes"]], np.float64).reshape(-1, 4)
-    return clear_of_edges(np.concatenate([ltwh[:, :2], ltwh[:, :2] + ltwh[:, 2:]], axis=1), item.meta["size"], 2.0)
+    return ltwh_clear_of_edges(ltwh, item.meta["size"], 2.0)
 
 
 def test_a_tracker_fed_detections_carries_one_crop_per_reported_box(tracks):

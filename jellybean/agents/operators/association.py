@@ -91,7 +91,7 @@ import numpy as np
 
 from jellybean.agents.items import Item
 from jellybean.agents.operators.base import Operator, OperatorConfig, register
-from jellybean.agents.operators.tracking import clear_of_edges
+from jellybean.agents.operators.tracking import ltwh_clear_of_edges
 
 log = logging.getLogger("jellybean.agents")
 
@@ -278,8 +278,7 @@ class Associator(Operator):
         local_ids = [int(i) for i in item.meta.get("ids", [])]
         embeddings = _unit_rows(item.arrays.get("embeddings"), len(local_ids))
         ltwh = np.array([b[:4] for b in item.meta.get("boxes", [])], np.float64).reshape(-1, 4)
-        whole = clear_of_edges(np.concatenate([ltwh[:, :2], ltwh[:, :2] + ltwh[:, 2:]], axis=1),
-                               item.meta.get("size"), self.edge_margin)
+        whole = ltwh_clear_of_edges(ltwh, item.meta.get("size"), self.edge_margin)
         present = [self._observe(item, lid, emb, bool(w)) for lid, emb, w in zip(local_ids, embeddings, whole)]
         placed = self._locate(item, present, ltwh)
         young = [t for t, w in zip(present, whole) if not t.gid or (w and t.full_views <= self.decide_frames)

@@ -46,7 +46,7 @@ import numpy as np
 from jellybean.agents.items import Item
 from jellybean.agents.operators.base import OperatorConfig, register
 from jellybean.agents.operators.models import ReidEmbedder, _tombstone, decode_jpeg
-from jellybean.agents.operators.tracking import clear_of_edges
+from jellybean.agents.operators.tracking import ltwh_clear_of_edges
 from jellybean.approx.errors import ApproxError
 from jellybean.approx.estimators import mean
 from jellybean.approx.propagate import propagate
@@ -64,19 +64,18 @@ class Sample:
     """What one tracklet's crops gave so far."""
 
     embeddings: list[np.ndarray] = field(default_factory=list)   # unit-norm float32, whole views
-    cut: np.ndarray | None = None       # a cut view's embedding, until the first whole one
-    whole_views: int = 0                # seen, embedded or not
+    total: np.ndarray | None = None     # their sum
     last_sampled: int | None = None     # frame of the last embedded crop
     settled: bool = False
     confidence: float = 0.0             # of the last check
     last_ts: float = float("-inf")
-    mean: np.ndarray | None = None      # unit-norm, over `embeddings` (or `cut`)
+    mean: np.ndarray | None = None      # unit-norm, over `embeddings` (a cut view's until the first)
 
     def add(self, embedding: np.ndarray) -> None:
         self.embeddings.append(embedding)
-        m = np.mean(self.embeddings, axis=0)
-        norm = float(np.linalg.norm(m))
-        self.mean = m / norm if norm > 0 else None
+        self.total = embedding.astype(np.float64) if self.total is None else self.total + embedding
+        norm = float(np.linalg.norm(self.total))
+        self.mean = self.total / norm if norm > 0 else None
 
 
 @register("sampled-reid")
@@ -134,13 +133,10 @@ class SampledReid(ReidEmbedder):
             return _tombstone(item, f"{len(ids)} ids, {len(boxes)} boxes and {len(item.blobs)} crops: sampled "
                               "re-ID needs each track's crop (feed the tracker detections, not features)", self.name)
         ltwh = np.array([b[:4] for b in boxes], np.float64).reshape(-1, 4)
-        whole = clear_of_edges(np.concatenate([ltwh[:, :2], ltwh[:, :2] + ltwh[:, 2:]], axis=1),
-                               item.meta.get("size"), self.edge_margin)
+        whole = ltwh_clear_of_edges(ltwh, item.meta.get("size"), self.edge_margin)
         keys = [(item.stream, i) for i in ids]
-        for key, w in zip(keys, whole):
-            s = self.samples.setdefault(key, Sample())
-            s.whole_views += bool(w)
-            s.last_ts = item.capture_ts
+        for key in keys:
+            self.samples.setdefault(key, Sample()).last_ts = item.capture_ts
         wanted = self._wanted(item.frame, keys, whole)
         crops = []
         for k in wanted:
@@ -182,7 +178,7 @@ class SampledReid(ReidEmbedder):
         if whole:
             s.add(embedding)
         elif not s.embeddings:
-            s.cut, s.mean = embedding, embedding
+            s.mean = embedding
 
     def _check(self, key: TrackletKey, now: float) -> None:
         """Settle the tracklet once P(its decision is unchanged) >= tau (or it reached max_samples)."""

@@ -159,6 +159,11 @@ def clear_of_edges(boxes: np.ndarray, size: Any, margin: float) -> np.ndarray:
             & (boxes[:, 2] < w - margin) & (boxes[:, 3] < h - margin))
 
 
+def ltwh_clear_of_edges(ltwh: np.ndarray, size: Any, margin: float) -> np.ndarray:
+    """`clear_of_edges` for [K, 4] left, top, width, height boxes (as items list them)."""
+    return clear_of_edges(np.concatenate([ltwh[:, :2], ltwh[:, :2] + ltwh[:, 2:]], axis=1), size, margin)
+
+
 def read_detections(item: Item, margin: float = 2.0) -> FrameDetections:
     """The boxes ([l, t, w, h] or [l, t, w, h, score]) and embeddings of a features item."""
     raw = [list(map(float, b[:4])) for b in item.meta.get("boxes", [])]
