@@ -14,6 +14,8 @@ they are requested: a VM takes a minute or more to boot.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import time
 from collections import defaultdict
@@ -104,6 +106,7 @@ class Policy:
         if not (0 < utilisation <= 1):
             raise JellyBeanError(f"utilisation {utilisation!r}: give a fraction in (0, 1]")
         self.rp, self.name, self.utilisation, self.time_limit = rp, name, utilisation, time_limit
+        self.profiled = rp   # `derate` scales a copy of its capacities; the base plan keeps these
         self.fleet = Fleet(rp, startup_s, running, elastic)
         # The plan for the planned load: what `static` keeps and whose variants `hardware` keeps.
         limits = {s.name: self.fleet.limit(s.name) for s in rp.slots}
@@ -122,6 +125,12 @@ class Policy:
                 self.fleet.ready[slot.name] += len(self.fleet.booting[slot.name])
                 self.fleet.booting[slot.name] = []
         self.last: Decision | None = None
+
+    def derate(self, factors: Mapping[tuple[str, str], float]) -> None:
+        """Decide from now on with each (slot, operator)'s profiled capacities times its factor
+        (what the workers deliver now: `jellybean.adapt.derate`); 1 where none is given."""
+        capacity = {key: cap * factors.get(key[:2], 1.0) for key, cap in self.profiled.capacity.items()}
+        self.rp = dataclasses.replace(self.profiled, capacity=capacity)
 
     def decide(self, demand: Mapping[str, float], now: float) -> Decision:
         """``demand``: items/s per operator, as measured (smoothed)."""

@@ -16,9 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from jellybean.adapt.demand import Ewma
+from jellybean.adapt.derate import Derating, services
 from jellybean.adapt.model import RuntimeProblem
 from jellybean.adapt.policy import Decision, Policy, PolicyName
 from jellybean.agents.deployment import Deployment, source_fed
+from jellybean.agents.messages import OperatorMetrics
 from jellybean.errors import JellyBeanError
 from jellybean.planner.build import build_problem
 from jellybean.planner.problem import Problem
@@ -76,6 +78,7 @@ class Adapter:
         self.cadence = Cadence(options.period_s)
         self._seen: float | None = None  # the newest measurement folded into the demand
         self.history: list[tuple[float, float, float]] = []  # (when, measured multiplier, smoothed)
+        self.derating = Derating()
         self.rebase(deployment)
 
     def rebase(self, deployment: Deployment) -> None:
@@ -97,6 +100,24 @@ class Adapter:
                              utilisation=options.utilisation, running=self._slots(running))
         self.fed = source_fed(deployment.inputs) & set(self.rp.base_rate)
         self.deployed: Decision | None = None
+        self._derate()
+
+    def observe(self, plan: Plan, per_site: Mapping[str, list[OperatorMetrics]], now: float) -> None:
+        """What each site's agents served while running ``plan`` (one report interval, all of it
+        under ``plan``): decisions from now on use the capacities they deliver
+        (`jellybean.adapt.derate`)."""
+        self.derating.observe(services(plan, per_site), now)
+        self._derate()
+
+    def _derate(self) -> None:
+        factors: dict[tuple[str, str], float] = {}
+        for slot in self.rp.slots:
+            weights = [(n, self.problem.pool(pool).location) for pool, n in slot.members]
+            total = sum(n for n, _ in weights)
+            for op in self.rp.operators:
+                if total > 0:
+                    factors[slot.name, op] = sum(n * self.derating.factor(loc, op) for n, loc in weights) / total
+        self.policy.derate(factors)
 
     def _slots(self, per_pool: Mapping[str, int]) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)

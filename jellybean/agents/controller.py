@@ -32,6 +32,7 @@ from jellybean.agents.messages import (
     Heartbeat,
     Metrics,
     ModelRequest,
+    OperatorMetrics,
     Status,
     encode_chunk,
     parse_message,
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 # (a replay ending, cameras off), not a load to plan for.
 IDLE_FRACTION = 0.1
 WILL_CONFIRM_S = 0.5
+# `deploy --adapt` reads what a site served only from metrics intervals that began this long after
+# the assignment was published, so that the figures are of the variants it assigned.
+APPLY_S = 0.5
 
 
 @dataclass
@@ -138,6 +142,8 @@ class Controller:
         if adapter is not None and load_tolerance is not None:
             raise JellyBeanError("--adapt and --replan-on-load both follow the load; choose one")
         self.version = 0
+        self._published_at = 0.0   # wall clock, as agents stamp metrics
+        self._served_seen: dict[str, float] = {}   # agent -> its newest metrics `--adapt` took service from
         self.events: list[Event] = []
         self.replans = 0
         self.replan_failures = 0
@@ -303,6 +309,7 @@ class Controller:
             serving = {n for names in chosen.values() for n in names}
             idle = [n for n in online if n not in serving]
             version = self._next_version()
+            self._published_at = time.time()
             assignments = build_assignments(self.current, chosen, version, drop_after_ms=self.drop_after_ms,
                                             idle_agents=idle, deadline_ms=self.deadline_ms)
             self.site_agents = chosen
@@ -397,6 +404,18 @@ class Controller:
         with self._lock:
             fresh = [s.metrics for s in self.agents.values() if s.online and s.metrics is not None
                      and time.time() - s.metrics.sent_at <= 3 * s.metrics.interval_s]
+            # What the sites served, from reports whose whole interval ran the current plan.
+            per_site: dict[str, list[OperatorMetrics]] = {}
+            for site, names in self.site_agents.items():
+                for n in names:
+                    m = self.agents[n].metrics if n in self.agents else None
+                    if m is None or m.assignment_version != self.version or m.sent_at <= self._served_seen.get(n, 0.0) \
+                            or m.sent_at - m.interval_s < self._published_at + APPLY_S:
+                        continue
+                    per_site.setdefault(site, []).extend(m.operators)
+                    self._served_seen[n] = m.sent_at
+        if per_site:
+            self.adapter.observe(self.current.plan, per_site, now)
         demand: dict[str, float] = {}
         for m in fresh:
             for o in m.operators:
@@ -411,7 +430,8 @@ class Controller:
                         decision.variants().get(op) != self.original.plan.variants.get(op))
         self._event(f"adapt ({decision.phase}): {decision.reason}; accuracy {decision.accuracy:.3f}, "
                     f"{decision.cost:.4f} $/h, serves {decision.served:.0%}" + (f"; {mix}" if mix else "")
-                    + f" (decided in {decision.seconds * 1000:.0f} ms)")
+                    + f" (decided in {decision.seconds * 1000:.0f} ms)"
+                    + (f"; capacities derated: {derated}" if (derated := self.adapter.derating.describe()) else ""))
         self.publish()
         return True
 

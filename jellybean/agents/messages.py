@@ -196,6 +196,8 @@ class OperatorMetrics(BaseModel):
                                   "duplicates excluded: the load the controller compares with the plan")
     arrivals: float = Field(0.0, ge=0, description="the plan's items received since the agent started, duplicates "
                             "excluded: rates over any window are differences of these")
+    served_per_s: float = Field(0.0, ge=0, description="the plan's items processed per second (items_per_s counts "
+                                "messages): what `deploy --adapt` compares with the plan's capacity")
     latency_ms: dict[str, float] = Field(default_factory=dict, description="processing p50/p95/p99")
     batches: int = 0
 

@@ -455,7 +455,7 @@ class TaskRunner:
                 self.error = f"{type(exc).__name__}: {exc}"
                 results = [i.tombstone(f"{name} failed") for i, _ in live]
                 self.telemetry.dropped(name, "error", len(live))
-            self.telemetry.processed(name, begun.seconds * 1000.0, len(live))
+            self.telemetry.processed(name, begun.seconds * 1000.0, len(live), sum(i.units for i, _ in live))
             if begun.error is None:
                 self.service_s = begun.seconds if self.service_s is None else \
                     (1 - SERVICE_EWMA) * self.service_s + SERVICE_EWMA * begun.seconds

@@ -87,6 +87,7 @@ class _Window:
         self.latencies: deque[float] = deque(maxlen=size)
         self.done: deque[float] = deque(maxlen=size)
         self.arrived: deque[tuple[float, int]] = deque(maxlen=size * 4)   # (time, plan items)
+        self.served: deque[tuple[float, int]] = deque(maxlen=size * 4)    # (time, plan items) per batch
 
 
 class AgentTelemetry:
@@ -177,7 +178,8 @@ class AgentTelemetry:
             self._counts[operator]["dropped"] += n
         self.drop_log.add(operator, reason, n)
 
-    def processed(self, operator: str, latency_ms: float, n: int = 1) -> None:
+    def processed(self, operator: str, latency_ms: float, n: int = 1, units: int | None = None) -> None:
+        """A batch of ``n`` messages done, carrying ``units`` of the plan's items (default ``n``)."""
         self._items_out.labels(operator).inc(n)
         self._latency.labels(operator).observe(latency_ms)
         now = time.monotonic()
@@ -188,6 +190,7 @@ class AgentTelemetry:
             for _ in range(n):
                 w.latencies.append(latency_ms)
                 w.done.append(now)
+            w.served.append((now, n if units is None else units))
 
     def sent(self, to_site: str, nbytes: int, session: str = "") -> None:
         self._bytes_out.labels(to_site).inc(nbytes)
@@ -218,6 +221,7 @@ class AgentTelemetry:
                 w = self._windows[op]
                 recent = [t for t in w.done if now - t <= interval_s]
                 arrived = sum(n for t, n in w.arrived if now - t <= interval_s)
+                served = sum(n for t, n in w.served if now - t <= interval_s)
                 lat = np.asarray(w.latencies, float)
                 pct = ({f"p{q}": float(np.percentile(lat, q)) for q in (50, 95, 99)} if lat.size else {})
                 depth = self._queues.get(op)
@@ -226,6 +230,7 @@ class AgentTelemetry:
                     dropped=c["dropped"], duplicates=c["duplicates"], queue_depth=int(depth()) if depth else 0,
                     items_per_s=len(recent) / interval_s if interval_s > 0 else 0.0,
                     arrivals_per_s=arrived / interval_s if interval_s > 0 else 0.0, arrivals=c["units"], latency_ms=pct,
+                    served_per_s=served / interval_s if interval_s > 0 else 0.0,
                     batches=c["batches"]))
             return Metrics(agent=self.agent, site=self.site, assignment_version=assignment_version,
                            interval_s=interval_s, operators=ops, bytes_out=dict(self.bytes_out),
