@@ -33,8 +33,10 @@ demo: install
 	$(BIN)/jellybean up examples/aicity --workdir out/up --replay out/aicity-scene --report out/report \
 		--submission out/aicity-submission.txt
 
+# Two pytest-xdist workers, a test module at a time each; modules that time the machine run alone
+# (tests/conftest.py, EXCLUSIVE_MODULES).
 test: install system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/python benchmarks/planner_scale.py

@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 import copy
+import os
+
+# Commands print wide tables when piped and $COLUMNS is unset (jellybean.tables), and tests read
+# them so. An xdist worker starts with COLUMNS=80 in its environment, which consoles made at import
+# would keep: give it the controller's (set here before anything imports a console).
+if "PYTEST_XDIST_WORKER" not in os.environ:
+    os.environ["JELLYBEAN_TESTS_COLUMNS"] = os.environ.get("COLUMNS", "")
+elif os.environ.get("JELLYBEAN_TESTS_COLUMNS"):
+    os.environ["COLUMNS"] = os.environ["JELLYBEAN_TESTS_COLUMNS"]
+elif "JELLYBEAN_TESTS_COLUMNS" in os.environ:
+    os.environ.pop("COLUMNS", None)
+
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +228,44 @@ def analytics_con(small_store):
     connection = store.connect(small_store)
     yield connection
     connection.close()
+
+
+# `make test` runs the suite on two pytest-xdist workers, a module at a time each (--dist
+# loadfile). Modules that time the machine (profiles against the deployed agents' throughput,
+# bursts sized from a profile, bandwidth on shaped links), create network namespaces or write
+# into the repository run alone: they hold this lock exclusively for the whole module, every
+# other module holds it shared. Without xdist it is not taken.
+EXCLUSIVE_MODULES = {
+    "tests/adapt/test_step_burst.py",
+    "tests/adapt/test_up_adapt.py",
+    "tests/agents/test_capacity.py",
+    "tests/agents/test_bridges.py",
+    "tests/cli/test_zoo_cli.py",
+    "tests/sites/test_isolated_run.py",
+    "tests/sites/test_loopback_sites.py",
+    "tests/sites/test_netns.py",
+    "tests/test_readme.py",
+    "tests/zoo/test_operator_profile.py",
+    "tests/zoo/test_profile.py",
+    "tests/zoo/test_zoo_to_plan.py",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _machine_lock(request):
+    workerinput = getattr(request.config, "workerinput", None)
+    if workerinput is None:
+        yield
+        return
+    import fcntl
+    import tempfile
+
+    module = Path(str(request.node.path)).resolve().relative_to(REPO).as_posix()
+    exclusive = module in EXCLUSIVE_MODULES
+    path = Path(tempfile.gettempdir()) / f"jellybean-tests-{workerinput['testrunuid']}.lock"
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -104,8 +104,11 @@ def step(tmp_path_factory) -> Iterator[dict[str, Run]]:
     zoo = _specs(root)
     # The plan's capacities are the runtime's: profile the box as the agents will run it.
     # (The bare model's figure, beside the agent's, is timed in this process: nothing here reads it.)
+    # Two seconds a variant: the burst is sized from det-w100's figure, and in one of four runs
+    # beside a CPU hog one second caught a slow moment, which left hardware-only scaling losing
+    # 43.5 % of the burst, near its 40 % bar.
     profile_zoo(zoo, "box", batch_sizes=[1], intra_op_threads=1, operators=["detect"],
-                min_seconds=1.0, max_seconds=2.0, isolate=False)
+                min_seconds=2.0, max_seconds=3.0, isolate=False)
     inputs = load_inputs(root / "workflow.yaml", zoo / "manifest.yaml", root / "infrastructure.yaml")
     plan = make_plan(build_problem(inputs), "optimal", time_limit=20, inputs=inputs.paths)
     assert plan.variants["detect"] == "det-w100"
