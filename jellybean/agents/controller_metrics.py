@@ -13,7 +13,11 @@ Everything is read from the controller when scraped; nothing here writes to it. 
 - ``jellybean_controller_broker_connected``, ``jellybean_controller_broker_connects_total``
 - ``jellybean_controller_operator_items_per_second{operator}`` arriving at the current plan's
   agents (their last metrics interval), ``jellybean_controller_operator_planned_items_per_second{operator}``
-- ``jellybean_controller_agent_items_per_second{agent,operator}``, ``..._agent_queue_depth``,
+- ``jellybean_controller_capacity_factor{site,operator}`` with ``--adapt``: what a site's workers of
+  an operator deliver against their profile, as the adapter plans them (`jellybean.adapt.derate`;
+  below 1 when a box serves less than its profile while backlogged)
+- ``jellybean_controller_agent_items_per_second{agent,operator}`` (messages),
+  ``..._agent_served_per_second`` (the plan's items: frames, crops), ``..._agent_queue_depth``,
   ``..._agent_dropped_total``, ``..._agent_latency_ms{agent,operator,quantile}`` from each online
   agent's last metrics message
 - ``jellybean_controller_link_bytes_total{agent,from_site,to_site}`` bytes each agent sent to
@@ -103,8 +107,18 @@ class ControllerCollector(Collector):
                 load.add_metric([op], rate)
             yield load
 
+        adapter = getattr(c, "adapter", None)
+        if adapter is not None:
+            factor = gauge("capacity_factor", "what a site's workers of an operator deliver against their profile, "
+                           "as --adapt plans them", ("site", "operator"))
+            for (site, op), f in sorted(adapter.derating.factors.items()):
+                factor.add_metric([site, op], f)
+            yield factor
+
         per = ("agent", "operator")
         items = gauge("agent_items_per_second", "items/s an agent processed (its last metrics interval)", per)
+        served = gauge("agent_served_per_second", "the plan's items (frames, crops) an agent served per second "
+                       "(its last metrics interval)", per)
         queue = gauge("agent_queue_depth", "items waiting at an agent", per)
         dropped = counter("agent_dropped", "items an agent dropped since it started", per)
         latency = gauge("agent_latency_ms", "an agent's processing latency percentiles, ms", per + ("quantile",))
@@ -121,11 +135,12 @@ class ControllerCollector(Collector):
                 continue           # a lost agent's last figures are not its current ones
             for o in m.operators:
                 items.add_metric([name, o.operator], o.items_per_s)
+                served.add_metric([name, o.operator], o.served_per_s)
                 queue.add_metric([name, o.operator], o.queue_depth)
                 dropped.add_metric([name, o.operator], o.dropped)
                 for q, v in sorted(o.latency_ms.items()):
                     latency.add_metric([name, o.operator, f"{int(q[1:]) / 100:g}"], v)
-        yield from (items, queue, dropped, latency, sent)
+        yield from (items, served, queue, dropped, latency, sent)
 
         planned_bytes = gauge("link_planned_bytes_per_second", "bytes/s the current plan routes over a link",
                               ("from_site", "to_site"))

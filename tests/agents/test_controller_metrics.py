@@ -15,11 +15,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
+from jellybean.adapt.runtime import AdaptOptions, Adapter
 from jellybean.agents import topics
 from jellybean.agents.agent import Agent, AgentOptions
 from jellybean.agents.controller import Controller
 from jellybean.agents.deployment import Deployment
 from jellybean.agents.items import Item, encode_item
+from jellybean.agents.messages import OperatorMetrics
 from jellybean.agents.transport import MqttLink
 from jellybean.cli.main import app
 from jellybean.planner.build import build_problem, load_inputs
@@ -114,6 +116,9 @@ def test_controller_endpoint_reports_plan_agents_links_and_a_replan(mosquitto, t
                                    from_site="crossing", to_site="hub") == sent())
         m = scrape(url)
         assert value(m, "jellybean_controller_agent_items_per_second", agent="crossing", operator="detect") is not None
+        assert value(m, "jellybean_controller_agent_served_per_second", agent="crossing", operator="detect") >= 0
+        # Without --adapt nothing corrects capacities, and no factor is reported.
+        assert not any(name == "jellybean_controller_capacity_factor" for name, _ in m)
         assert value(m, "jellybean_controller_agent_latency_ms", agent="crossing", operator="detect",
                      quantile="0.99") > 0
 
@@ -200,3 +205,20 @@ def test_metrics_listen_on_loopback_unless_jellybean_metrics_host_says_otherwise
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_endpoint_reports_the_capacity_factor_adapt_plans_with(mosquitto, deployment):
+    adapter = Adapter(deployment, AdaptOptions(elastic=False))
+    ctl = Controller(deployment, mosquitto, heartbeat_s=0.3, adapter=adapter)
+    try:
+        url = ctl.serve_metrics(0)
+        site = next(w.location for w in deployment.plan.workers if w.operator == "detect" and w.count > 0)
+        planned = sum(w.capacity for w in deployment.plan.workers if w.location == site and w.operator == "detect")
+        # A backlogged report: the site served 60 % of what the plan gives it.
+        adapter.observe(deployment.plan, {site: [OperatorMetrics(
+            operator="detect", served_per_s=0.6 * planned, items_per_s=0.6 * planned,
+            arrivals_per_s=planned, queue_depth=int(planned))]}, now=0.0)
+        m = scrape(url)
+        assert value(m, "jellybean_controller_capacity_factor", site=site, operator="detect") == pytest.approx(0.6)
+    finally:
+        ctl.stop()
