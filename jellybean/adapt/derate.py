@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from jellybean.agents.messages import OperatorMetrics
+from jellybean.errors import JellyBeanError
 from jellybean.spec.plan import Plan
 
 SATURATED_S = 0.2   # a queue holding more than this much of the worker's service, not shrinking, ...
@@ -57,7 +58,7 @@ class Derating:
 
     def __init__(self, relax_s: float = 60.0) -> None:
         if not (math.isfinite(relax_s) and relax_s > 0):
-            raise ValueError(f"relax_s {relax_s!r}: give a positive number of seconds")
+            raise JellyBeanError(f"capacity relaxation time {relax_s!r} s: give a positive number of seconds")
         self.relax_s = relax_s
         self.factors: dict[tuple[str, str], float] = {}
         self.evidence: dict[tuple[str, str], str] = {}   # why the factor is what it is, for the log

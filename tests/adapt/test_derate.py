@@ -14,6 +14,7 @@ from jellybean.adapt.derate import FLOOR, Derating, Service, services
 from jellybean.adapt.runtime import AdaptOptions, Adapter
 from jellybean.agents.deployment import Deployment
 from jellybean.agents.messages import OperatorMetrics
+from jellybean.errors import JellyBeanError
 from jellybean.planner.build import build_problem, load_inputs
 from jellybean.planner.strategies import make_plan
 
@@ -47,6 +48,8 @@ def test_a_backlogged_site_is_planned_at_what_it_served_and_relaxes_back_while_i
     # A queue it served down within the interval is a hiccup, unless it holds more than a second.
     assert not Service("box", "detect", 100.0, 200.0, queue=60.0, arrived_per_s=95.0).saturated
     assert Service("box", "detect", 100.0, 200.0, queue=101.0, arrived_per_s=95.0).saturated
+    with pytest.raises(JellyBeanError, match="relaxation time"):
+        Derating(relax_s=float("inf"))
 
 
 def _deployment(root: Path) -> Deployment:
