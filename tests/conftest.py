@@ -252,17 +252,16 @@ EXCLUSIVE_MODULES = {
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _machine_lock(request):
-    workerinput = getattr(request.config, "workerinput", None)
-    if workerinput is None:
+def _machine_lock(request, tmp_path_factory):
+    if getattr(request.config, "workerinput", None) is None:
         yield
         return
     import fcntl
-    import tempfile
 
     module = Path(str(request.node.path)).resolve().relative_to(REPO).as_posix()
     exclusive = module in EXCLUSIVE_MODULES
-    path = Path(tempfile.gettempdir()) / f"jellybean-tests-{workerinput['testrunuid']}.lock"
+    # The workers' temporary directories share a parent, which pytest clears in later runs.
+    path = tmp_path_factory.getbasetemp().parent / "machine.lock"
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
