@@ -15,7 +15,6 @@ they are requested: a VM takes a minute or more to boot.
 from __future__ import annotations
 
 import dataclasses
-
 import math
 import time
 from collections import defaultdict

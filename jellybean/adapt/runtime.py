@@ -114,9 +114,10 @@ class Adapter:
         for slot in self.rp.slots:
             weights = [(n, self.problem.pool(pool).location) for pool, n in slot.members]
             total = sum(n for n, _ in weights)
+            if total <= 0:
+                continue
             for op in self.rp.operators:
-                if total > 0:
-                    factors[slot.name, op] = sum(n * self.derating.factor(loc, op) for n, loc in weights) / total
+                factors[slot.name, op] = sum(n * self.derating.factor(loc, op) for n, loc in weights) / total
         self.policy.derate(factors)
 
     def _slots(self, per_pool: Mapping[str, int]) -> dict[str, int]:

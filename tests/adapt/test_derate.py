@@ -4,11 +4,10 @@ is planned at what it serves, and relaxes back to the profile while it keeps up.
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
+from one_box import write_one_box
 
 from jellybean.adapt.derate import FLOOR, Derating, Service, services
 from jellybean.adapt.runtime import AdaptOptions, Adapter
@@ -17,8 +16,6 @@ from jellybean.agents.messages import OperatorMetrics
 from jellybean.errors import JellyBeanError
 from jellybean.planner.build import build_problem, load_inputs
 from jellybean.planner.strategies import make_plan
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_backlogged_site_is_planned_at_what_it_served_and_relaxes_back_while_it_keeps_up():
@@ -55,32 +52,12 @@ def test_a_backlogged_site_is_planned_at_what_it_served_and_relaxes_back_while_i
 def _deployment(root: Path) -> Deployment:
     """One box that runs `det-w100` (200 frames/s) or `det-w050-s4` (500 frames/s), profiled by
     hand; a tracker on a second device."""
-    zoo = root / "zoo"
-    zoo.mkdir()
-    for model in ("detector_w100.onnx", "detector_w050.onnx"):
-        shutil.copy(REPO / "model_zoo" / "aicity" / model, zoo / model)
-    (zoo / "manifest.yaml").write_text(yaml.safe_dump({"kind": "model-zoo", "name": "derate", "operators": [
-        {"name": "detect", "task": "detection", "variants": [
-            {"name": "det-w100", "model": "detector_w100.onnx", "accuracy": 0.9, "memory_mb": 300,
-             "profiles": {"box": {"latency_ms": 5}}},
-            {"name": "det-w050-s4", "model": "detector_w050.onnx", "accuracy": 0.4, "memory_mb": 200,
-             "params": {"stride": 4}, "profiles": {"box": {"latency_ms": 2}}}]},
-        {"name": "track", "task": "tracking", "variants": [
-            {"name": "sort", "runtime": "sort-tracker", "accuracy": 1.0, "memory_mb": 50,
-             "profiles": {"tracker": {"latency_ms": 1}}}]}]}))
-    (root / "hardware.yaml").write_text(yaml.safe_dump({"kind": "hardware", "hardware": [
-        {"name": "box", "tier": "edge", "price_per_hour": 0.05, "memory_mb": 4000},
-        {"name": "tracker", "tier": "edge", "price_per_hour": 0.01, "memory_mb": 1000}]}))
-    (root / "workflow.yaml").write_text(yaml.safe_dump({
-        "kind": "workflow", "name": "derate", "sources": [{"name": "camera", "rate": 10, "item_kb": 20}],
-        "operators": [{"name": "detect", "inputs": ["camera"]}, {"name": "track", "inputs": ["detect"]}],
-        "edges": [{"from": "detect", "to": "track", "ratio": 1, "item_kb": 1}],
-        "slo": {"accuracy": 0.9, "min_accuracy": 0.3, "latency_ms": 1000}}))
-    (root / "infrastructure.yaml").write_text(yaml.safe_dump({
-        "kind": "infrastructure", "name": "one-crossing", "hardware_catalog": ["hardware.yaml"],
-        "sites": [{"name": "crossing", "tier": "edge", "hardware": {"box": 1, "tracker": 1},
-                   "sources": {"camera": 4}}],
-        "links": []}))
+    zoo = write_one_box(root, "derate", [
+        {"name": "det-w100", "model": "detector_w100.onnx", "accuracy": 0.9, "memory_mb": 300,
+         "profiles": {"box": {"latency_ms": 5}}},
+        {"name": "det-w050-s4", "model": "detector_w050.onnx", "accuracy": 0.4, "memory_mb": 200,
+         "params": {"stride": 4}, "profiles": {"box": {"latency_ms": 2}}}],
+        track_accuracy=1.0, accuracy=0.9)
     inputs = load_inputs(root / "workflow.yaml", zoo / "manifest.yaml", root / "infrastructure.yaml")
     plan = make_plan(build_problem(inputs), "optimal", time_limit=20, inputs=inputs.paths)
     return Deployment(plan=plan, inputs=inputs, zoo_dir=zoo)

@@ -7,7 +7,6 @@ minutes); the tests read the figures and print them all."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -15,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import _require_mosquitto
+from one_box import write_one_box
 from jellybean.adapt.runtime import AdaptOptions
 from jellybean.adapt.simulate import SimSettings, prepare, simulate
 from jellybean.agents.broker import MosquittoBroker, free_port
@@ -34,7 +33,6 @@ from jellybean.replay.trace import read_trace
 from jellybean.replay.tracking_metrics import evaluate_mtmc
 from jellybean.zoo.profile import profile_zoo
 
-REPO = Path(__file__).resolve().parents[2]
 DEADLINE_MS = 1000.0
 CAMERAS = 4
 LOW, HIGH = 0.6, 1.8           # of the most accurate plan's saturation rate
@@ -44,38 +42,17 @@ OPTIONS = dict(period_s=1.0, tau_s=1.0, rise_tau_s=0.5, elastic=False)
 
 
 def _specs(root: Path) -> Path:
-    zoo = root / "zoo"
-    zoo.mkdir()
-    for model in ("detector_w100.onnx", "detector_w050.onnx"):
-        shutil.copy(REPO / "model_zoo" / "aicity" / model, zoo / model)
-    (zoo / "manifest.yaml").write_text(yaml.safe_dump({"kind": "model-zoo", "name": "step", "operators": [
-        {"name": "detect", "task": "detection", "variants": [
-            {"name": "det-w100", "model": "detector_w100.onnx", "accuracy": 0.926, "memory_mb": 300},
-            {"name": "det-w050-s2", "model": "detector_w050.onnx", "accuracy": 0.578, "memory_mb": 200,
-             "params": {"stride": 2}},
-            {"name": "det-w050-s4", "model": "detector_w050.onnx", "accuracy": 0.45, "memory_mb": 200,
-             "params": {"stride": 4}},
-            # Past stride 4 the agent's per-frame work, not the model, bounds a box: stride 8 buys
-            # about a third more frames/s, the margin a box busier than its profile needs.
-            {"name": "det-w050-s8", "model": "detector_w050.onnx", "accuracy": 0.35, "memory_mb": 200,
-             "params": {"stride": 8}}]},
-        {"name": "track", "task": "tracking", "variants": [
-            {"name": "sort", "runtime": "sort-tracker", "accuracy": 0.97, "memory_mb": 50,
-             "profiles": {"tracker": {"latency_ms": 1}}}]}]}))
-    (root / "hardware.yaml").write_text(yaml.safe_dump({"kind": "hardware", "hardware": [
-        {"name": "box", "tier": "edge", "price_per_hour": 0.05, "memory_mb": 4000},
-        {"name": "tracker", "tier": "edge", "price_per_hour": 0.01, "memory_mb": 1000}]}))
-    (root / "workflow.yaml").write_text(yaml.safe_dump({
-        "kind": "workflow", "name": "step", "sources": [{"name": "camera", "rate": 10, "item_kb": 20}],
-        "operators": [{"name": "detect", "inputs": ["camera"]}, {"name": "track", "inputs": ["detect"]}],
-        "edges": [{"from": "detect", "to": "track", "ratio": 1, "item_kb": 1}],
-        "slo": {"accuracy": 0.926 * 0.97, "min_accuracy": 0.3, "latency_ms": DEADLINE_MS}}))
-    (root / "infrastructure.yaml").write_text(yaml.safe_dump({
-        "kind": "infrastructure", "name": "one-crossing", "hardware_catalog": ["hardware.yaml"],
-        "sites": [{"name": "crossing", "tier": "edge", "hardware": {"box": 1, "tracker": 1},
-                   "sources": {"camera": CAMERAS}}],
-        "links": []}))
-    return zoo
+    return write_one_box(root, "step", [
+        {"name": "det-w100", "model": "detector_w100.onnx", "accuracy": 0.926, "memory_mb": 300},
+        {"name": "det-w050-s2", "model": "detector_w050.onnx", "accuracy": 0.578, "memory_mb": 200,
+         "params": {"stride": 2}},
+        {"name": "det-w050-s4", "model": "detector_w050.onnx", "accuracy": 0.45, "memory_mb": 200,
+         "params": {"stride": 4}},
+        # Past stride 4 the agent's per-frame work, not the model, bounds a box: stride 8 buys
+        # about a third more frames/s, the margin a box busier than its profile needs.
+        {"name": "det-w050-s8", "model": "detector_w050.onnx", "accuracy": 0.35, "memory_mb": 200,
+         "params": {"stride": 8}}],
+        track_accuracy=0.97, accuracy=0.926 * 0.97, latency_ms=DEADLINE_MS, cameras=CAMERAS)
 
 
 @dataclass
