@@ -41,7 +41,7 @@ from jellybean.agents.messages import (
 )
 from jellybean.agents.operators.base import OperatorConfig, create
 from jellybean.agents.resend import Resender, acknowledgement, served
-from jellybean.agents.routing import Router, WeightedChoice
+from jellybean.agents.routing import Router, WeightedChoice, WorkerSpread
 from jellybean.agents.tasks import TaskRunner
 from jellybean.agents.telemetry import AgentTelemetry
 from jellybean.agents.transport import Countdown, Done, MqttLink, Will
@@ -129,6 +129,8 @@ class Agent:
                                        Status(agent=self.name, state="offline").to_bytes()))
         self.assignment: Assignment | None = None
         self.router = Router({}, {}, {})
+        self.spread = WorkerSpread()                # protected operators' agents, where a site has several
+        self._spread_lock = threading.RLock()       # one protected item's pick and its group slot together
         self.tasks: dict[tuple[str, str], TaskRunner] = {}   # (operator, variant)
         self._mix: dict[str, WeightedChoice] = {}   # operator -> its variants' weights, where several run
         self.errors: dict[str, str] = {}
@@ -153,7 +155,7 @@ class Agent:
         self.link.subscribe(topics.assignment(self.name), self._on_assignment)
         self.link.subscribe(f"{topics.ROOT}/models/{self.name}/+", self._on_chunk)
         self._data_subs: set[str] = set()
-        self._subscribe_data(shared=False, operators=[], acked=[])
+        self._subscribe_data(shared=False, operators=[], acked=[], protected=[])
         self.link.start()
         for target, name in ((self._apply_loop, "assign"), (self._heartbeat_loop, "heartbeat"),
                              (self._coding_loop, "coding")):
@@ -259,15 +261,18 @@ class Agent:
             except Exception:  # noqa: BLE001 - a bad assignment must not kill the agent
                 log.exception("could not apply assignment version %d", message.version)
 
-    def _subscribe_data(self, shared: bool, operators: list[str], acked: list[str]) -> None:
+    def _subscribe_data(self, shared: bool, operators: list[str], acked: list[str], protected: list[str]) -> None:
         """Alone at its site, the agent takes every item for the site (and re-homes what it does not
         run); with peers, each operator's items through a shared subscription, so the broker hands
         each item to one of the agents that run it. Either way every acknowledgement for the
-        operators it runs that feed one with re-sends (`acked`): only their sender knows the item."""
+        operators it runs that feed one with re-sends (`acked`): only their sender knows the item.
+        And its own topic of every protected operator, whether it runs it or not: an item a
+        producer addressed to it under an older plan is then re-homed, not lost at the broker."""
         if shared:
             wanted = {f"$share/{self.site}/{topics.data(self.site, op)}" for op in operators}
         else:
             wanted = {topics.data(self.site, "+")}
+        wanted |= {topics.direct(self.site, op, self.name) for op in protected}
         acks = {topics.ack(self.site, op) for op in acked}
         for topic in self._data_subs - wanted - acks:
             self.link.unsubscribe(topic)
@@ -313,7 +318,9 @@ class Agent:
             held, self._held = self._held, []
         self.resender.update(a.resend)
         here = sorted({op for op, _ in self.tasks})
-        self._subscribe_data(a.shared, here, [op for op in here if set(a.downstream.get(op, [])) & set(a.resend)])
+        self._subscribe_data(a.shared, here, [op for op in here if set(a.downstream.get(op, [])) & set(a.resend)],
+                             sorted(a.parity))
+        self.spread.update(a.direct, {op: run.k for op, run in a.parity.items()})
         for edge, op, query in self.coding.update(a):
             self._send(op, query, edge=edge)
         for runner in stopped:
@@ -438,7 +445,7 @@ class Agent:
 
     # -- data ------------------------------------------------------------------------------------
     def _on_data(self, topic: str, payload: bytes, ack: Done) -> None:
-        operator = topic.rsplit("/", 1)[-1]
+        operator = topics.data_operator(topic) or topic.rsplit("/", 1)[-1]
         try:
             item = decode_item(payload, topic)
         except MessageError as exc:
@@ -532,9 +539,14 @@ class Agent:
                 for downstream in a.downstream.get(operator, []):
                     if downstream in a.resend:
                         self.resender.sent(f"{operator}->{downstream}", downstream, item)
-                    self._send(downstream, item, edge=f"{operator}->{downstream}", on_done=countdown.hold())
+                    edge = f"{operator}->{downstream}"
                     if a.parity and item.dropped is None and downstream in a.parity:
-                        self.coding.encode(operator, downstream, item)   # the coding thread sends the query
+                        # The pick and the group slot together, so a group's members go to different workers.
+                        with self._spread_lock:
+                            self._send(downstream, item, edge=edge, on_done=countdown.hold(), spread=True)
+                            self.coding.encode(operator, downstream, item)   # the coding thread sends the query
+                    else:
+                        self._send(downstream, item, edge=edge, on_done=countdown.hold())
                 if operator in a.sinks and a.sink_topic:
                     payload = encode_item(item)
                     self.link.publish(a.sink_topic, payload, on_done=countdown.hold())
@@ -549,7 +561,9 @@ class Agent:
             self.link.publish(topics.ack(site, producer), encode_item(ack), qos=0)
 
     def _send(self, operator: str, item: Item, *, edge: str | None = None, rehome: bool = False,
-              on_done: Done | None = None) -> None:
+              on_done: Done | None = None, spread: bool = False) -> None:
+        """`item` to a site that runs `operator` (with `spread`, to one of its agents in turn, where
+        it has several: Assignment.direct)."""
         edge = edge or f"*->{operator}"
         site = self.router.next_site(edge, self.site, item.stream)
         if rehome and site == self.site:
@@ -565,5 +579,7 @@ class Agent:
             self._emit(operator, [item], on_done)
             return
         payload = encode_item(item)
-        self.link.publish(topics.data(site, operator), payload, on_done=on_done)
+        agent = self.spread.pick(operator, site) if spread else None
+        topic = topics.direct(site, operator, agent) if agent else topics.data(site, operator)
+        self.link.publish(topic, payload, on_done=on_done)
         self.telemetry.sent(site, len(payload), item.session)

@@ -267,6 +267,19 @@ def _site_tasks(tasks: list[Task], agents: list[str]) -> dict[str, list[Task]]:
     return out
 
 
+def direct_targets(spread: dict[str, dict[str, list[Task]]], protected: set[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Protected operator -> site -> {agent: its workers of it}, where two or more agents of the
+    site run it (Assignment.direct): producers then spread each coding group over them."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for site, by_agent in spread.items():
+        for op in sorted(protected):
+            workers = {agent: float(sum(t.workers for t in ts if t.operator == op)) for agent, ts in by_agent.items()}
+            workers = {agent: n for agent, n in workers.items() if n > 0}
+            if len(workers) > 1:
+                out.setdefault(op, {})[site] = workers
+    return out
+
+
 def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], version: int, *,
                       drop_after_ms: float = 5000.0, idle_agents: list[str] = (),
                       deadline_ms: float | None = None) -> dict[str, Assignment]:
@@ -307,9 +320,11 @@ def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], versio
                   drop_after_ms=drop_after_ms, deadline_ms=deadline_ms,
                   reserve_ms=reserves(plan, down) if deadline_ms is not None else {},
                   parity=parity_runs(plan, inputs), resend=resend_runs(inputs, keyed))
+    spread = {site: _site_tasks(tasks.get(site, []), agents) for site, agents in site_agents.items()}
+    common["direct"] = direct_targets(spread, set(common["parity"]))
     out = {}
     for site, agents in site_agents.items():
-        for agent, agent_tasks in _site_tasks(tasks.get(site, []), agents).items():
+        for agent, agent_tasks in spread[site].items():
             out[agent] = Assignment(agent=agent, site=site, tasks=agent_tasks, shared=len(agents) > 1,
                                     mix=site_mix.get(site, {}), **common)
     for agent in idle_agents:

@@ -91,7 +91,8 @@ class ParityRun(BaseModel):
     k: int = Field(ge=1, le=8)
     encoder: Literal["concat", "add"] = "concat"
     group_wait_ms: float = Field(100.0, gt=0, description="a producer codes a partial group after this")
-    decode_wait_ms: float = Field(20.0, ge=0, description="the decoder waits this for the last output of a group")
+    decode_wait_ms: float = Field(20.0, ge=0, description="the decoder waits this long after a group's first output "
+                                  "for its last")
 
 
 class ResendRun(BaseModel):
@@ -125,6 +126,11 @@ class Assignment(Message):
     - `parity[operator]`: that operator is protected by parity workers (ParM): producers code every
       k items sent to it into a parity query for `parity[operator].operator`, whose outputs go where
       the operator's go; the agents of its consumers decode.
+    - `direct[operator][site]` = {agent: workers}: where several agents of a site run a protected
+      operator, its producers address each item they code to one of them in turn (the agent's own
+      topic, jellybean.agents.topics.direct) instead of the site's shared one, so that the members
+      of a coding group land on different workers, as ParM's frontend sends them: one slow or dead
+      worker then holds at most one member of a group, which the decoder can rebuild.
     - `resend[operator]`: producers send an item for that operator again when none of its replicas
       served it in time (jellybean.agents.resend); its agents acknowledge what they serve.
     """
@@ -152,6 +158,8 @@ class Assignment(Message):
         "it: each item goes to one of them by these weights (most accurate first, as the controller decided)")
 
     parity: dict[str, ParityRun] = Field(default_factory=dict)
+    direct: dict[str, dict[str, dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]]]] = Field(
+        default_factory=dict)
     resend: dict[str, ResendRun] = Field(default_factory=dict)
 
     def deadline_for(self, operator: str) -> float | None:

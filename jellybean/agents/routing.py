@@ -106,3 +106,49 @@ class Router:
                 keyed = self.keyed.get(edge.split("->", 1)[-1], "item")
                 choice = self._choices[(edge, site)] = WeightedChoice(weights, keyed)
         return choice.pick(stream)
+
+
+class WorkerSpread:
+    """Which of a site's agents gets the next item of a protected operator (Assignment.direct).
+
+    Smooth weighted round-robin per (operator, site) over the agents' worker counts, except that
+    none of the last k - 1 agents picked is picked again while another can be: any k items in a
+    row, and so the k members of a coding group, land on k different workers where there are k.
+    The weights hold over time as long as no agent has more than 1/k of them (ParM spreads a
+    group in the same way; an agent with more gets 1/k)."""
+
+    def __init__(self) -> None:
+        self._weights: dict[tuple[str, str], dict[str, float]] = {}
+        self._credit: dict[tuple[str, str], dict[str, float]] = {}
+        self._recent: dict[tuple[str, str], list[str]] = {}
+        self._k: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def update(self, direct: dict[str, dict[str, dict[str, float]]], k: dict[str, int]) -> None:
+        """`direct` as Assignment.direct; `k[operator]`: the size of its coding groups."""
+        with self._lock:
+            wanted = {(op, site): {a: float(w) for a, w in sorted(agents.items()) if w > 0}
+                      for op, sites in direct.items() for site, agents in sites.items()}
+            for key in set(self._weights) - set(wanted):
+                del self._weights[key], self._credit[key], self._recent[key]
+            for key, agents in wanted.items():
+                if self._weights.get(key) != agents:   # new weights: a fresh rotation
+                    self._weights[key], self._credit[key], self._recent[key] = agents, dict.fromkeys(agents, 0.0), []
+            self._k = dict(k)
+
+    def pick(self, operator: str, site: str) -> str | None:
+        """The agent at `site` to address, None when the site's shared topic serves (one agent)."""
+        key = (operator, site)
+        with self._lock:
+            weights = self._weights.get(key)
+            if not weights:
+                return None
+            credit, recent = self._credit[key], self._recent[key]
+            for a, w in weights.items():
+                credit[a] += w
+            allowed = [a for a in weights if a not in recent] or list(weights)
+            best = max(allowed, key=lambda a: (credit[a], a))
+            credit[best] -= sum(weights.values())
+            recent.append(best)
+            del recent[:max(0, len(recent) - (self._k.get(operator, 2) - 1))]
+            return best

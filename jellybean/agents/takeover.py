@@ -45,7 +45,7 @@ class SessionDrain:
         # queued first (leaving a subscription would drop that), so they are left once an item
         # captured after the takeover comes.
         self._leave = [topics.data(site, "+")] + [f"$share/{site}/{topics.data(site, op)}" for op in placements] \
-            if site_lives else []
+            + [topics.direct(site, op, agent) for op in placements] if site_lives else []
         self._taken_at = float("inf")
         self.link = MqttLink(url, f"jb-agent-{agent}", ca=ca, clean=False, reconnect=False)
         self.quiet_s, self.connect_timeout_s = quiet_s, connect_timeout_s
@@ -56,7 +56,7 @@ class SessionDrain:
         self._thread: threading.Thread | None = None
 
     def start(self) -> "SessionDrain":
-        self.link.handle(topics.data(self.site, "+"), self._on_item)
+        self.link.handle(topics.data(self.site, "#"), self._on_item)   # the site's topics and its own ones
         self._thread = threading.Thread(target=self._run, name=f"drain-{self.agent}", daemon=True)
         self._thread.start()
         return self
@@ -67,7 +67,7 @@ class SessionDrain:
 
     def _on_item(self, topic: str, payload: bytes, ack: Done) -> None:
         self._last = time.monotonic()
-        operator = topic.rsplit("/", 1)[-1]
+        operator = topics.data_operator(topic) or topic.rsplit("/", 1)[-1]
         try:
             item = decode_item(payload, topic)
         except MessageError as exc:

@@ -9,6 +9,8 @@
     jb/v1/models/{agent}/{sha256}     controller -> agent: checksummed chunks of a model file
     jb/v1/routes                      controller -> sources, retained: where each camera's frames go
     jb/v1/data/{site}/{operator}      items for `operator` at `site` (QoS 1)
+    jb/v1/data/{site}/{operator}/{agent}  items for `operator` addressed to one of the site's agents
+                                      (a protected operator's coding group spread over its workers)
     jb/v1/acks/{site}/{operator}      a replica of an operator with re-sends -> that operator's producers
                                       at `site`: this item was served (QoS 0, keys only); over any link,
                                       either way, since acknowledgements go back the way data came
@@ -73,6 +75,20 @@ def model_chunks(name: str, sha256: str) -> str:
 
 def data(site: str, operator: str) -> str:
     return f"{ROOT}/data/{site}/{operator}"
+
+
+def direct(site: str, operator: str, agent: str) -> str:
+    """One agent's own queue for `operator` at `site`: a producer that must choose the worker (the
+    members of a parity group each on a different one, as ParM's frontend sends them) sends here."""
+    return f"{ROOT}/data/{site}/{operator}/{agent}"
+
+
+def data_operator(topic: str) -> str | None:
+    """'jb/v1/data/SITE/OP' or 'jb/v1/data/SITE/OP/AGENT' -> OP, else None."""
+    parts = topic.split("/")
+    if len(parts) in (5, 6) and "/".join(parts[:3]) == f"{ROOT}/data":
+        return parts[4]
+    return None
 
 
 def ack(site: str, operator: str) -> str:

@@ -155,7 +155,11 @@ class GroupEncoder:
 class _Group:
     members: list[dict[str, Any]]
     parity: np.ndarray            # [crop positions, D] float32
+    first_at: float               # when the first of its outputs (data or parity) came
     ready_at: float | None = None  # when all but one were in, with the parity
+
+    def rebuild_at(self, wait_s: float) -> float | None:
+        return None if self.ready_at is None else max(self.ready_at, self.first_at + wait_s)
 
 
 @dataclass
@@ -170,7 +174,9 @@ class DecoderCounts:
 
 class GroupDecoder:
     """Consumer side: outputs of the protected operator pass through; a group whose parity output
-    is in and whose other outputs are all in waits `wait_s` for the last one, then rebuilds it."""
+    and all other outputs are in rebuilds the last one once it is `wait_s` later than the first of
+    the group's outputs to come (ParM's decoder does not wait for a straggler whose partners are
+    all in; the wait only spares rebuilding outputs that are about to come anyway)."""
 
     def __init__(self, operator: str = "reid", *, site: str = "", output_kind: str = "features",
                  array: str = "embeddings", wait_s: float = 0.05, horizon_s: float = 10.0,
@@ -212,7 +218,8 @@ class GroupDecoder:
             if all(_key(m) in self._outputs for m in members):
                 self.counts.late_parity += 1
                 return
-            self._groups[item.key] = _Group(members, values)
+            first = min([now] + [self._outputs[_key(m)][0] for m in members if _key(m) in self._outputs])
+            self._groups[item.key] = _Group(members, values, first_at=first)
             for m in members:
                 self._waiting[_key(m)] = item.key
             self._update(item.key, now)
@@ -228,7 +235,7 @@ class GroupDecoder:
             g.ready_at = now
 
     def due(self, now: float | None = None) -> list[Item]:
-        """Outputs rebuilt now: groups whose last output is more than wait_s late."""
+        """Outputs rebuilt now: groups whose last output is more than wait_s later than their first."""
         now = time.monotonic() if now is None else now
         out: list[Item] = []
         with self._lock:
@@ -237,7 +244,7 @@ class GroupDecoder:
                 if not missing:
                     self._close(gkey)
                     continue
-                if len(missing) == 1 and g.ready_at is not None and now - g.ready_at >= self.wait_s:
+                if len(missing) == 1 and g.ready_at is not None and now >= g.rebuild_at(self.wait_s):
                     rebuilt = self._rebuild(g, missing[0])
                     if rebuilt is not None:
                         out.append(rebuilt)
@@ -297,8 +304,8 @@ class GroupDecoder:
     def next_due(self) -> float | None:
         """When the next group's wait for its last output ends (monotonic seconds), else None."""
         with self._lock:
-            ready = [g.ready_at for g in self._groups.values() if g.ready_at is not None]
-        return min(ready) + self.wait_s if ready else None
+            ready = [t for g in self._groups.values() if (t := g.rebuild_at(self.wait_s)) is not None]
+        return min(ready) if ready else None
 
     def pending(self) -> int:
         with self._lock:

@@ -40,8 +40,9 @@ class Redundancy(StrictModel):
     parity: int = Field(ge=1, le=8, description="k: items per parity query; the zoo needs a parity model for this "
                         "k. 1 is a backup model: every item also goes to a cheaper model trained to reproduce "
                         "the operator's outputs, which stands in for a late or lost one")
-    decode_wait_ms: float = Field(20.0, ge=0, le=MAX_MS, description="how long the decoder waits for the last "
-                                  "output of a group before it rebuilds it (longer: fewer needless rebuilds)")
+    decode_wait_ms: float = Field(20.0, ge=0, le=MAX_MS, description="how long after the first output of a "
+                                  "group the decoder waits for the last before it rebuilds it from the others and the "
+                                  "parity output (longer: fewer needless rebuilds)")
     group_wait_ms: float = Field(100.0, gt=0, le=MAX_MS, description="a producer codes a group it could not fill "
                                  "after this, with blank slots")
 

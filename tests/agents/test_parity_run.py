@@ -71,3 +71,13 @@ def test_a_stalled_then_killed_reid_worker_is_covered_by_parity_and_nothing_is_l
     # was sent on to them (the site itself was never lost, so there was no re-plan).
     assert any(f"agent(s) {reid_agents[0]} gone" in e for e in events), events
     assert any(f"took over {reid_agents[0]}'s session" in e for e in events), events
+    # While both re-ID agents ran, the detector's agent sent each item to one of them in turn, so
+    # every coding group had its members on different workers (a stalled or dead one holds at most
+    # one member of a group, which the parity output can rebuild).
+    seen = [[run.addressed.get(m) for m in g] for g in run.groups]
+    spread = [a for a in seen if len(a) == 2 and None not in a]
+    print(f"parity queries {len(seen)}, with both members sent to a re-ID agent's own topic {len(spread)}")
+    assert len(spread) >= len(seen) // 2, (len(spread), len(seen))
+    assert all(a[0] != a[1] for a in spread), [a for a in spread if a[0] == a[1]][:5]
+    # (after the kill, the site's re-ID workers are spread over the two agents left, the parity one too)
+    assert set(reid_agents) <= set(run.addressed.values())

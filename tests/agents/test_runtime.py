@@ -20,7 +20,7 @@ from jellybean.agents.messages import (
     parse_message,
 )
 from jellybean.agents.operators.base import Operator, OperatorConfig
-from jellybean.agents.routing import Router, WeightedChoice
+from jellybean.agents.routing import Router, WeightedChoice, WorkerSpread
 from jellybean.agents.tasks import TaskRunner
 from jellybean.agents.telemetry import AgentTelemetry
 from jellybean.agents.transport import Backoff
@@ -121,6 +121,45 @@ def test_global_routing_sends_everything_to_one_site_and_router_falls_back_to_pl
     assert {router.next_site("track->associate", "edge", f"s{i}") for i in range(20)} == {"cloud"}
     router.update({}, {"associate": {"dc": 1.0}}, {"associate": "global"})
     assert router.next_site("track->associate", "hub", "a") == "dc"
+
+
+def test_a_protected_operators_items_go_to_its_agents_in_turn_and_follow_updates():
+    spread = WorkerSpread()
+    assert spread.pick("reid", "hub") is None            # no agents listed: the site's shared topic
+    spread.update({"reid": {"hub": {"a": 1.0, "b": 1.0}}}, {"reid": 2})
+    picks = [spread.pick("reid", "hub") for _ in range(10)]
+    assert all(x != y for x, y in zip(picks, picks[1:])), picks   # any two in a row differ (k = 2)
+    assert Counter(picks) == {"a": 5, "b": 5}
+    spread.update({"reid": {"hub": {"a": 1.0, "b": 1.0, "c": 2.0}}}, {"reid": 2})
+    picks = [spread.pick("reid", "hub") for _ in range(40)]
+    assert Counter(picks) == {"a": 10, "b": 10, "c": 20}           # by workers
+    assert all(x != y for x, y in zip(picks, picks[1:])), picks
+    # k = 3 over 5 agents: any 3 in a row differ, and the weights still hold (none above 1/3).
+    spread.update({"reid": {"hub": {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0, "e": 2.0}}}, {"reid": 3})
+    picks = [spread.pick("reid", "hub") for _ in range(60)]
+    assert all(len(set(picks[i:i + 3])) == 3 for i in range(58)), picks
+    assert Counter(picks) == {"a": 10, "b": 10, "c": 10, "d": 10, "e": 20}
+    # Two agents for groups of 4: as spread as it can be, alternating.
+    spread.update({"reid": {"hub": {"a": 1.0, "b": 1.0}}}, {"reid": 4})
+    picks = [spread.pick("reid", "hub") for _ in range(8)]
+    assert all(x != y for x, y in zip(picks, picks[1:])), picks
+    assert spread.pick("reid", "cloud") is None
+    spread.update({}, {})                                # one agent left at the site: shared again
+    assert spread.pick("reid", "hub") is None
+
+
+def test_the_assignment_lists_a_protected_operators_agents_where_a_site_has_several():
+    from jellybean.agents.deployment import direct_targets
+    from jellybean.agents.messages import Task
+
+    def task(op, n=1):
+        return Task(operator=op, variant="v", runtime="reid-embedder", workers=n)
+
+    spread = {"hub": {"h1": [task("reid")], "h2": [task("reid", 2), task("detect")], "h3": [task("reid.parity")]},
+              "edge": {"e1": [task("reid")]}}
+    assert direct_targets(spread, {"reid"}) == {"reid": {"hub": {"h1": 1.0, "h2": 2.0}}}
+    assert direct_targets(spread, set()) == {}
+    assert direct_targets({"hub": {"h1": [task("reid", 3)], "h2": []}}, {"reid"}) == {}
 
 
 def test_backoff_is_capped_and_jittered():

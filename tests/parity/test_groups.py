@@ -167,6 +167,27 @@ def test_an_original_in_time_is_not_rebuilt():
     assert dec.counts.late_parity == 1 and dec.pending() == 0
 
 
+def test_a_late_parity_output_rebuilds_at_once_when_the_straggler_is_already_late():
+    """The wait runs from the first of the group's outputs, so a parity output that comes after it
+    rebuilds the missing one at once (waiting again would only add to the tail ParM cuts)."""
+    enc = GroupEncoder(2, lambda tiles: np.zeros((96, 96, 3), np.uint8), source="e")
+    a, b = _detections(1, 2), _detections(2, 2)
+    enc.add(a)
+    q = enc.add(b)
+    dec = GroupDecoder(wait_s=0.05)
+    dec.data(_features(a), now=0.0)
+    dec.parity(_parity_output(q, {a.key: a, b.key: b}), now=0.08)
+    assert dec.next_due() == pytest.approx(0.08)
+    (rebuilt,) = dec.due(now=0.08)
+    assert rebuilt.key == b.key and dec.counts.rebuilt == 1
+    # The parity output first: the partner's output then waits out the rest of the same clock.
+    dec2 = GroupDecoder(wait_s=0.05)
+    dec2.parity(_parity_output(q, {a.key: a, b.key: b}), now=0.0)
+    dec2.data(_features(a), now=0.03)
+    assert dec2.next_due() == pytest.approx(0.05) and dec2.due(now=0.049) == []
+    assert [r.key for r in dec2.due(now=0.05)] == [b.key]
+
+
 def test_without_the_parity_output_or_with_two_missing_nothing_is_rebuilt():
     enc = GroupEncoder(4, lambda tiles: np.zeros((96, 96, 3), np.uint8), source="e")
     dets = [_detections(i, 1) for i in range(1, 5)]
