@@ -61,13 +61,15 @@ STALL_S, STALL_EVERY_S = 0.2, 1.0
 OUTAGE_S = 3.0
 
 
-def inputs_for(config: str, root: Path, resend_ms: float = 60.0):
+def inputs_for(config: str, root: Path, resend_ms: float = 60.0, decode_wait_ms: float | None = None):
     """examples/aicity-parm as `config` runs it; every config keeps re-ID at reid-w100."""
     root.mkdir(parents=True, exist_ok=True)
     wf = yaml.safe_load((EXAMPLE / "workflow.yaml").read_text())
     for op in wf["operators"]:
         if config == "backup" and "redundancy" in op:
             op["redundancy"]["parity"] = 1
+        if config in ("parm", "backup") and "redundancy" in op and decode_wait_ms is not None:
+            op["redundancy"]["decode_wait_ms"] = decode_wait_ms
         elif config not in ("parm", "backup"):
             if op.pop("redundancy", None) is not None and config == "replication":
                 op["resend"] = {"after_ms": resend_ms, "times": 2}
@@ -139,8 +141,9 @@ def per_camera_idf1(scenario, data) -> float:
     return sum(c.idf1 * c.gt_boxes for c in m.per_camera.values()) / boxes if boxes else 0.0
 
 
-def run_once(config: str, fault: str, scenario, work: Path, seconds: float, seed: int, resend_ms: float) -> Run:
-    dep = inputs_for(config, work / "inputs", resend_ms)
+def run_once(config: str, fault: str, scenario, work: Path, seconds: float, seed: int, resend_ms: float,
+             decode_wait_ms: float | None = None) -> Run:
+    dep = inputs_for(config, work / "inputs", resend_ms, decode_wait_ms)
     names = agent_names(dep, per_worker=True)
     sites: dict[str, list[str]] = {}
     for name, site in names.items():
@@ -214,6 +217,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each config and fault; medians printed")
     parser.add_argument("--resend-ms", type=float, default=60.0,
                         help="replication: send an item again when no replica served it after this")
+    parser.add_argument("--decode-wait-ms", type=float, default=None,
+                        help="parm and backup: the decoder's wait (the workflow's redundancy.decode_wait_ms; "
+                             "default: the example's)")
     parser.add_argument("--segments", action="store_true", help="print where each run's latency goes, per stage and hop, and the slowest frames' traces")
     args = parser.parse_args()
     if find_mosquitto() is None:
@@ -228,7 +234,7 @@ def main() -> None:
         for k, fault in enumerate(faults):
             for config in configs:
                 r = run_once(config, fault, scenario, work / f"{config}-{k}-{rep}", args.seconds, seed=k,
-                             resend_ms=args.resend_ms)
+                             resend_ms=args.resend_ms, decode_wait_ms=args.decode_wait_ms)
                 runs.append(r)
                 print(f"{config:<12} {fault:<9} frames {r.frames:>5} lost {r.lost} doubled {r.doubled} dropped {r.dropped:>3}  "
                       f"re-ID latency p50 {r.pct(50):7.1f} p99 {r.pct(99):7.1f} p99.9 {r.pct(99.9):7.1f} "

@@ -551,6 +551,11 @@ class Agent:
                     payload = encode_item(item)
                     self.link.publish(a.sink_topic, payload, on_done=countdown.hold())
                     self.telemetry.sent("sink", len(payload), item.session)
+            if len(items) > 1:
+                # A batch: a coding group left open would wait for the next batch to fill it.
+                for downstream in a.downstream.get(operator, []):
+                    if downstream in a.parity:
+                        self.coding.seal(downstream)
         countdown()
 
     def _acknowledge(self, operator: str, item: Item) -> None:

@@ -1,7 +1,8 @@
 """An agent's part in its assignment's redundancy (ParM, `Assignment.parity`).
 
 - As a producer: every item it sends to a protected operator also goes into that operator's
-  coding group; each full group (or one that waited `group_wait_ms`) becomes a parity query,
+  coding group; each full group (or one that waited `group_wait_ms`, or the last of a batch the
+  producer emitted at once, since the next batch is a batch period away) becomes a parity query,
   sent to the parity operator. The coding (JPEG decode, tiles, encode) runs in `tick`, on the
   agent's coding thread, so the producer's items leave without waiting for it.
 - As a consumer: outputs of a protected operator pass through its decoder on their way in, parity
@@ -78,6 +79,14 @@ class Coding:
             self.wake.set()
             return True
         return False
+
+    def seal(self, operator: str) -> None:
+        """The producer sent a batch of items to `operator`: its partial group is coded now rather
+        than left to wait a batch period (group_wait_ms) for the next batch to fill it."""
+        with self._lock:
+            enc = self.encoders.get(operator)
+        if enc is not None and enc.seal():
+            self.wake.set()
 
     def arrived(self, consumer: str, item: Item) -> bool:
         """An item for `consumer` here. True when the decoder keeps it (a parity output)."""

@@ -102,6 +102,16 @@ class GroupEncoder:
             members, self._members = self._members, []
         return members
 
+    def seal(self) -> bool:
+        """End the partial group now (`due` codes it, with blank slots): the producer's batch is
+        over and the next items are a batch period away. True when there was one."""
+        with self._lock:
+            if not self._members:
+                return False
+            self._full.append(self._members)
+            self._members = []
+        return True
+
     def flush(self, now: float | None = None, force: bool = False) -> Item | None:
         """A group that waited max_wait_s: its query with blank slots (the parity model counts them as zero)."""
         now = time.monotonic() if now is None else now

@@ -61,6 +61,21 @@ def test_a_partial_group_is_coded_after_its_wait_and_when_redundancy_ends():
     assert [m["frame"] for m in members_of(flushed[0][2])] == [3] and not c.active
 
 
+def test_the_last_group_of_a_batch_is_coded_at_once_not_after_the_next_batch():
+    c = Coding("edge-1", "s")
+    c.update(_assignment(group_wait_ms=10_000.0))
+    for frame in (1, 2, 3):                       # one batch of three
+        c.encode("detect", "reid", _det(frame))
+    c.seal("reid")
+    c.seal("track")                               # not protected: nothing to seal
+    assert c.wake.is_set() and c.next_due() == 0.0
+    queries = [q for _, _, q in c.tick()[0]]
+    assert [[m["frame"] for m in members_of(q)] for q in queries] == [[1, 2], [3]]
+    c.wake.clear()
+    c.seal("reid")                                # nothing open: no query, no wake-up
+    assert not c.wake.is_set() and c.tick()[0] == [] and c.next_due() is None
+
+
 def test_a_consumer_keeps_parity_outputs_passes_data_on_and_rebuilds_the_missing_one():
     c = Coding("cloud-1", "s")
     c.update(_assignment())
