@@ -29,6 +29,7 @@ from jellybean.agents.items import MessageError
 from jellybean.agents.messages import (
     CHUNK_BYTES,
     Announce,
+    Assignment,
     Heartbeat,
     Metrics,
     ModelRequest,
@@ -127,6 +128,7 @@ class Controller:
         self.drains: dict[str, SessionDrain] = {}
         self.agents: dict[str, AgentState] = {}
         self.site_agents: dict[str, list[str]] = {}
+        self._assigned: dict[str, Assignment] = {}     # the last assignments published, per agent
         self.links: dict[str, LinkStatus] = {}   # bridge name -> state (brokers per site only)
         self.lost: set[str] = set()              # sites whose agent died
         # Re-planning for load (off when None): when the load the agents measure differs from the
@@ -311,8 +313,10 @@ class Controller:
             version = self._next_version()
             self._published_at = time.time()
             assignments = build_assignments(self.current, chosen, version, drop_after_ms=self.drop_after_ms,
-                                            idle_agents=idle, deadline_ms=self.deadline_ms)
+                                            idle_agents=idle, deadline_ms=self.deadline_ms,
+                                            previous=self._assigned)
             self.site_agents = chosen
+            self._assigned = assignments
         for agent, a in assignments.items():
             self.link.publish(topics.assignment(agent), a.to_bytes(), retain=True)
         self.link.publish(topics.ROUTES, build_routes(self.current, version).to_bytes(), retain=True)

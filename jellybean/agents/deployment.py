@@ -241,25 +241,34 @@ def match_agents(plan: Plan, agents: dict[str, Announce]) -> tuple[dict[str, lis
     return chosen, missing
 
 
-def _site_tasks(tasks: list[Task], agents: list[str]) -> dict[str, list[Task]]:
+def _site_tasks(tasks: list[Task], agents: list[str],
+                previous: dict[str, set[str]] | None = None) -> dict[str, list[Task]]:
     """A site's tasks spread over its agents, one worker per device where there are enough:
     stateless operators' workers round-robin over the agents (the broker balances their items
     between them); a keyed operator (tracker, association) stays whole on one agent, since its
-    state must see every item of a stream."""
+    state must see every item of a stream. Between agents equally loaded, one that ran the
+    operator before (`previous[agent]`, its operators) is preferred: when an agent dies, its
+    peers keep what they run and only its share moves, instead of tasks changing places (each
+    move loads a model just when the site is short of a device)."""
     out: dict[str, list[Task]] = {a: [] for a in agents}
     if len(agents) == 1:
         out[agents[0]] = list(tasks)
         return out
+    previous = previous or {}
     load = {a: 0 for a in agents}
+
+    def least_loaded(op: str) -> str:
+        return min(agents, key=lambda a: (load[a], op not in previous.get(a, ()), a))
+
     for task in sorted(tasks, key=lambda t: (t.keyed != "item", -t.workers, t.operator)):
         if task.keyed != "item":
-            target = min(agents, key=lambda a: (load[a], a))
+            target = least_loaded(task.operator)
             out[target].append(task)
             load[target] += task.workers
             continue
         share: dict[str, int] = defaultdict(int)
         for _ in range(task.workers):
-            target = min(agents, key=lambda a: (load[a], a))
+            target = least_loaded(task.operator)
             share[target] += 1
             load[target] += 1
         for agent, n in share.items():
@@ -282,7 +291,10 @@ def direct_targets(spread: dict[str, dict[str, list[Task]]], protected: set[str]
 
 def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], version: int, *,
                       drop_after_ms: float = 5000.0, idle_agents: list[str] = (),
-                      deadline_ms: float | None = None) -> dict[str, Assignment]:
+                      deadline_ms: float | None = None,
+                      previous: dict[str, Assignment] | None = None) -> dict[str, Assignment]:
+    """Each agent's assignment; `previous` (the last ones published) keeps tasks where they ran
+    when a site's agents change (_site_tasks)."""
     plan, inputs = dep.plan, dep.inputs
     down, _, sinks = _downstream(inputs)
     keyed = keyed_map(plan, inputs)
@@ -320,7 +332,8 @@ def build_assignments(dep: Deployment, site_agents: dict[str, list[str]], versio
                   drop_after_ms=drop_after_ms, deadline_ms=deadline_ms,
                   reserve_ms=reserves(plan, down) if deadline_ms is not None else {},
                   parity=parity_runs(plan, inputs), resend=resend_runs(inputs, keyed))
-    spread = {site: _site_tasks(tasks.get(site, []), agents) for site, agents in site_agents.items()}
+    ran = {agent: {t.operator for t in a.tasks} for agent, a in (previous or {}).items()}
+    spread = {site: _site_tasks(tasks.get(site, []), agents, ran) for site, agents in site_agents.items()}
     common["direct"] = direct_targets(spread, set(common["parity"]))
     out = {}
     for site, agents in site_agents.items():

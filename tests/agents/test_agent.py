@@ -300,6 +300,23 @@ def test_site_tasks_spread_over_the_devices_of_a_site():
     assert _site_tasks(tasks, ["solo"]) == {"solo": tasks}
 
 
+def test_when_a_device_dies_its_peers_keep_what_they_ran_and_only_its_share_moves():
+    from jellybean.agents.deployment import _site_tasks
+    from jellybean.agents.messages import Task
+
+    tasks = [Task(operator="reid", variant="r", runtime="reid-embedder", workers=2),
+             Task(operator="reid.parity", variant="p", runtime="parity-embedder", workers=1)]
+    before = _site_tasks(tasks, ["hub-1", "hub-2", "hub-3"])
+    ran = {a: {t.operator for t in ts} for a, ts in before.items()}
+    assert ran == {"hub-1": {"reid"}, "hub-2": {"reid"}, "hub-3": {"reid.parity"}}
+    # hub-1 dies: without the previous tasks, the parity worker would move from hub-3 to hub-2.
+    assert {a: {t.operator for t in ts} for a, ts in _site_tasks(tasks, ["hub-2", "hub-3"]).items()} \
+        == {"hub-2": {"reid", "reid.parity"}, "hub-3": {"reid"}}
+    after = _site_tasks(tasks, ["hub-2", "hub-3"], {a: ran[a] for a in ("hub-2", "hub-3")})
+    workers = {a: {t.operator: t.workers for t in ts} for a, ts in after.items()}
+    assert workers == {"hub-2": {"reid": 1}, "hub-3": {"reid": 1, "reid.parity": 1}}
+
+
 def test_two_agents_at_one_site_share_its_items_through_the_broker(mosquitto, tmp_path):
     """Each frame for the site's detector is processed by exactly one of its two devices."""
     from jellybean.agents.messages import Assignment, Task
