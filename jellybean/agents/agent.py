@@ -445,7 +445,7 @@ class Agent:
 
     # -- data ------------------------------------------------------------------------------------
     def _on_data(self, topic: str, payload: bytes, ack: Done) -> None:
-        operator = topics.data_operator(topic) or topic.rsplit("/", 1)[-1]
+        operator = topics.data_operator(topic)
         try:
             item = decode_item(payload, topic)
         except MessageError as exc:

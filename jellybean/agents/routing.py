@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+from collections.abc import Collection
 from typing import Literal
 
 Keyed = Literal["item", "stream", "global"]
@@ -45,7 +46,9 @@ class WeightedChoice:
     def weights(self) -> dict[str, float]:
         return dict(self._weights)
 
-    def pick(self, stream: str) -> str | None:
+    def pick(self, stream: str, avoid: Collection[str] = ()) -> str | None:
+        """The destination for the next item of `stream`; with "item", none in `avoid` while
+        another is left (the avoided ones keep their credit, so they come next)."""
         if not self._weights:
             return None
         if self.keyed == "global":
@@ -57,7 +60,8 @@ class WeightedChoice:
             total = sum(self._weights.values())
             for k, w in self._weights.items():
                 self._current[k] += w
-            best = max(self._current, key=lambda k: (self._current[k], k))
+            allowed = [k for k in self._current if k not in avoid] or list(self._current)
+            best = max(allowed, key=lambda k: (self._current[k], k))
             self._current[best] -= total
             return best
 
@@ -118,8 +122,7 @@ class WorkerSpread:
     group in the same way; an agent with more gets 1/k)."""
 
     def __init__(self) -> None:
-        self._weights: dict[tuple[str, str], dict[str, float]] = {}
-        self._credit: dict[tuple[str, str], dict[str, float]] = {}
+        self._choices: dict[tuple[str, str], WeightedChoice] = {}
         self._recent: dict[tuple[str, str], list[str]] = {}
         self._k: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -127,28 +130,25 @@ class WorkerSpread:
     def update(self, direct: dict[str, dict[str, dict[str, float]]], k: dict[str, int]) -> None:
         """`direct` as Assignment.direct; `k[operator]`: the size of its coding groups."""
         with self._lock:
-            wanted = {(op, site): {a: float(w) for a, w in sorted(agents.items()) if w > 0}
+            wanted = {(op, site): {a: float(w) for a, w in agents.items()}
                       for op, sites in direct.items() for site, agents in sites.items()}
-            for key in set(self._weights) - set(wanted):
-                del self._weights[key], self._credit[key], self._recent[key]
+            for key in set(self._choices) - set(wanted):
+                del self._choices[key], self._recent[key]
             for key, agents in wanted.items():
-                if self._weights.get(key) != agents:   # new weights: a fresh rotation
-                    self._weights[key], self._credit[key], self._recent[key] = agents, dict.fromkeys(agents, 0.0), []
+                # New weights start a fresh rotation: credit carried over can repeat an agent.
+                if key not in self._choices or self._choices[key].weights != agents:
+                    self._choices[key], self._recent[key] = WeightedChoice(agents), []
             self._k = dict(k)
 
     def pick(self, operator: str, site: str) -> str | None:
         """The agent at `site` to address, None when the site's shared topic serves (one agent)."""
         key = (operator, site)
         with self._lock:
-            weights = self._weights.get(key)
-            if not weights:
+            choice = self._choices.get(key)
+            if choice is None:
                 return None
-            credit, recent = self._credit[key], self._recent[key]
-            for a, w in weights.items():
-                credit[a] += w
-            allowed = [a for a in weights if a not in recent] or list(weights)
-            best = max(allowed, key=lambda a: (credit[a], a))
-            credit[best] -= sum(weights.values())
+            recent = self._recent[key]
+            best = choice.pick("", avoid=recent)
             recent.append(best)
             del recent[:max(0, len(recent) - (self._k.get(operator, 2) - 1))]
             return best

@@ -67,7 +67,7 @@ class SessionDrain:
 
     def _on_item(self, topic: str, payload: bytes, ack: Done) -> None:
         self._last = time.monotonic()
-        operator = topics.data_operator(topic) or topic.rsplit("/", 1)[-1]
+        operator = topics.data_operator(topic)
         try:
             item = decode_item(payload, topic)
         except MessageError as exc:

@@ -83,12 +83,12 @@ def direct(site: str, operator: str, agent: str) -> str:
     return f"{ROOT}/data/{site}/{operator}/{agent}"
 
 
-def data_operator(topic: str) -> str | None:
-    """'jb/v1/data/SITE/OP' or 'jb/v1/data/SITE/OP/AGENT' -> OP, else None."""
+def data_operator(topic: str) -> str:
+    """'jb/v1/data/SITE/OP' or 'jb/v1/data/SITE/OP/AGENT' -> OP (any other topic: its last level)."""
     parts = topic.split("/")
     if len(parts) in (5, 6) and "/".join(parts[:3]) == f"{ROOT}/data":
         return parts[4]
-    return None
+    return parts[-1]
 
 
 def ack(site: str, operator: str) -> str:
