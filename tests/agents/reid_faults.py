@@ -19,7 +19,7 @@ from jellybean.agents.deployment import Deployment, build_assignments
 from jellybean.agents.items import decode_item
 from jellybean.agents.processes import stop_processes
 from jellybean.agents.transport import MqttLink
-from jellybean.parity.groups import members_of
+from jellybean.parity.groups import _key, members_of
 from jellybean.cli.run import agent_names, spawn_agents, start_controller
 from jellybean.replay.driver import BrokerReplay
 from jellybean.replay.outcome import build_result
@@ -55,8 +55,7 @@ def run_with_reid_fault(dep: Deployment, scene, tmp_path: Path,
     watch.subscribe(topics.direct("hub", "reid", "+"),
                     lambda t, p: addressed.setdefault(decode_item(p, t).key, t.rsplit("/", 1)[-1]), qos=0)
     watch.subscribe(topics.data("hub", "reid.parity"),
-                    lambda t, p: groups.append([(m["stream"], m["session"], int(m["frame"]))
-                                                for m in members_of(decode_item(p, t))]), qos=0)
+                    lambda t, p: groups.append([_key(m) for m in members_of(decode_item(p, t))]), qos=0)
     watch.start()
     watch.wait_connected()
     procs = spawn_agents(dep, broker.url, tmp_path, per_worker=True)

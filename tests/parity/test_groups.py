@@ -56,6 +56,15 @@ def _parity_output(query: Item, dets: dict[tuple, Item]) -> Item:
     return query.derive("parity", meta={META: query.meta[META]}, arrays={"parity": out})
 
 
+def _pair() -> tuple[Item, Item, Item]:
+    """Two items of two crops each, coded as one group of k = 2, and their parity output."""
+    enc = GroupEncoder(2, lambda tiles: np.zeros((96, 96, 3), np.uint8), source="e")
+    a, b = _detections(1, 2), _detections(2, 2)
+    enc.add(a)
+    query = enc.add(b)
+    return a, b, _parity_output(query, {a.key: a, b.key: b})
+
+
 def _tiles_seen():
     seen = []
 
@@ -150,39 +159,33 @@ def test_one_missing_output_is_rebuilt_from_the_parity_and_the_others(k, crops, 
 
 
 def test_an_original_in_time_is_not_rebuilt():
-    enc = GroupEncoder(2, lambda tiles: np.zeros((96, 96, 3), np.uint8), source="e")
-    a, b = _detections(1, 2), _detections(2, 2)
-    enc.add(a)
-    q = enc.add(b)
+    a, b, parity = _pair()
     dec = GroupDecoder(wait_s=0.05)
     dec.data(_features(a), now=0.0)
     assert dec.next_due() is None                  # no parity output: no deadline
-    dec.parity(_parity_output(q, {a.key: a, b.key: b}), now=0.0)
+    dec.parity(parity, now=0.0)
     assert dec.next_due() == pytest.approx(0.05)   # b's output is awaited until then
     dec.data(_features(b), now=0.04)
     assert dec.next_due() is None
     assert dec.due(now=1.0) == [] and dec.counts.rebuilt == 0 and dec.pending() == 0
     # A parity output that comes after all its group's outputs is only counted.
-    dec.parity(_parity_output(q, {a.key: a, b.key: b}), now=1.1)
+    dec.parity(parity, now=1.1)
     assert dec.counts.late_parity == 1 and dec.pending() == 0
 
 
 def test_a_late_parity_output_rebuilds_at_once_when_the_straggler_is_already_late():
     """The wait runs from the first of the group's outputs, so a parity output that comes after it
     rebuilds the missing one at once (waiting again would only add to the tail ParM cuts)."""
-    enc = GroupEncoder(2, lambda tiles: np.zeros((96, 96, 3), np.uint8), source="e")
-    a, b = _detections(1, 2), _detections(2, 2)
-    enc.add(a)
-    q = enc.add(b)
+    a, b, parity = _pair()
     dec = GroupDecoder(wait_s=0.05)
     dec.data(_features(a), now=0.0)
-    dec.parity(_parity_output(q, {a.key: a, b.key: b}), now=0.08)
+    dec.parity(parity, now=0.08)
     assert dec.next_due() == pytest.approx(0.08)
     (rebuilt,) = dec.due(now=0.08)
     assert rebuilt.key == b.key and dec.counts.rebuilt == 1
     # The parity output first: the partner's output then waits out the rest of the same clock.
     dec2 = GroupDecoder(wait_s=0.05)
-    dec2.parity(_parity_output(q, {a.key: a, b.key: b}), now=0.0)
+    dec2.parity(parity, now=0.0)
     dec2.data(_features(a), now=0.03)
     assert dec2.next_due() == pytest.approx(0.05) and dec2.due(now=0.049) == []
     assert [r.key for r in dec2.due(now=0.05)] == [b.key]
@@ -210,11 +213,8 @@ def test_without_the_parity_output_or_with_two_missing_nothing_is_rebuilt():
 
 
 def test_a_tombstone_among_the_others_leaves_two_unknowns():
-    enc = GroupEncoder(2, lambda tiles: np.zeros((96, 96, 3), np.uint8), source="e")
-    a, b = _detections(1, 2), _detections(2, 2)
-    enc.add(a)
-    q = enc.add(b)
+    a, b, parity = _pair()
     dec = GroupDecoder(wait_s=0.01)
     dec.data(_features(a).tombstone("deadline at reid"), now=0.0)
-    dec.parity(_parity_output(q, {a.key: a, b.key: b}), now=0.0)
+    dec.parity(parity, now=0.0)
     assert dec.due(now=1.0) == [] and dec.counts.unrecoverable == 1
