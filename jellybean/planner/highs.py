@@ -88,7 +88,7 @@ def _finite(value: float) -> float | None:
 
 
 class HighsModel:
-    def __init__(self, solver: pywraplp.Solver, relative_gap: float = 1e-7):
+    def __init__(self, solver: pywraplp.Solver, relative_gap: float = 1e-7, heuristic_effort: float | None = None):
         proto = linear_solver_pb2.MPModelProto()
         solver.ExportModelToProto(proto)
         variables = proto.variable
@@ -125,6 +125,8 @@ class HighsModel:
         h.setOptionValue("output_flag", False)
         h.setOptionValue("mip_rel_gap", relative_gap)
         h.setOptionValue("mip_abs_gap", 1e-9)
+        if heuristic_effort is not None:
+            h.setOptionValue("mip_heuristic_effort", heuristic_effort)
         h.passModel(lp)
         self.h = h
         self._relaxed = False

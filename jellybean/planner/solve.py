@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 WARM_START_SHARE = 0.25  # of a time limit, spent finding a good first plan (SCIP)
 WARM_START_DEFAULT_S = 10.0  # without a time limit
+# Share of the full model's search HiGHS spends on primal heuristics (its default is 0.05). On the
+# full model a good plan comes late and the proof waits for it: benchmarks/planner_scale.py, 60 s
+# MIPs, 0.3 took 300 workers (seed 0) from an 18.1 % to a 12.8 % gap and 100 workers' proofs from
+# 6.6/53.6/24.1 s to 7.7/40.7/18.1 s. The decomposition's small MIPs keep the default.
+FULL_MODEL_HEURISTIC_EFFORT = 0.3
 
 
 def solve(
@@ -143,7 +148,7 @@ def _solve_highs(model: PlanningModel, time_limit: float | None, on_progress: Pr
         # With the variants fixed the covers are knapsack rows over whole workers; in the full
         # model they only slowed the search (planner_scale, 200 workers: gaps 0/0.9/1.2 % -> 5.8/3.5/1.4 %).
         model.add_covers()
-    highs = HighsModel(model.solver, RELATIVE_GAP)
+    highs = HighsModel(model.solver, RELATIVE_GAP, heuristic_effort=None if split else FULL_MODEL_HEURISTIC_EFFORT)
     first = greedy_start(model) if model.restriction == Restriction() else None
     if first is not None:
         highs.hint(first.values)

@@ -15,6 +15,7 @@ from jellybean.planner.highs import Progress
 from jellybean.planner.jellybean_format import load_jellybean_inputs
 from jellybean.planner.model import PlanningModel
 from jellybean.planner.solution import run
+from jellybean.planner import solve as solve_module
 from jellybean.planner.solve import solve
 
 try:
@@ -105,6 +106,25 @@ def test_progress_reports_plan_bound_and_gap() -> None:
         assert e.bound <= e.incumbent * (1 + 1e-6) + 1e-9
         assert e.gap is not None and e.gap >= 0
     assert min(e.incumbent for e in with_both) >= solution.objective * (1 - 1e-6)
+
+
+def test_only_the_full_model_raises_the_heuristic_effort(monkeypatch: pytest.MonkeyPatch) -> None:
+    efforts: list[float | None] = []
+    original = solve_module.HighsModel.__init__
+
+    def spy(self, solver, relative_gap=1e-7, heuristic_effort=None):  # noqa: ANN001
+        efforts.append(heuristic_effort)
+        original(self, solver, relative_gap, heuristic_effort)
+        if heuristic_effort is not None:
+            assert self.h.getOptionValue("mip_heuristic_effort")[1] == heuristic_effort
+
+    monkeypatch.setattr(solve_module.HighsModel, "__init__", spy)
+    problem = random_problem(2, workers=20, operators=3, variants=3, transit=False)
+    assert solve(problem, decompose=False).status == "OPTIMAL"
+    assert solve_module.FULL_MODEL_HEURISTIC_EFFORT in efforts
+    efforts.clear()
+    assert solve(problem, decompose=True).status == "OPTIMAL"
+    assert efforts and solve_module.FULL_MODEL_HEURISTIC_EFFORT not in efforts
 
 
 def test_highs_and_scip_agree() -> None:
