@@ -12,6 +12,7 @@ at its time limit, each one's plan must cost no less than the other's proven bou
     .venv/bin/python benchmarks/prototype_scale.py                          # seeds 0..4, 100..150 workers
     .venv/bin/python benchmarks/prototype_scale.py --sizes 40,60 --reference-limit 60
     .venv/bin/python benchmarks/prototype_scale.py --tiers 3 --load 0.6 --json out.json
+    .venv/bin/python benchmarks/prototype_scale.py --link-spread 0 --site-spread 0   # $/GB per pair of tiers
 """
 
 from __future__ import annotations
@@ -103,8 +104,10 @@ def model_size(problem: Problem) -> tuple[int | None, int | None, int | None]:
         return None, None, None
 
 
-def run_one(seed: int, workers: int, tiers: int, load: float, time_limit: float, reference_limit: float) -> Row:
-    instance = generate_prototype_instance(seed, workers, tiers, load=load)
+def run_one(seed: int, workers: int, tiers: int, load: float, time_limit: float, reference_limit: float,
+            link_spread: float = 0.1, site_spread: float = 0.2) -> Row:
+    instance = generate_prototype_instance(seed, workers, tiers, load=load, link_spread=link_spread,
+                                           site_spread=site_spread)
     with tempfile.TemporaryDirectory(prefix="prototype-scale-") as tmp:
         directory = Path(tmp) / f"w{workers}-s{seed}"
         write_instance(directory, instance)
@@ -126,7 +129,8 @@ def run_one(seed: int, workers: int, tiers: int, load: float, time_limit: float,
                ref.columns, ref.integers, ref.rows, ref.status, ref.cost, ref.bound, ref.seconds, ref.mips, error)
 
 
-def _crashed(seed: int, workers: int, tiers: int, load: float, time_limit: float, reference_limit: float) -> None:
+def _crashed(seed: int, workers: int, tiers: int, load: float, time_limit: float, reference_limit: float,
+             link_spread: float = 0.1, site_spread: float = 0.2) -> None:
     console.log(f"[red]{workers} workers, seed {seed}: the solver process crashed")
 
 
@@ -210,6 +214,9 @@ def main(
     = "100,112,125,138,150",
     tiers: Annotated[int, typer.Option(help="Tiers of every instance (2..4).")] = 4,
     load: Annotated[float, typer.Option(help="Share of the fleet's compute the input rates need (generator).")] = 0.45,
+    link_spread: Annotated[float, typer.Option(help="Lognormal sigma of each worker pair's $/GB (generator).")] = 0.1,
+    site_spread: Annotated[float, typer.Option(
+        help="Lognormal sigma of each site's $/GB; 0 with --link-spread 0 prices links per pair of tiers.")] = 0.2,
     time_limit: Annotated[float, typer.Option("--time-limit", help="Seconds for make_plan(..., 'optimal').")] = 60.0,
     reference_limit: Annotated[float, typer.Option(
         "--reference-limit", help="Seconds for the independent formulation.")] = 120.0,
@@ -220,14 +227,14 @@ def main(
     runner = Isolated(run_one, _crashed) if isolate else run_one
     rows: list[Row] = []
     console.print(f"[bold]prototype scale[/]: {len(size_list)} instances ({', '.join(map(str, size_list))} workers, "
-                  f"{tiers} tiers, load {load:g}), planner limit {time_limit:g} s, independent limit {reference_limit:g} s, "
+                  f"{tiers} tiers, load {load:g}, $/GB spread per pair {link_spread:g}, per site {site_spread:g}), planner limit {time_limit:g} s, independent limit {reference_limit:g} s, "
                   f"{os.cpu_count()} CPUs")
     try:
         with _progress() as progress:
             task = progress.add_task("solving", total=len(size_list))
             for seed, workers in enumerate(size_list):
                 progress.update(task, description=f"{workers} workers, seed {seed}")
-                row = runner(seed, workers, tiers, load, time_limit, reference_limit)
+                row = runner(seed, workers, tiers, load, time_limit, reference_limit, link_spread, site_spread)
                 if row is not None:
                     rows.append(row)
                     if row.error:

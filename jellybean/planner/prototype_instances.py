@@ -194,6 +194,7 @@ def generate_prototype_instance(
     *,
     load: float = 0.45,
     link_spread: float = 0.1,
+    site_spread: float = 0.2,
     missing_links: float = 0.0,
     overestimate: float = 1.1,
     comm_scale: float = 0.1,
@@ -201,7 +202,9 @@ def generate_prototype_instance(
     """The instance ``write_prototype_instance`` writes.
 
     ``load`` is the share of the fleet's compute the lightest admissible variants need at the input
-    rates; ``link_spread`` the lognormal sigma of each pair's $/GB around its sites' price;
+    rates; ``link_spread`` the lognormal sigma of each pair's $/GB around its sites' price, and
+    ``site_spread`` that of each site's price around its tier's (both 0: one $/GB per pair of tiers,
+    as a user who prices links by tier writes them);
     ``missing_links`` the share of upward pairs left out of the link files (they then cost 0, as
     the prototype reads them); ``overestimate`` and ``comm_scale`` go to config.yaml as
     LATENCY_OVERESTIMATE_RATIO and COMM_COST_SCALING_FACTOR.
@@ -210,8 +213,8 @@ def generate_prototype_instance(
         raise ValueError(f"tiers must be one of {', '.join(map(str, TIER_KINDS))}, got {tiers}")
     if workers < 2 * tiers:
         raise ValueError(f"{tiers} tiers need at least {2 * tiers} workers (two per tier), got {workers}")
-    if not 0 < load <= 1 or not 0 <= missing_links < 1 or link_spread < 0:
-        raise ValueError("load must be in (0, 1], missing_links in [0, 1) and link_spread >= 0")
+    if not 0 < load <= 1 or not 0 <= missing_links < 1 or link_spread < 0 or site_spread < 0:
+        raise ValueError("load must be in (0, 1], missing_links in [0, 1), link_spread and site_spread >= 0")
     # Every argument that shapes the files seeds the generator, so that no two differ by chance.
     rng = np.random.default_rng([seed, workers, tiers])
     kinds = TIER_KINDS[tiers]
@@ -229,7 +232,7 @@ def generate_prototype_instance(
     }
     questions_per_frame = float(rng.uniform(0.6, 0.95))  # VQA's rate is the lesser input: the questions
     rates = _rates(fleet, accuracy, threshold, ratios, questions_per_frame, load, overestimate)
-    worker_links, source_links = _links(rng, fleet, kinds, link_spread, missing_links)
+    worker_links, source_links = _links(rng, fleet, kinds, link_spread, missing_links, site_spread)
     trailing = frozenset(
         (op, w.name, var) for w in fleet for op, variants in BASE_MS.items() for var in variants
         if (op, var) in w.latency_ms and rng.random() < TRAILING_COMMA_SHARE
@@ -380,10 +383,11 @@ def _greedy_places(
 
 
 def _links(
-    rng: np.random.Generator, fleet: Sequence[Worker], kinds: Sequence[TierKind], spread: float, missing: float
+    rng: np.random.Generator, fleet: Sequence[Worker], kinds: Sequence[TierKind], spread: float, missing: float,
+    site_spread: float = 0.2,
 ) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
     """$/GB per pair: the receiving tier's uplink price × each site's factor × a per-pair spread."""
-    site_factor = {site: float(rng.lognormal(0.0, 0.2)) for site in dict.fromkeys(w.site for w in fleet)}
+    site_factor = {site: float(rng.lognormal(0.0, site_spread)) for site in dict.fromkeys(w.site for w in fleet)}
 
     def price(base: float, *sites: str) -> float:
         value = base * math.prod(site_factor[s] for s in sites) * float(rng.lognormal(0.0, spread))
@@ -581,10 +585,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tiers", type=int, default=4, choices=sorted(TIER_KINDS))
     parser.add_argument("--load", type=float, default=0.45, help="share of the fleet's compute the work needs")
     parser.add_argument("--missing-links", type=float, default=0.0, help="share of upward pairs left unpriced")
+    parser.add_argument("--link-spread", type=float, default=0.1, help="lognormal sigma of each pair's $/GB")
+    parser.add_argument("--site-spread", type=float, default=0.2, help="lognormal sigma of each site's $/GB")
     args = parser.parse_args(argv)
     try:
         instance = generate_prototype_instance(args.seed, args.workers, args.tiers, load=args.load,
-                                               missing_links=args.missing_links)
+                                               missing_links=args.missing_links, link_spread=args.link_spread,
+                                               site_spread=args.site_spread)
     except ValueError as exc:
         parser.error(str(exc))
     write_instance(args.out_dir, instance)

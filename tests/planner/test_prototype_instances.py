@@ -82,11 +82,26 @@ def test_a_150_worker_instance_spans_every_tier_and_keeps_big_models_off_edge_de
     assert all(("SpeechRecognition", "wav2vec2-large-960h-lv60-self") not in w.latency_ms for w in edge)
 
 
+def test_without_spreads_links_are_priced_per_pair_of_tiers() -> None:
+    spread = generate_prototype_instance(seed=1, workers=60, tiers=4)
+    flat = generate_prototype_instance(seed=1, workers=60, tiers=4, link_spread=0.0, site_spread=0.0)
+    tier = {w.name: w.tier for w in flat.workers}
+    by_tiers: dict[tuple[int, int], set[float]] = {}
+    for (a, b), price in flat.worker_links.items():
+        by_tiers.setdefault((tier[a], tier[b]), set()).add(price)
+    assert all(len(prices) == 1 for prices in by_tiers.values()), by_tiers
+    assert len({p for (a, b), p in spread.worker_links.items() if tier[a] == 0 and tier[b] == 3}) > 1
+    # Only the prices change: the fleet, the rates and the profiles are the same instance.
+    assert flat.workers == spread.workers and flat.rates == spread.rates
+
+
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="tiers"):
         generate_prototype_instance(seed=0, workers=50, tiers=7)
     with pytest.raises(ValueError, match="at least 8 workers"):
         generate_prototype_instance(seed=0, workers=5, tiers=4)
+    with pytest.raises(ValueError, match="site_spread"):
+        generate_prototype_instance(seed=0, workers=50, tiers=4, site_spread=-0.1)
 
 
 # -- the independent formulation -----------------------------------------------------------------
