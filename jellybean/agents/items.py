@@ -38,7 +38,9 @@ _PREFIX = struct.Struct(">3sBI")
 # scenario's clock), "calibration" (the camera's world -> image homography, 3x3), "reconstructed"
 # (the operators whose output for this frame a parity decoder rebuilt; jellybean.parity.groups),
 # "resent" (the operators this frame's item was re-sent to and served from; jellybean.agents.resend).
-STICKY_META = ("skipped", "t", "calibration", "reconstructed", "resent")
+# "embedded": the crops a sampled re-ID embedded for the frame; it rides on to the sink so that a
+# replay can show what approximation saved (jellybean/agents/operators/sampled_reid.py).
+STICKY_META = ("skipped", "t", "calibration", "reconstructed", "resent", "embedded")
 _DTYPES = {"float32", "float16", "float64", "int64", "int32", "uint8", "int16", "uint16", "bool"}
 
 

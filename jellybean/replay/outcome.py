@@ -8,7 +8,7 @@ from collections import defaultdict
 from jellybean.replay.cityflow import Scenario
 from jellybean.replay.driver import RunData
 from jellybean.replay.results import (CameraCounts, LinkMeasure, LinkPoint, Outage, Rate, Replan, ReplayResult,
-                                      Segment, Stats)
+                                      Sampling, Segment, Stats)
 from jellybean.replay.sink import Delivered
 from jellybean.replay.tracking_metrics import Prediction, evaluate_mtmc
 from jellybean.spec.plan import Plan
@@ -161,6 +161,15 @@ def marked_over_time(data: RunData, t0: float, mark: str) -> dict[str, list[tupl
         for op in getattr(d, mark):
             rebuilt[op][second] += 1
     return {op: [(float(s), per.get(s, 0), delivered[s]) for s in sorted(delivered)] for op, per in sorted(rebuilt.items())}
+
+
+def sampling(data: RunData) -> Sampling | None:
+    """What a sampled re-ID embedded, against the crops of the frames it counted (delivered ones)."""
+    counted = [d for d in data.sink.snapshot().values() if not d.dropped and d.embedded is not None]
+    if not counted:
+        return None
+    return Sampling(frames=len(counted), crops=sum(len(d.boxes) for d in counted),
+                    embedded=sum(d.embedded for d in counted))
 
 
 def _rates_over_time(counts: list[tuple[float, int]], every_s: float = 0.5) -> list[tuple[float, float]]:
@@ -357,6 +366,7 @@ def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evalua
     result.drops = drops_over_time(data, t0)
     result.reconstructed = marked_over_time(data, t0, "reconstructed")
     result.resent = marked_over_time(data, t0, "resent")
+    result.sampling = sampling(data)
     result.replans = replans(data, t0)
     result.plans = plans_in_effect(data, t0)
     result.link_timeline = link_timeline(data)

@@ -249,6 +249,20 @@ def _resent_section(result: ReplayResult) -> Section | None:
                            "because no replica had served the item in time, and the copy's output came first")
 
 
+def _sampling_section(result: ReplayResult) -> Section | None:
+    s = result.sampling
+    if s is None:
+        return None
+    share = 100.0 * s.embedded / s.crops if s.crops else 0.0
+    fewer = f"{s.crops / s.embedded:.2f}×" if s.embedded else "—"
+    return Section("Sampled re-ID (approximate association)",
+                   ["frames", "crops", "crops embedded", "share %", "fewer inferences"],
+                   [[s.frames, s.crops, s.embedded, _f(share, ".2f"), fewer]],
+                   notes=["frames: delivered with the sampled re-ID's count; crops: the boxes their results carry; "
+                          "crops embedded: those the sampled re-ID ran the model on (each track's first views, then "
+                          "a spaced sample until the association decision settles)"])
+
+
 def _marked_section(marked: dict[str, list[tuple[float, int, int]]], title: str, column: str,
                     note: str) -> Section | None:
     if not marked:
@@ -330,7 +344,8 @@ def sections(result: ReplayResult, plan: Plan | None = None) -> list[Section]:
     """Every table of the report after the summary, in order (the terminal and the page share them)."""
     found = [_cameras_section(result), _rates_section(result), _latency_section(result),
              _segments_section(result), _links_section(result, plan), _outages_section(result), _drops_section(result),
-             _reconstructed_section(result), _resent_section(result), _replans_section(result),
+             _reconstructed_section(result), _resent_section(result), _sampling_section(result),
+             _replans_section(result),
              *_tracking_sections(result)]
     return [s for s in found if s is not None]
 
@@ -486,6 +501,9 @@ def write_html_report(result: ReplayResult, directory: Path | str, plan: Plan | 
         parts.append(_section_html(resent, heading=True))
         parts.append(_img("resent.png", plots["resent.png"], "share of frames served from a re-sent copy, per second",
                           ""))
+    sampled = _sampling_section(result)
+    if sampled:
+        parts.append(_section_html(sampled, heading=True))
     replans = _replans_section(result)
     parts.append(_section_html(replans, heading=True) if replans else
                  '<p class="note">No re-plan during the run (one plan version on the routes topic).</p>')

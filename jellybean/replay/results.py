@@ -176,6 +176,12 @@ class Replan(_Model):
     accuracy: float | None = Field(None, description="the plan's predicted end-to-end accuracy (the zoo's product)")
 
 
+class Sampling(_Model):
+    frames: int = Field(ge=0, description="frames delivered with a sampled re-ID's count")
+    crops: int = Field(ge=0, description="their crops: the boxes their results carry")
+    embedded: int = Field(ge=0, description="the crops the sampled re-ID embedded for them")
+
+
 class ReplayResult(_Model):
     """One replay run. `seconds` is wall-clock; `throughput` is (seconds since start, items/s)."""
 
@@ -209,6 +215,8 @@ class ReplayResult(_Model):
     resent: dict[str, list[tuple[float, int, int]]] = Field(
         default_factory=dict, description="operator -> (second since start, frames whose output of that operator came "
         "from a re-sent copy, frames delivered in that second): re-sent requests (`resend`) at work")
+    sampling: Sampling | None = Field(None, description="sampled re-ID (approximate association): what it embedded "
+                                      "of the crops of the frames delivered; None when no frame carried the count")
     trace: str | None = Field(None, description="the load trace (replay --trace) that shaped the offered load")
     plans: list[Replan] = Field(default_factory=list, description="every plan version in effect during the run, "
                                 "the first at t = 0")

@@ -22,6 +22,7 @@ class Delivered:
     trace: list[list]
     reconstructed: tuple[str, ...] = ()   # operators whose output for this frame a parity decoder rebuilt
     resent: tuple[str, ...] = ()          # operators whose output for this frame came from a re-sent copy
+    embedded: int | None = None           # crops a sampled re-ID embedded for this frame (None: no sampling)
 
     @property
     def latency_ms(self) -> float:
@@ -30,6 +31,10 @@ class Delivered:
 
 def _names(value) -> tuple[str, ...]:  # noqa: ANN001 (a meta field from the wire)
     return tuple(map(str, value)) if isinstance(value, list) else ()
+
+
+def _count(value) -> int | None:  # noqa: ANN001 (a meta field from the wire)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 @dataclass
@@ -54,7 +59,8 @@ class SinkCollector:
                       received_ts=received_ts if received_ts is not None else time.time(), dropped=item.dropped,
                       boxes=[list(map(float, b[:4])) for b in item.meta.get("boxes", [])],
                       ids=[int(i) for i in item.meta.get("ids", [])], trace=item.trace,
-                      reconstructed=_names(item.meta.get("reconstructed")), resent=_names(item.meta.get("resent")))
+                      reconstructed=_names(item.meta.get("reconstructed")), resent=_names(item.meta.get("resent")),
+                      embedded=_count(item.meta.get("embedded")))
         with self._lock:
             key = (item.stream, item.frame)
             old = self.items.get(key)

@@ -109,3 +109,33 @@ def test_up_prints_every_agents_metrics_endpoint_on_the_ports_asked(tmp_path):
     assert sorted(urls) == ["cloud", "crossing", "hub"]
     assert sorted(int(u.rsplit(":", 1)[1]) for u in urls.values()) == [base, base + 1, base + 2]
     assert "Traceback" not in proc.stderr
+
+
+def test_up_replays_the_approximate_example_through_agents_and_shows_what_sampling_saved(tmp_path):
+    """examples/aicity-approx end to end: one agent per site, the sampled re-ID embeds a fraction of
+    the crops (issue 16: at least 3x fewer inferences), and every frame is still accounted for."""
+    import re
+
+    import pytest
+
+    from jellybean.agents.broker import find_mosquitto
+    from jellybean.replay.scene import SceneConfig, write_scene
+
+    if find_mosquitto() is None:
+        pytest.skip("needs Mosquitto (make test installs it)")
+    write_scene(tmp_path / "scene", SceneConfig(cameras=4, seconds=8, seed=7, width=320, height=180))
+    out = runner.invoke(app, ["up", str(REPO / "examples" / "aicity-approx"), "--workdir", str(tmp_path / "up"),
+                              "--replay", str(tmp_path / "scene"), "--quiet"])
+    assert out.exit_code == 0, out.output
+    assert "Traceback" not in out.output
+    total = re.search(r"│ total\s+│\s+(\d+) │\s+(\d+) │\s+(\d+) │\s+(\d+) │\s+(\d+) │\s+(\d+) │", out.output)
+    assert total is not None, out.output
+    frames_in, frames_out, dropped, _late, lost, duplicates = map(int, total.groups())
+    assert frames_in == 4 * 8 * 10 and lost == 0 and duplicates == 0 and frames_out + dropped == frames_in
+    sampled = re.search(r"Sampled re-ID.*?│ (\d+)\s+│\s+(\d+) │\s+(\d+) │", out.output, re.S)
+    assert sampled is not None, out.output
+    frames, crops, embedded = map(int, sampled.groups())
+    assert frames == frames_out and crops > 0
+    assert 0 < embedded * 3 <= crops, (crops, embedded)
+    idf1 = re.search(r"Tracking: measured IDF1.*?│\s+([\d.]+) %", out.output, re.S)
+    assert idf1 is not None and float(idf1.group(1)) >= 70.0, out.output

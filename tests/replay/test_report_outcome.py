@@ -169,3 +169,26 @@ def test_outputs_served_from_re_sent_copies_are_counted_per_operator_and_second_
     (section,) = [s for s in sections(result) if s.title.startswith("Outputs served from re-sent")]
     assert section.rows[0][:3] == ["reid", 3, 37]
     assert report_plots.plot_resent(result, tmp_path / "s.png") and (tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_what_a_sampled_re_id_embedded_is_counted_against_the_crops_delivered(tmp_path):
+    from jellybean.replay.report import sections
+
+    data = run_data()
+    counts = {1: 2, 2: 0, 3: 1, 4: True, 5: -1, 6: "3"}   # the last three are bad values from the wire: not counted
+    for frame, embedded in counts.items():
+        it = item("S01/c001", frame)
+        it.meta["boxes"], it.meta["ids"] = [[0, 0, 1, 1]] * 3, [1, 2, 3]
+        it.meta["embedded"] = embedded
+        data.sink.items.pop(("S01/c001", frame))
+        data.sink.add(it, it.capture_ts + 0.060)
+    dropped = item("S01/c002", 12, dropped="late at reid")   # a dropped frame's result is not counted
+    dropped.meta["embedded"] = 5
+    data.sink.items.pop(("S01/c002", 12))
+    data.sink.add(dropped, dropped.capture_ts + 0.040)
+    result = build_result(data, Scenario("train", "S01", ()), plan(), evaluate=False)
+    assert (result.sampling.frames, result.sampling.crops, result.sampling.embedded) == (3, 9, 3)
+    (section,) = [s for s in sections(result) if s.title.startswith("Sampled re-ID")]
+    assert section.rows[0] == [3, 9, 3, "33.33", "3.00×"]
+    plain = build_result(run_data(), Scenario("train", "S01", ()), plan(), evaluate=False)
+    assert plain.sampling is None and not [s for s in sections(plain) if s.title.startswith("Sampled re-ID")]
