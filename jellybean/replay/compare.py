@@ -28,9 +28,11 @@ def capacity_kb_per_s(link: LinkMeasure, plan: Plan | None) -> float | None:
     return None
 
 
-def at_load(value: float | None, result: ReplayResult) -> float | None:
-    """A plan's figure at the load the replay offered."""
-    return None if value is None or result.load is None else value * result.load
+def at_load(value: float | None, result: ReplayResult, link: LinkMeasure | None = None) -> float | None:
+    """A plan's figure at the load the replay offered; for a link, at the load of the streams upstream
+    of it (a replay of one site's cameras loads that site's uplink fully, the others not at all)."""
+    load = link.load if link is not None and link.load is not None else result.load
+    return None if value is None or load is None else value * load
 
 
 def expected_delivered(result: ReplayResult) -> float | None:

@@ -163,6 +163,25 @@ def marked_over_time(data: RunData, t0: float, mark: str) -> dict[str, list[tupl
     return {op: [(float(s), per.get(s, 0), delivered[s]) for s in sorted(delivered)] for op, per in sorted(rebuilt.items())}
 
 
+def upstream_load(data: RunData, plan: Plan, location: str) -> float | None:
+    """Frames/s the replay offered from the streams at ``location`` and every location that reaches
+    it over the plan's links, over the plan's frames/s for those streams; None when unknown."""
+    senders: dict[str, set[str]] = defaultdict(set)
+    for use in plan.links:
+        senders[use.to].add(use.from_)
+    upstream, todo = {location}, [location]
+    while todo:
+        for prev in senders[todo.pop()] - upstream:
+            upstream.add(prev)
+            todo.append(prev)
+    planned = sum(s.rate for s in plan.streams if s.location in upstream)
+    seconds = data.media_seconds or data.seconds
+    if planned <= 0 or seconds <= 0 or not data.camera_sites:
+        return None
+    frames = sum(len(f) for cam, f in data.published.items() if data.camera_sites.get(cam) in upstream)
+    return frames / seconds / planned
+
+
 def sampling(data: RunData) -> Sampling | None:
     """What a sampled re-ID embedded, against the crops of the frames it counted (delivered ones)."""
     counted = [d for d in data.sink.snapshot().values() if not d.dropped and d.embedded is not None]
@@ -363,6 +382,9 @@ def build_result(data: RunData, scenario: Scenario, plan: Plan | None, *, evalua
     planned_frames = sum(s.rate for s in plan.streams) if plan else 0.0
     if planned_frames and (data.media_seconds or data.seconds) > 0:
         result.load = result.totals().frames_in / (data.media_seconds or data.seconds) / planned_frames
+    if plan is not None:
+        for link in result.links:
+            link.load = upstream_load(data, plan, link.from_)
     result.drops = drops_over_time(data, t0)
     result.reconstructed = marked_over_time(data, t0, "reconstructed")
     result.resent = marked_over_time(data, t0, "resent")

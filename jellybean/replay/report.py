@@ -207,7 +207,7 @@ def _links_section(result: ReplayResult, plan: Plan | None) -> Section | None:
     rows = []
     for link in result.links:
         pred, cap = predicted_kb_per_s(link, plan), capacity_kb_per_s(link, plan)
-        scaled = at_load(pred, result)
+        scaled = at_load(pred, result, link)
         row = [f"{link.from_} → {link.to}", f"{link.bytes:,}", _f(link.kb_per_s), _f(pred), _f(scaled),
                _f(cap, ",.0f"), _ratio(link.kb_per_s, scaled)]
         if wired:

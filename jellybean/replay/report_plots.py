@@ -111,7 +111,7 @@ def plot_links(result: ReplayResult, path: Path, plan: Plan | None) -> bool:
     measured = [link.kb_per_s for link in result.links]
     predicted = [predicted_kb_per_s(link, plan) for link in result.links]
     if result.load is not None:
-        predicted = [at_load(p, result) for p in predicted]
+        predicted = [at_load(p, result, link) for p, link in zip(predicted, result.links)]
     capacity = [capacity_kb_per_s(link, plan) for link in result.links]
     wire = [link.wire_kb_per_s for link in result.links]
     wired = any(w is not None for w in wire)

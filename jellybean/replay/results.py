@@ -55,6 +55,9 @@ class LinkMeasure(_Model):
     capacity_kb_per_s: float | None = Field(None, description="the link's bandwidth, as the plan has it")
     wire_bytes: int | None = Field(None, description="bytes on the link's wire (kernel counters), control included")
     wire_kb_per_s: float | None = None
+    load: float | None = Field(None, description="frames/s the replay offered from the streams upstream of the "
+                               "link, over the plan's frames/s for them: the link's prediction at this load is scaled "
+                               "by it (None: by the whole replay's load)")
 
     @property
     def ratio(self) -> float | None:

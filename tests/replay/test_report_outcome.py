@@ -192,3 +192,24 @@ def test_what_a_sampled_re_id_embedded_is_counted_against_the_crops_delivered(tm
     assert section.rows[0] == [3, 9, 3, "33.33", "3.00×"]
     plain = build_result(run_data(), Scenario("train", "S01", ()), plan(), evaluate=False)
     assert plain.sampling is None and not [s for s in sections(plain) if s.title.startswith("Sampled re-ID")]
+
+
+def test_a_links_prediction_is_scaled_by_the_load_of_the_streams_upstream_of_it():
+    from jellybean.replay.report import sections
+
+    two_sites = plan().model_copy(update={
+        "streams": (StreamRate(source="camera", location="a", rate=40.0, count=4),
+                    StreamRate(source="camera", location="b", rate=40.0, count=4)),
+        "links": tuple(LinkUse(**{"from": x, "to": y, "kb_per_s": kb, "bandwidth_mbps": 100.0, "latency_ms": 5.0})
+                       for x, y, kb in (("a", "hub", 400.0), ("b", "hub", 400.0), ("hub", "cloud", 100.0)))})
+    data = run_data()                       # 2 cameras x 20 frames over 2 s of video: 20 frames/s
+    data.camera_sites = {cam: "a" for cam in data.camera_sites}
+    data.link_bytes = {("a", "hub"): 20 * 10 * 1024 * 2, ("hub", "cloud"): 5 * 10 * 1024 * 2}
+    result = build_result(data, Scenario("train", "S01", ()), two_sites, evaluate=False)
+    assert result.load == pytest.approx(20 / 80)
+    loads = {(link.from_, link.to): link.load for link in result.links}
+    # Site a's uplink carries all that was replayed (20 of its 40 frames/s); the hub's, 20 of all 80.
+    assert loads[("a", "hub")] == pytest.approx(20 / 40) and loads[("hub", "cloud")] == pytest.approx(20 / 80)
+    (section,) = [s for s in sections(result, two_sites) if s.title.startswith("Links")]
+    scaled = {row[0]: row[4] for row in section.rows}
+    assert scaled == {"a → hub": "200.0", "hub → cloud": "25.0"}
