@@ -214,7 +214,8 @@ def _links_section(result: ReplayResult, plan: Plan | None) -> Section | None:
             row += [_f(link.wire_kb_per_s), _ratio(link.wire_kb_per_s, scaled) if link.wire_kb_per_s is not None else "-"]
         rows.append(row + [_pct(link.use)])
     notes = ["KB/s per second of recorded video. measured: the items' bytes as the senders counted them; plan: "
-             "for all the plan's streams; at this load: scaled to the frames the replay offered (see Throughput); "
+             "for all the plan's streams; at this load: scaled to the frames the replay offered from the streams "
+             "upstream of the link (a replay of some sites' cameras loads only their uplinks); "
              "capacity: the link's bandwidth as the plan has it; ratio: measured / plan at this load"]
     if wired:
         notes.append("wire: bytes the link's veth sent that way (kernel counters: frames with their MQTT, TLS, TCP "

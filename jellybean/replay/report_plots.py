@@ -124,7 +124,7 @@ def plot_links(result: ReplayResult, path: Path, plan: Plan | None) -> bool:
     if wired:
         ax.barh(list(ys), [w or 0 for w in wire], height=h, label="on the wire (all traffic)", color="#2e7d32")
     ax.barh([y + h / (1 if wired else 2) for y in ys], [p or 0 for p in predicted], height=h, color="#bbbbbb",
-            label="plan" if result.load is None else f"plan at the load replayed ({result.load:.2f} of its own)",
+            label="plan" if result.load is None else "plan at the load replayed upstream of the link",
             hatch="//", edgecolor="#777777")
     top = max([*measured, *(w or 0 for w in wire), *(p or 0 for p in predicted), 1e-9]) * 1.25
     shown = False
