@@ -69,6 +69,7 @@ import yaml
 from jellybean.agents import topics
 from jellybean.agents.processes import stop_process
 from jellybean.errors import JellyBeanError
+from jellybean.graphs import reachable
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -236,16 +237,7 @@ def grants_from_plan(plan: Plan, infrastructure: Infrastructure, *, workflow: Wo
             nexts[link.to].add(link.from_)
     sink_sites = _sink_sites(plan, infrastructure, workflow, zoo)
     sink = topics.sink(workflow.name if workflow is not None else plan.name)
-    def reach(site: str) -> set[str]:
-        reached, frontier = {site}, [site]
-        while frontier:
-            for nxt in nexts[frontier.pop()]:
-                if nxt not in reached:
-                    reached.add(nxt)
-                    frontier.append(nxt)
-        return reached
-
-    reached = {site: reach(site) for site in sorted(known)}
+    reached = {site: reachable(nexts, site) for site in sorted(known)}
     grants: dict[str, AgentGrant] = {}
     for site in sites:
         grants[site] = AgentGrant(site=site, publish_sites=tuple(sorted(reached[site] - {site})),

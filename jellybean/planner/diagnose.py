@@ -6,6 +6,7 @@ import itertools
 import math
 from collections import defaultdict
 
+from jellybean import graphs
 from jellybean.errors import InfeasibleError
 from jellybean.planner.model import SLACK_FAMILIES, Restriction
 from jellybean.planner.problem import KB_PER_S_TO_MBPS, Problem
@@ -38,15 +39,7 @@ def reachable(problem: Problem, start: str) -> set[str]:
     out: dict[str, list[str]] = defaultdict(list)
     for link in problem.links:
         out[link.src].append(link.dst)
-    seen, todo = {start}, [start]
-    while todo and problem.transit:
-        for nxt in out[todo.pop()]:
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    if not problem.transit:
-        seen |= set(out[start])
-    return seen
+    return graphs.reachable(out, start) if problem.transit else {start, *out[start]}
 
 
 def unreachable_streams(problem: Problem, restriction: Restriction) -> list[str]:

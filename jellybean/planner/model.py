@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from ortools.linear_solver import linear_solver_pb2, pywraplp
 
 from jellybean.errors import InfeasibleError
+from jellybean.graphs import reachable
 from jellybean.planner.mix import variant_paths
 from jellybean.planner.problem import KB_PER_S_TO_GB_PER_H, Edge, Link, Problem
 
@@ -259,15 +260,7 @@ class PlanningModel:
         succ: dict[str, set[str]] = defaultdict(set)
         for a, b in self.arcs:
             succ[a].add(b)
-        reaches: dict[str, set[str]] = {}
-        for loc in p.locations:
-            seen, todo = {loc.name}, [loc.name]
-            while todo:
-                for nxt in succ[todo.pop()]:
-                    if nxt not in seen:
-                        seen.add(nxt)
-                        todo.append(nxt)
-            reaches[loc.name] = seen
+        reaches = {loc.name: reachable(succ, loc.name) for loc in p.locations}
         share: dict[tuple[str, str], float] = {}
         for src in p.source_names:
             total = p.source_rate(src)

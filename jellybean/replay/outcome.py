@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
+from jellybean.graphs import reachable
 from jellybean.replay.cityflow import Scenario
 from jellybean.replay.driver import RunData
 from jellybean.replay.results import (CameraCounts, LinkMeasure, LinkPoint, Outage, Rate, Replan, ReplayResult,
@@ -169,11 +170,7 @@ def upstream_load(data: RunData, plan: Plan, location: str) -> float | None:
     senders: dict[str, set[str]] = defaultdict(set)
     for use in plan.links:
         senders[use.to].add(use.from_)
-    upstream, todo = {location}, [location]
-    while todo:
-        for prev in senders[todo.pop()] - upstream:
-            upstream.add(prev)
-            todo.append(prev)
+    upstream = reachable(senders, location)
     planned = sum(s.rate for s in plan.streams if s.location in upstream)
     seconds = data.media_seconds or data.seconds
     if planned <= 0 or seconds <= 0 or not data.camera_sites:
