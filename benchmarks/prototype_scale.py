@@ -105,7 +105,7 @@ def model_size(problem: Problem) -> tuple[int | None, int | None, int | None]:
 
 
 def run_one(seed: int, workers: int, tiers: int, load: float, time_limit: float, reference_limit: float,
-            link_spread: float = 0.1, site_spread: float = 0.2) -> Row:
+            link_spread: float, site_spread: float) -> Row:
     instance = generate_prototype_instance(seed, workers, tiers, load=load, link_spread=link_spread,
                                            site_spread=site_spread)
     with tempfile.TemporaryDirectory(prefix="prototype-scale-") as tmp:
@@ -130,7 +130,7 @@ def run_one(seed: int, workers: int, tiers: int, load: float, time_limit: float,
 
 
 def _crashed(seed: int, workers: int, tiers: int, load: float, time_limit: float, reference_limit: float,
-             link_spread: float = 0.1, site_spread: float = 0.2) -> None:
+             link_spread: float, site_spread: float) -> None:
     console.log(f"[red]{workers} workers, seed {seed}: the solver process crashed")
 
 

@@ -384,7 +384,7 @@ def _greedy_places(
 
 def _links(
     rng: np.random.Generator, fleet: Sequence[Worker], kinds: Sequence[TierKind], spread: float, missing: float,
-    site_spread: float = 0.2,
+    site_spread: float,
 ) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
     """$/GB per pair: the receiving tier's uplink price × each site's factor × a per-pair spread."""
     site_factor = {site: float(rng.lognormal(0.0, site_spread)) for site in dict.fromkeys(w.site for w in fleet)}
